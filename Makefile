@@ -1,0 +1,64 @@
+# modelfn — every target bootstraps what it needs on a fresh machine; a second run is fast.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.modelfn-installed
+NODE_STAMP := node_modules/.modelfn-installed
+SAMPLES_STAMP := samples/generated/.stamp
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+PYTEST_ARGS ?=
+
+.PHONY: up test synth bench lint fmt samples build clean help
+
+help:
+	@echo "make up     build the sample catalog and serve it locally (127.0.0.1:3000, S3 :4566)"
+	@echo "make test   install what is needed and run the whole test suite"
+	@echo "make synth  cdk synth through the pinned CDK CLI (offline), cdk-nag on"
+	@echo "make bench  run bench/ and write bench/results/*.md and plots"
+	@echo "make lint   ruff"
+
+# The venv is (re)installed only when the files that define it change.
+$(STAMP): pyproject.toml layers/requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r layers/requirements.txt -e '.[dev,torch]'
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(SAMPLES_STAMP): $(STAMP) scripts/make_samples.py
+	$(PY) scripts/make_samples.py
+	@touch $@
+
+samples: $(SAMPLES_STAMP)
+
+build: $(SAMPLES_STAMP)
+	$(VENV)/bin/modelfn build
+
+up: $(SAMPLES_STAMP)
+	$(VENV)/bin/modelfn up
+
+test: $(STAMP) $(NODE_STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+synth: $(STAMP) $(NODE_STAMP) $(SAMPLES_STAMP)
+	$(VENV)/bin/modelfn build
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx --no-install cdk synth --quiet
+
+bench: $(STAMP) $(SAMPLES_STAMP)
+	$(PY) -m bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf build cdk.out samples/generated .pytest_cache

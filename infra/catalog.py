@@ -1,0 +1,215 @@
+"""The model catalog (``models.yaml``) loaded into typed specs.
+
+Configuration flows one way: catalog → :class:`ModelSpec` → CDK constructs / local stack →
+environment variables → runtime settings. Every error names the model, the key and the fix.
+Paths in the catalog are relative to the catalog file and are resolved here, once.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
+TORCH_SOURCE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+SOURCE_SUFFIXES = (".onnx", ".joblib", ".pkl")
+
+
+class CatalogError(ValueError):
+    """The catalog cannot be used as written; the message names model, key and fix."""
+
+
+class Tolerance(BaseModel):
+    """Accuracy-gate limits, fp32 vs the quantized candidate on the validation set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    top1_agreement: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_abs_error: float | None = Field(default=None, ge=0.0)
+    min_cosine: float | None = Field(default=None, ge=-1.0, le=1.0)
+    min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+DEFAULT_TOLERANCE = Tolerance(top1_agreement=0.99, min_cosine=0.99)
+
+
+class TrainingSpec(BaseModel):
+    """Optional GPU training on SageMaker (Step Functions → training job → rebuild)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    instance_type: str = "ml.g5.xlarge"
+    max_runtime_s: int = Field(default=3600, ge=60, le=432_000)
+    hyperparameters: dict[str, str | int | float] = Field(default_factory=dict)
+
+
+class ModelSpec(BaseModel):
+    """One catalog entry. Defaults are the documented catalog defaults (design.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    source: str
+    example_input: Path | None = None
+    quantize: Literal["auto", "dynamic", "static", "none"] = "auto"
+    calibration: Path | None = None
+    validation: Path | None = None
+    tolerance: Tolerance = DEFAULT_TOLERANCE
+    strict: bool = False
+    target: Literal["auto", "lambda", "sagemaker"] = "auto"
+    memory_mb: int | None = Field(default=None, ge=128, le=10_240)
+    timeout_s: int = Field(default=30, ge=1, le=900)
+    architecture: Literal["x86_64", "arm64"] = "x86_64"
+    reserved_concurrency: int | None = Field(default=None, ge=0)
+    provisioned_concurrency: int | None = Field(default=None, ge=1)
+    instance_type: str = "ml.m5.large"
+    auth: Literal["iam", "jwt", "none"] = "iam"
+    training: TrainingSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(
+                f"{v!r} is not a valid name: use 1-48 lowercase letters, digits and '-', "
+                "starting with a letter (it becomes a route, a function name and an S3 prefix)"
+            )
+        return v
+
+    @property
+    def source_kind(self) -> Literal["onnx", "sklearn", "torch"]:
+        if self.source.endswith(".onnx"):
+            return "onnx"
+        if self.source.endswith((".joblib", ".pkl")):
+            return "sklearn"
+        return "torch"
+
+    @property
+    def source_path(self) -> Path | None:
+        """The source file, or None for a torch ``pkg.module:factory`` source."""
+        return None if self.source_kind == "torch" else Path(self.source)
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: Path
+    models: tuple[ModelSpec, ...]
+
+    def get(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        known = ", ".join(m.name for m in self.models) or "(none)"
+        raise CatalogError(f"no model named {name!r} in {self.path}; known models: {known}")
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+
+def _where(model: dict[str, Any] | Any, index: int) -> str:
+    name = model.get("name") if isinstance(model, dict) else None
+    return f"model {name!r}" if name else f"model #{index + 1}"
+
+
+def _explain(err: ValidationError, where: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(entry)"
+        if e["type"] == "extra_forbidden":
+            allowed = ", ".join(ModelSpec.model_fields if len(e["loc"]) == 1 else Tolerance.model_fields)
+            if e["loc"] and e["loc"][0] == "training":
+                allowed = ", ".join(TrainingSpec.model_fields)
+            lines.append(f"{where}: unknown key {key!r}; remove it or use one of: {allowed}")
+        elif e["type"] == "missing":
+            lines.append(f"{where}: missing required key {key!r}; add it to the entry")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: key {key!r}: {msg} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _resolve(root: Path, value: Path | None) -> Path | None:
+    return None if value is None else (value if value.is_absolute() else root / value)
+
+
+def _check_files(spec: ModelSpec, where: str) -> list[str]:
+    problems = []
+    if spec.source_kind == "torch":
+        if not TORCH_SOURCE_RE.match(spec.source):
+            problems.append(
+                f"{where}: key 'source': {spec.source!r} is neither a file ending in "
+                f"{', '.join(SOURCE_SUFFIXES)} nor a torch factory 'pkg.module:factory'"
+            )
+    elif not Path(spec.source).is_file():
+        problems.append(f"{where}: key 'source': file {spec.source} does not exist; fix the path "
+                        "(relative to the catalog file) or run the step that produces it")
+    for key in ("example_input", "calibration", "validation"):
+        p = getattr(spec, key)
+        if p is not None and not p.is_file():
+            problems.append(f"{where}: key {key!r}: file {p} does not exist; fix the path "
+                            "(relative to the catalog file)")
+        elif p is not None and p.suffix != ".npz":
+            problems.append(f"{where}: key {key!r}: {p.name} must be an .npz of arrays keyed by input name")
+    if spec.source_kind in ("sklearn", "torch") and spec.example_input is None:
+        problems.append(f"{where}: key 'example_input' is required to convert a {spec.source_kind} "
+                        "model; add an .npz with one example batch keyed by input name")
+    if spec.quantize == "static" and spec.calibration is None:
+        problems.append(f"{where}: key 'calibration' is required for quantize: static; add an .npz "
+                        "of representative inputs, or use quantize: dynamic/auto")
+    if spec.quantize in ("static", "dynamic", "auto") and spec.validation is None and spec.strict:
+        problems.append(f"{where}: key 'validation' is required with strict: true (the accuracy "
+                        "gate needs data); add an .npz or set strict: false")
+    return problems
+
+
+def parse_catalog(data: Any, path: Path) -> Catalog:
+    """Validate already-parsed YAML ``data`` as the catalog at ``path``."""
+    path = Path(path).resolve()
+    root = path.parent
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        raise CatalogError(f"{path}: expected a mapping with a 'models:' list; see models.yaml")
+    extra = set(data) - {"models"}
+    if extra:
+        raise CatalogError(f"{path}: unknown top-level key(s) {sorted(extra)}; only 'models' is allowed")
+    problems: list[str] = []
+    specs: list[ModelSpec] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(data["models"]):
+        where = _where(raw, i)
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
+            continue
+        try:
+            spec = ModelSpec.model_validate(raw)
+        except ValidationError as err:
+            problems.append(_explain(err, where))
+            continue
+        if spec.name in seen:
+            problems.append(f"{where}: duplicate name (also model #{seen[spec.name] + 1}); "
+                            "names must be unique because each is a route and a function")
+            continue
+        seen[spec.name] = i
+        resolved = {k: _resolve(root, getattr(spec, k)) for k in ("example_input", "calibration", "validation")}
+        if spec.source_kind != "torch":
+            resolved["source"] = str(_resolve(root, Path(spec.source)))
+        spec = spec.model_copy(update=resolved)
+        problems.extend(_check_files(spec, where))
+        specs.append(spec)
+    if problems:
+        raise CatalogError(f"{path}: the catalog has {len(problems)} problem(s):\n" + "\n".join(problems))
+    return Catalog(path=path, models=tuple(specs))
+
+
+def load_catalog(path: str | Path = "models.yaml") -> Catalog:
+    """Load and validate the catalog file; raises :class:`CatalogError` with every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"catalog {path} not found; pass --catalog or create models.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path} is not valid YAML: {exc}") from exc
+    return parse_catalog(data, path)

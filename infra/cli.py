@@ -1,0 +1,82 @@
+"""The ``modelfn`` command line: one thin dispatcher over the build, local and deploy sides.
+
+Each subcommand's implementation lives with the part it drives and is imported lazily, so
+``modelfn --help`` stays instant and one broken side does not take the others down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> "module:function"; each function takes the parsed args and returns an exit code
+COMMANDS = {
+    "build": "infra.pipeline.command:build",
+    "fit": "infra.pipeline.command:fit",
+    "up": "infra.local.command:up",
+    "invoke": "infra.local.command:invoke",
+    "synth": "infra.cdk.command:synth",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="modelfn",
+        description="Trained models → quantized ONNX → one serverless endpoint per model.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build", help="convert, quantize behind the accuracy gate, package")
+    b.add_argument("--catalog", default="models.yaml", help="catalog file (default models.yaml)")
+    b.add_argument("--out", default="build", help="output directory (default build/)")
+    b.add_argument("--model", action="append", help="build only this model (repeatable)")
+    b.add_argument("--force", action="store_true", help="rebuild even when the cache matches")
+    b.add_argument("--json", action="store_true", help="print a JSON summary instead of a table")
+
+    f = sub.add_parser("fit", help="the Lambda-vs-SageMaker fit report for a model")
+    f.add_argument("name", help="model name from the catalog")
+    f.add_argument("--catalog", default="models.yaml")
+    f.add_argument("--out", default="build", help="build directory (default build/)")
+    f.add_argument("--rps", type=float, default=1.0, help="request rate for the cost estimate")
+    f.add_argument("--json", action="store_true")
+
+    u = sub.add_parser("up", help="run the whole stack locally (no Docker, no AWS account)")
+    u.add_argument("--catalog", default="models.yaml")
+    u.add_argument("--out", default="build", help="build directory (default build/)")
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=3000, help="HTTP API port (default 3000)")
+    u.add_argument("--s3-port", type=int, default=4566, help="local S3 port (default 4566)")
+    u.add_argument("--warm", type=int, default=1, help="warm processes per function (default 1)")
+    u.add_argument("--no-build", action="store_true", help="serve what is built; build nothing")
+
+    i = sub.add_parser("invoke", help="send one V2 inference request")
+    i.add_argument("name", help="model name")
+    i.add_argument("--input", required=True, help=".json V2 request, or .npz/.npy/.csv tensors")
+    i.add_argument("--url", default=None,
+                   help="base URL (default: local stack, or the deployed stack's ApiUrl output)")
+    i.add_argument("--stack", default="ModelfnStack", help="stack whose outputs give the URL")
+
+    s = sub.add_parser("synth", help="cdk synth through the pinned CDK CLI, all checks on")
+    s.add_argument("--catalog", default="models.yaml")
+    s.add_argument("--out", default="build")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module, func = COMMANDS[args.command].split(":")
+    try:
+        impl = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as exc:
+        print(f"modelfn {args.command}: not available in this install ({exc}).", file=sys.stderr)
+        return 2
+    try:
+        return int(impl(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The environment every model function gets, built once for the CDK app and the local stack.
+
+Both sides call :func:`function_environment`, so a function sees the same variables on AWS and
+on a laptop; only the values that name a place (the model directory, an endpoint) differ.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from layers import names
+
+FunctionKind = Literal["api", "batch", "sagemaker"]
+
+#: Where the per-model image puts the model directory (``$LAMBDA_TASK_ROOT/model``).
+IMAGE_MODEL_DIR = "/var/task/model"
+#: Where SageMaker unpacks ``model.tar.gz`` inside a serving container.
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+
+
+def function_environment(
+    *,
+    model_name: str,
+    kind: FunctionKind,
+    model_dir: str = IMAGE_MODEL_DIR,
+    idempotency_table: str | None = None,
+) -> dict[str, str]:
+    """Environment variables for one model's function of ``kind``.
+
+    :param model_name: catalog name; becomes the Powertools service name.
+    :param kind: ``api`` (HTTP API), ``batch`` (S3 events) or ``sagemaker`` (serving container).
+    :param model_dir: directory holding model.onnx + manifest.json; default: the image's.
+    :param idempotency_table: DynamoDB table for batch idempotency; default
+        :data:`layers.names.DEFAULT_IDEMPOTENCY_TABLE` (batch only).
+    """
+    env = {
+        names.ENV_MODEL_DIR: model_dir,
+        names.ENV_POWERTOOLS_SERVICE: f"{names.SERVICE_NAME}-{model_name}",
+        names.ENV_POWERTOOLS_NAMESPACE: names.METRICS_NAMESPACE,
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+    if kind == "batch":
+        env[names.ENV_IDEMPOTENCY_TABLE] = idempotency_table or names.DEFAULT_IDEMPOTENCY_TABLE
+    return env

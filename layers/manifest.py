@@ -1,0 +1,149 @@
+"""The build manifest (``manifest.json``): the one description of a built model.
+
+Written by the build pipeline (infra/pipeline), read by every runtime entry point, the local
+stack and the CDK app. Stdlib only, so reading it costs nothing at cold start.
+
+Fields (design.md "Build output"): ``name``, ``version`` (first 12 hex of the artifact's
+sha256), ``sha256``, ``source``, ``signature`` (``inputs``/``outputs``: ``name``, V2
+``datatype``, ``shape`` with -1 for dynamic dims), ``quantization`` (``mode``,
+``fallback_reason``), ``metrics`` (``fp32``/``shipped``), ``target``, ``target_reasons``,
+``built_at``. Extra keys the pipeline adds (e.g. ``fit``) are kept in ``extra``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from layers.names import MANIFEST_FILE, MODEL_FILE
+
+V2_DATATYPES = (
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+)
+
+
+class ManifestError(Exception):
+    """The model directory cannot be served as it is; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TensorSpec:
+        if d.get("datatype") not in V2_DATATYPES:
+            raise ManifestError(
+                f"tensor {d.get('name')!r} has datatype {d.get('datatype')!r}; "
+                f"expected one of {', '.join(V2_DATATYPES)}. Rebuild with `modelfn build`."
+            )
+        return cls(name=str(d["name"]), datatype=d["datatype"], shape=tuple(int(x) for x in d["shape"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    sha256: str
+    source: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    quantization: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    target: str = "lambda"
+    target_reasons: tuple[str, ...] = ()
+    built_at: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _KNOWN = (
+        "name", "version", "sha256", "source", "signature", "quantization", "metrics",
+        "target", "target_reasons", "built_at",
+    )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
+        try:
+            sig = d["signature"]
+            return cls(
+                name=d["name"],
+                version=d["version"],
+                sha256=d["sha256"],
+                source=d.get("source", ""),
+                inputs=tuple(TensorSpec.from_dict(t) for t in sig["inputs"]),
+                outputs=tuple(TensorSpec.from_dict(t) for t in sig["outputs"]),
+                quantization=dict(d.get("quantization") or {}),
+                metrics=dict(d.get("metrics") or {}),
+                target=d.get("target", "lambda"),
+                target_reasons=tuple(d.get("target_reasons") or ()),
+                built_at=d.get("built_at", ""),
+                extra={k: v for k, v in d.items() if k not in cls._KNOWN},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(
+                f"manifest.json is missing or has a malformed field ({exc}); "
+                "rebuild the model with `modelfn build`."
+            ) from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "sha256": self.sha256,
+            "source": self.source,
+            "signature": {
+                "inputs": [t.to_dict() for t in self.inputs],
+                "outputs": [t.to_dict() for t in self.outputs],
+            },
+            "quantization": self.quantization,
+            "metrics": self.metrics,
+            "target": self.target,
+            "target_reasons": list(self.target_reasons),
+            "built_at": self.built_at,
+            **self.extra,
+        }
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(model_dir: str | Path, *, verify: bool = True) -> Manifest:
+    """Read ``manifest.json`` from ``model_dir``; with ``verify``, check the model's sha256.
+
+    A mismatch raises :class:`ManifestError`: a function must refuse to start rather than
+    serve an artifact other than the one that was built, gated and versioned.
+    """
+    model_dir = Path(model_dir)
+    mpath, opath = model_dir / MANIFEST_FILE, model_dir / MODEL_FILE
+    if not mpath.is_file() or not opath.is_file():
+        raise ManifestError(
+            f"{model_dir} must hold {MODEL_FILE} and {MANIFEST_FILE}; "
+            "point MODEL_DIR at a directory written by `modelfn build` (build/models/<name>)."
+        )
+    try:
+        data = json.loads(mpath.read_text())
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"{mpath} is not valid JSON ({exc}); rebuild with `modelfn build`.") from exc
+    manifest = Manifest.from_dict(data)
+    if verify:
+        actual = sha256_file(opath)
+        if actual != manifest.sha256:
+            raise ManifestError(
+                f"{opath} has sha256 {actual[:12]}… but manifest.json says "
+                f"{manifest.sha256[:12]}…: the artifact was changed after it was built. "
+                "Rebuild with `modelfn build` instead of editing model.onnx by hand."
+            )
+    return manifest

@@ -1,0 +1,70 @@
+"""Names shared by the runtime and the infrastructure, defined once.
+
+The CDK app sets these environment variables on each function and the local stack sets the
+same ones on each local function process; the runtime reads them. Both sides import this
+module so a name can never drift between them. Output keys of the CDK stacks live here too.
+"""
+
+from __future__ import annotations
+
+# --- environment variables (set by infra, read by the runtime) ---------------------------
+ENV_MODEL_DIR = "MODEL_DIR"
+"""Directory holding ``model.onnx`` and ``manifest.json``. Required to serve."""
+
+ENV_INTRA_OP_THREADS = "MODELFN_INTRA_OP_THREADS"
+"""Optional override of onnxruntime's intra-op thread count (default: CPUs available)."""
+
+ENV_MAX_REQUEST_BYTES = "MODELFN_MAX_REQUEST_BYTES"
+"""Optional override of the largest accepted request body (default: Lambda's 6 MB)."""
+
+ENV_IDEMPOTENCY_TABLE = "MODELFN_IDEMPOTENCY_TABLE"
+"""DynamoDB table for batch idempotency records."""
+
+ENV_BATCH_MEMORY_BUDGET_MB = "MODELFN_BATCH_MEMORY_BUDGET_MB"
+"""Memory the batch function may spend on one chunk of rows (default derived from limit)."""
+
+ENV_SAGEMAKER_ENDPOINT = "MODELFN_SAGEMAKER_ENDPOINT"
+"""Name of the SageMaker endpoint a proxy function forwards to (sagemaker-target models)."""
+
+ENV_POWERTOOLS_SERVICE = "POWERTOOLS_SERVICE_NAME"
+ENV_POWERTOOLS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+
+# --- defaults ------------------------------------------------------------------------------
+DEFAULT_IDEMPOTENCY_TABLE = "modelfn-idempotency"
+DEFAULT_BATCH_BUCKET = "modelfn-batch"
+METRICS_NAMESPACE = "modelfn"
+SERVICE_NAME = "modelfn"
+
+# --- artifact layout -----------------------------------------------------------------------
+MODEL_FILE = "model.onnx"
+MANIFEST_FILE = "manifest.json"
+
+# --- batch layout (s3://<bucket>/<model>/{in,out,errors}/<key>) ----------------------------
+BATCH_IN = "in"
+BATCH_OUT = "out"
+BATCH_ERRORS = "errors"
+
+# --- Lambda handler strings (the image CMD) ------------------------------------------------
+API_HANDLER = "functions.api.handler.handler"
+BATCH_HANDLER = "functions.batch.handler.handler"
+SAGEMAKER_SERVE_MODULE = "functions.sagemaker.serve"
+
+# --- hard limits (design.md "Hard limits to design around") --------------------------------
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+HTTP_API_PAYLOAD_BYTES = 10 * 1024 * 1024
+HTTP_API_TIMEOUT_S = 30
+LAMBDA_MAX_MEMORY_MB = 10_240
+LAMBDA_MAX_IMAGE_BYTES = 10 * 1024**3
+LAMBDA_INIT_LIMIT_S = 10
+LAMBDA_MAX_TIMEOUT_S = 900
+SAGEMAKER_PAYLOAD_BYTES = 6 * 1024 * 1024
+SAGEMAKER_TIMEOUT_S = 60
+
+# --- CloudFormation output keys ------------------------------------------------------------
+OUTPUT_API_URL = "ApiUrl"
+OUTPUT_BATCH_BUCKET = "BatchBucketName"
+
+
+def output_infer_url(model_name: str) -> str:
+    """Output key of one model's infer URL, e.g. ``InferUrlDigitsMlp``."""
+    return "InferUrl" + "".join(part.capitalize() for part in model_name.split("-"))
