@@ -1,0 +1,324 @@
+"""Load the model once per process and run it: the transport-agnostic core of every entry point.
+
+:func:`load_model` verifies the artifact's sha256 against ``manifest.json`` *before* creating
+the session (a function must refuse to serve anything but the gated build), checks the
+session agrees with the manifest's signature and refuses models with non-tensor outputs
+(e.g. sklearn's ZipMap ``seq(map(...))``, which has no V2 datatype; the build refuses them
+too, this is defence in depth). :func:`get_model` is the process-wide instance from
+``MODEL_DIR``, created at import/init by the handlers, never per request.
+
+Session settings (see :func:`session_settings`; measured by ``bench/bench_api.py``, table
+"onnxruntime session settings", V2 request path on a 64-256-256-10 MLP at batch 1 and a
+64-3×1024-10 MLP at batch 32, variants alternating, on a shared 2-vCPU machine):
+
+* ``intra_op_num_threads`` = CPUs this process may really use: the cgroup CPU quota (v2
+  ``cpu.max``, v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``) and the affinity mask, never
+  the host's count (Lambda gives 1 vCPU per 1,769 MB). Measured: 1 thread was 2-6× slower
+  on the batch-32 model (the batch-1 MLP was faster on 1 thread: the pool hand-off costs
+  more than its work, which is what the override is for); 2× the CPUs gained nothing and
+  had worse tails.
+  ``MODELFN_INTRA_OP_THREADS`` overrides it.
+* ``inter_op_num_threads`` = 1, sequential execution: these graphs are chains; a parallel
+  executor only adds a second pool.
+* Thread spinning off (``session.intra_op.allow_spinning=0``): with spinning the batch-32
+  p50 was 2-5× slower in every run (idle workers spin on the vCPUs that the Python thread
+  needs for JSON and that the threaded SageMaker server shares); the small model gained at
+  most ~15 %.
+* ``ORT_ENABLE_ALL`` graph optimization: on plain Gemm+Relu MLPs BASIC/DISABLED measured
+  the same within noise, but the extended fusions (attention, Conv+BN, GELU, ...) pay on
+  every request of real models while their cost is paid once, in init (milliseconds here).
+* CPU memory arena and memory pattern on (onnxruntime's defaults): turning either off made
+  no measurable difference on these models; with them on, repeated runs reuse buffers, and
+  the arena's resident peak is what the build's fit report measures as peak RSS, which
+  sizes the function's memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+from layers import names
+from layers.codec import check_shape, to_numpy_dtype
+from layers.errors import BadRequest
+from layers.manifest import Manifest, ManifestError, TensorSpec, read_manifest
+
+# onnxruntime's type strings for the V2 datatypes it can hold.
+_ORT_TO_V2 = {
+    "tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32", "tensor(uint64)": "UINT64", "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16", "tensor(int32)": "INT32", "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16", "tensor(float)": "FP32", "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+}
+
+
+def available_cpus() -> int:
+    """CPUs this process can actually use: min(affinity mask, cgroup quota), at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+def _cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPU quota in CPUs from cgroup v2 ``cpu.max`` or v1 cfs files; None when unlimited."""
+    try:
+        quota, period = Path(root, "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    for d in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        try:
+            quota_us = int(Path(root, d, "cpu.cfs_quota_us").read_text())
+            period_us = int(Path(root, d, "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    return None
+
+
+def intra_op_threads() -> int:
+    """Threads for onnxruntime's intra-op pool: env override, else :func:`available_cpus`."""
+    raw = os.environ.get(names.ENV_INTRA_OP_THREADS, "").strip()
+    if raw:
+        try:
+            n = int(raw)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ManifestError(
+                f"{names.ENV_INTRA_OP_THREADS}={raw!r} is not a positive integer; "
+                "unset it to use the CPUs available, or set e.g. 2."
+            )
+        return n
+    return available_cpus()
+
+
+def session_options(
+    *,
+    threads: int | None = None,
+    spinning: bool = False,
+    optimization: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    mem_arena: bool = True,
+    mem_pattern: bool = True,
+) -> ort.SessionOptions:
+    """The session settings modelfn serves with (reasons in the module docstring)."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads if threads is not None else intra_op_threads()
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = optimization
+    so.enable_cpu_mem_arena = mem_arena
+    so.enable_mem_pattern = mem_pattern
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    so.log_severity_level = 3
+    return so
+
+
+@dataclass(frozen=True)
+class Model:
+    """One loaded model: its manifest, signature and onnxruntime session."""
+
+    manifest: Manifest
+    session: ort.InferenceSession
+    threads: int
+
+    def __post_init__(self) -> None:
+        # Per-request lookups, computed once (the request path is measured in microseconds).
+        specs = {s.name: (s, to_numpy_dtype(s.datatype)) for s in self.manifest.inputs}
+        object.__setattr__(self, "_inputs", specs)
+        object.__setattr__(self, "_output_names", [s.name for s in self.manifest.outputs])
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self.manifest.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self.manifest.outputs
+
+    def infer(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        output_names: Sequence[str] | None = None,
+        *,
+        allow_nonfinite: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """Run the model on ``inputs`` (validated against the signature) → outputs by name.
+
+        NaN/Inf in floating-point inputs are rejected (a 400 naming the input) unless
+        ``allow_nonfinite``: a non-finite feature is almost always an upstream bug, and most
+        models silently turn it into a confident wrong answer.
+        """
+        feed = self.validate_inputs(inputs, allow_nonfinite=allow_nonfinite)
+        names_out = self.validate_output_names(output_names)
+        try:
+            results = self.session.run(names_out, feed)
+        except InvalidArgument as exc:
+            raise BadRequest(f"the model rejected the inputs: {_first_line(exc)}") from exc
+        return dict(zip(names_out, results, strict=True))
+
+    def validate_inputs(
+        self, inputs: Mapping[str, np.ndarray], *, allow_nonfinite: bool = False
+    ) -> dict[str, np.ndarray]:
+        expected = self._inputs
+        if len(inputs) != len(expected) or any(n not in expected for n in inputs):
+            unknown = [n for n in inputs if n not in expected]
+            if unknown:
+                raise BadRequest(
+                    f"unknown input(s) {unknown}; model {self.name!r} takes {list(expected)}."
+                )
+            missing = [n for n in expected if n not in inputs]
+            raise BadRequest(f"missing input(s) {missing}; model {self.name!r} takes {list(expected)}.")
+        feed = {}
+        for name, (spec, want) in expected.items():
+            arr = inputs[name]
+            if spec.datatype == "BYTES":
+                arr = _as_text(name, arr)
+            elif arr.dtype != want:
+                raise BadRequest(
+                    f"input {name!r} has dtype {arr.dtype} but the model expects {spec.datatype} "
+                    f"({want}); convert it before sending."
+                )
+            check_shape(name, arr.shape, spec)
+            if not allow_nonfinite and arr.dtype.kind == "f" and not _all_finite(arr):
+                raise BadRequest(
+                    f"input {name!r} contains NaN or Infinity; send finite numbers, or set the "
+                    "request parameter \"allow_nonfinite\": true if the model handles them."
+                )
+            feed[name] = arr
+        return feed
+
+    def validate_output_names(self, output_names: Sequence[str] | None) -> list[str]:
+        known = self._output_names
+        if output_names is None:
+            return known
+        bad = [n for n in output_names if n not in known]
+        if bad:
+            raise BadRequest(f"unknown output(s) {bad}; model {self.name!r} produces {known}.")
+        if len(set(output_names)) != len(output_names):
+            raise BadRequest(f"output names {list(output_names)} repeat a name; request each once.")
+        return list(output_names)
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """No NaN/Inf in ``arr``. One float64 sum (no temporary) decides almost always: any NaN/Inf
+    makes it non-finite; only a finite sum is conclusive, else check element-wise (overflow)."""
+    return bool(np.isfinite(arr.sum(dtype=np.float64))) or bool(np.isfinite(arr).all())
+
+
+def _as_text(name: str, arr: np.ndarray) -> np.ndarray:
+    """BYTES input → object array of ``str``: onnxruntime string tensors hold text, and it
+    would silently turn a ``bytes`` element into its repr (``"b'...'"``)."""
+    if arr.dtype.kind not in "OUS":
+        raise BadRequest(f"input {name!r} must be BYTES (strings); got {arr.dtype}.")
+    if arr.dtype.kind == "U":
+        return arr.astype(object)
+    flat = arr.ravel().tolist()
+    if all(isinstance(v, str) for v in flat):
+        return arr
+    out = np.empty(len(flat), dtype=object)
+    try:
+        out[:] = [v if isinstance(v, str) else bytes(v).decode("utf-8") for v in flat]
+    except (UnicodeDecodeError, TypeError):
+        raise BadRequest(
+            f"input {name!r} holds an element that is not UTF-8 text; this model's BYTES inputs "
+            "are strings, so send UTF-8 text."
+        ) from None
+    return out.reshape(arr.shape)
+
+
+def load_model(model_dir: str | Path, **options: Any) -> Model:
+    """Verify ``model_dir``'s artifact, then create its one session (``options`` → session_options)."""
+    manifest = read_manifest(model_dir, verify=True)
+    threads = options.pop("threads", None) or intra_op_threads()
+    so = session_options(threads=threads, **options)
+    try:
+        session = ort.InferenceSession(
+            str(Path(model_dir) / names.MODEL_FILE), sess_options=so, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:
+        raise ManifestError(
+            f"onnxruntime cannot load {Path(model_dir) / names.MODEL_FILE}: {_first_line(exc)}. "
+            "Rebuild it with `modelfn build`."
+        ) from exc
+    _check_signature(manifest, session)
+    return Model(manifest=manifest, session=session, threads=threads)
+
+
+def _check_signature(manifest: Manifest, session: ort.InferenceSession) -> None:
+    for kind, specs, metas in (("input", manifest.inputs, session.get_inputs()),
+                               ("output", manifest.outputs, session.get_outputs())):
+        for meta in metas:
+            if meta.type not in _ORT_TO_V2:
+                raise ManifestError(
+                    f"model {manifest.name!r} {kind} {meta.name!r} has type {meta.type}, which is not "
+                    "a tensor and has no V2 datatype (sklearn classifiers emit seq(map) via ZipMap). "
+                    "Rebuild with tensor outputs (skl2onnx option zipmap=False)."
+                )
+        by_name = {m.name: _ORT_TO_V2[m.type] for m in metas}
+        for spec in specs:
+            if by_name.get(spec.name) != spec.datatype:
+                raise ManifestError(
+                    f"manifest {kind} {spec.name}:{spec.datatype} does not match the model's "
+                    f"{kind}s {by_name}; rebuild with `modelfn build`."
+                )
+        if kind == "input" and len(specs) != len(metas):
+            raise ManifestError(
+                f"manifest lists inputs {[s.name for s in specs]} but the model takes "
+                f"{list(by_name)}; rebuild with `modelfn build`."
+            )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+_model: Model | None = None
+_lock = threading.Lock()
+
+
+def get_model() -> Model:
+    """The process-wide model from ``MODEL_DIR``, loaded on first call (at handler import)."""
+    global _model
+    if _model is None:
+        with _lock:
+            if _model is None:
+                model_dir = os.environ.get(names.ENV_MODEL_DIR)
+                if not model_dir:
+                    raise ManifestError(
+                        f"{names.ENV_MODEL_DIR} is not set; set it to a directory written by "
+                        "`modelfn build` (build/models/<name>)."
+                    )
+                _model = load_model(model_dir)
+    return _model
+
+
+def reset_model() -> None:
+    """Forget the process-wide model (tests, and a server reloading a new MODEL_DIR)."""
+    global _model
+    with _lock:
+        _model = None

@@ -1,0 +1,218 @@
+"""Open Inference Protocol (KServe V2) requests and responses, independent of transport.
+
+The Lambda API function, the SageMaker server and the batch function all go through
+:func:`infer` / :func:`infer_request`, so a request means the same thing everywhere.
+
+Binary tensor extension (as Triton/KServe, what ``tritonclient.http`` sends by default):
+the HTTP body is ``<JSON header><raw tensor bytes...>`` and the request header
+``Inference-Header-Content-Length`` gives the JSON header's length. Inputs whose
+``parameters.binary_data_size`` is set take that many bytes from what follows the header,
+in input order. Outputs asked for with ``parameters.binary_data: true`` (or every output,
+with the request parameter ``binary_data_output: true``) come back the same way: raw
+little-endian bytes after the JSON header, each announced by ``parameters.binary_data_size``.
+
+Request parameters understood: ``binary_data_output`` (above) and ``allow_nonfinite``
+(accept NaN/Inf in floating-point inputs; rejected by default). Others are ignored, as V2
+allows; per-output ``classification`` (a Triton extension) is refused rather than ignored,
+because ignoring it would return a different tensor than the client asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from layers.codec import decode_binary, decode_tensor, encode_binary, encode_tensor
+from layers.errors import BadRequest
+from layers.model import Model
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+PLATFORM = "onnxruntime_onnx"
+
+
+@dataclass
+class InferResult:
+    """A V2 response: the JSON part and the binary-extension chunks that follow it, in order."""
+
+    response: dict[str, Any]
+    binary: list[bytes] = field(default_factory=list)
+    batch_size: int = 0
+
+
+def infer_request(model: Model, request: Any) -> dict[str, Any]:
+    """A whole V2 JSON request → V2 response dict (every output as JSON ``data``)."""
+    return infer(model, request, binary=b"", json_only=True).response
+
+
+def infer(model: Model, request: Any, binary: bytes | memoryview = b"", *,
+          json_only: bool = False) -> InferResult:
+    """A V2 request (JSON header + binary-extension bytes) → :class:`InferResult`."""
+    if not isinstance(request, dict):
+        raise BadRequest(
+            f"the request body must be a JSON object with \"inputs\"; got {type(request).__name__}."
+        )
+    request_id = request.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest(f"\"id\" must be a string if given; got {request_id!r}.")
+    params = _params(request, "the request")
+    arrays = _decode_inputs(model, request.get("inputs"), binary)
+    outputs, binary_names = _requested_outputs(model, request.get("outputs"), params)
+    results = model.infer(arrays, outputs, allow_nonfinite=params.get("allow_nonfinite") is True)
+
+    response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
+    if request_id is not None:
+        response["id"] = request_id
+    out_tensors, chunks = [], []
+    for name, arr in results.items():
+        if name in binary_names and not json_only:
+            datatype, raw = encode_binary(arr)
+            out_tensors.append({"name": name, "shape": list(arr.shape), "datatype": datatype,
+                                "parameters": {"binary_data_size": len(raw)}})
+            chunks.append(raw)
+        else:
+            out_tensors.append(encode_tensor(name, arr))
+    response["outputs"] = out_tensors
+    first = next(iter(arrays.values()))
+    return InferResult(response, chunks, int(first.shape[0]) if first.ndim else 1)
+
+
+def _params(obj: dict, where: str) -> dict[str, Any]:
+    params = obj.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BadRequest(f"\"parameters\" of {where} must be a JSON object; got {params!r}.")
+    return params
+
+
+def _decode_inputs(model: Model, inputs: Any, binary: bytes | memoryview) -> dict[str, np.ndarray]:
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequest(
+            "the request needs \"inputs\": a non-empty list of {name, shape, datatype, data}; "
+            f"model {model.name!r} takes {[s.name for s in model.inputs]}."
+        )
+    specs = {s.name: s for s in model.inputs}
+    arrays: dict[str, np.ndarray] = {}
+    mv, offset = memoryview(binary), 0
+    for t in inputs:
+        name = t.get("name") if isinstance(t, dict) else None
+        if not isinstance(name, str):
+            decode_tensor(t)  # raises the BadRequest that says what is wrong with it
+        if name in arrays:
+            raise BadRequest(f"input {name!r} appears more than once; send each input once.")
+        if name not in specs:
+            raise BadRequest(f"unknown input {name!r}; model {model.name!r} takes {list(specs)}.")
+        spec = specs[name]
+        size = _params(t, f"input {name!r}").get("binary_data_size")
+        if size is None:
+            arrays[name] = decode_tensor(t, spec)
+            continue
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadRequest(f"input {name!r}: binary_data_size must be a non-negative integer.")
+        if offset + size > len(mv):
+            raise BadRequest(
+                f"input {name!r} announces {size} binary bytes but only {len(mv) - offset} follow the "
+                f"JSON header; send the tensor bytes after the header and set {HEADER_LENGTH}."
+            )
+        arrays[name] = decode_binary(t, mv[offset:offset + size], spec)
+        offset += size
+    if offset != len(mv):
+        raise BadRequest(
+            f"{len(mv) - offset} bytes follow the JSON header that no input claims; set "
+            "parameters.binary_data_size on each binary input, or check "
+            f"{HEADER_LENGTH}."
+        )
+    missing = [n for n in specs if n not in arrays]
+    if missing:
+        raise BadRequest(f"missing input(s) {missing}; model {model.name!r} takes {list(specs)}.")
+    return arrays
+
+
+def _requested_outputs(model: Model, outputs: Any, params: dict) -> tuple[list[str] | None, set[str]]:
+    """(names to compute or None for all, names to send as binary)."""
+    default_binary = params.get("binary_data_output") is True
+    if outputs is None:
+        all_names = [s.name for s in model.outputs]
+        return None, set(all_names) if default_binary else set()
+    if not isinstance(outputs, list):
+        raise BadRequest("\"outputs\" must be a list of {\"name\": ...}; leave it out to get every output.")
+    names, binary = [], set()
+    for o in outputs:
+        if not isinstance(o, dict) or not isinstance(o.get("name"), str):
+            raise BadRequest("each entry of \"outputs\" must be an object with a \"name\" string.")
+        p = _params(o, f"output {o['name']!r}")
+        if p.get("classification"):
+            raise BadRequest(
+                f"output {o['name']!r}: the classification extension is not supported; request the "
+                "raw tensor and take the top-k on the client."
+            )
+        names.append(o["name"])
+        if p.get("binary_data", default_binary) is True:
+            binary.add(o["name"])
+    return names, binary
+
+
+# --- HTTP body framing -----------------------------------------------------------------------
+
+
+def split_body(body: bytes | str, header_length: str | int | None) -> tuple[Any, memoryview]:
+    """HTTP body → (parsed JSON header, binary bytes after it). A ``str`` body (API Gateway's
+    text bodies) is parsed as is, without an encode/decode round trip."""
+    if header_length is None or header_length == "":
+        return _json(body), memoryview(b"")
+    mv = memoryview(body.encode("utf-8") if isinstance(body, str) else body)
+    try:
+        n = int(header_length)
+    except (TypeError, ValueError):
+        n = -1
+    if n < 0 or n > len(mv):
+        raise BadRequest(
+            f"{HEADER_LENGTH} is {header_length!r} but the body has {len(mv)} bytes; it must be the "
+            "byte length of the JSON header at the start of the body."
+        )
+    return _json(mv[:n]), mv[n:]
+
+
+def join_body(result: InferResult) -> tuple[bytes, int | None]:
+    """:class:`InferResult` → (HTTP body, value for the response's header-length header or None)."""
+    head = dump_json(result.response).encode()
+    if not result.binary:
+        return head, None
+    return b"".join([head, *result.binary]), len(head)
+
+
+def dump_json(obj: Any) -> str:
+    """Compact JSON; ASCII-only (``ensure_ascii``), so its length is its size in bytes."""
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _json(data: bytes | str | memoryview) -> Any:
+    try:
+        return json.loads(data if isinstance(data, bytes | str) else bytes(data))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest(
+            f"the body is not valid JSON ({exc}); send a V2 request object, e.g. "
+            '{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}.'
+        ) from None
+
+
+# --- metadata --------------------------------------------------------------------------------
+
+
+def model_metadata(model: Model) -> dict[str, Any]:
+    """``GET /v2/models/{name}``: name, versions, platform, inputs/outputs (shape -1 = dynamic)."""
+    return {
+        "name": model.name,
+        "versions": [model.version],
+        "platform": PLATFORM,
+        "inputs": [s.to_dict() for s in model.inputs],
+        "outputs": [s.to_dict() for s in model.outputs],
+    }
+
+
+def server_metadata() -> dict[str, Any]:
+    """``GET /v2``: what tritonclient's ``get_server_metadata`` reads."""
+    return {"name": "modelfn", "version": "2", "extensions": ["binary_tensor_data"]}
