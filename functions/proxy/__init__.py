@@ -1,0 +1,1 @@
+"""Thin HTTP API → SageMaker endpoint proxy (no runtime dependencies beyond boto3)."""

@@ -1,0 +1,118 @@
+"""The CDK app entry point (``cdk.json``: ``.venv/bin/python -m infra.cdk.app``).
+
+Context keys (``cdk.json`` or ``cdk synth -c key=value``):
+
+- ``modelfn:catalog`` — the catalog file (default ``models.yaml``).
+- ``modelfn:build_dir`` — where ``modelfn build`` wrote ``models/<name>/`` (default ``build``).
+- ``modelfn:stage_dir`` — staged asset sources (default ``<build_dir>/cdk-stage``).
+- ``modelfn:stack_name`` — default ``ModelfnStack``.
+- ``modelfn:jwt_issuer`` / ``modelfn:jwt_audience`` — required when a model has ``auth: jwt``
+  (audience: a list or a comma-separated string).
+- ``modelfn:cors_origins`` — list or comma-separated origins; default none (CORS off).
+- ``modelfn:base_image`` — a pushed runtime base image URI to build model images FROM;
+  default: the base is the first stage of each model's Dockerfile (infra/cdk/staging.py).
+- ``modelfn:log_retention_days`` — default 30.
+
+cdk-nag's AwsSolutions and Serverless packs run on the whole app; any unacknowledged
+finding fails the synth.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_logs as logs
+
+from infra.catalog import CatalogError, load_catalog
+from infra.cdk.constructs.http_api import ConfigurationError
+from infra.cdk.deploy_spec import NotBuiltError, load_deploy_specs
+from infra.cdk.nag import add_checks
+from infra.cdk.stacks.modelfn_stack import ModelfnStack, StackSettings
+
+DEFAULT_STACK_NAME = "ModelfnStack"
+#: CDK feature flags the app relies on: server access logs are delivered through a bucket
+#: policy, not the legacy LogDeliveryWrite ACL (so every bucket can enforce owner-only ACLs).
+FEATURE_FLAGS = {"@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True}
+
+
+def _list(value: Any) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(str(v) for v in value)
+
+
+RETENTION_DAYS = {
+    1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS, 7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS, 30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS, 90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS, 365: logs.RetentionDays.ONE_YEAR,
+    731: logs.RetentionDays.TWO_YEARS, 1827: logs.RetentionDays.FIVE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+def _retention(days: Any) -> logs.RetentionDays:
+    try:
+        return RETENTION_DAYS[int(days)]
+    except (KeyError, TypeError, ValueError):
+        raise ConfigurationError(
+            f"context modelfn:log_retention_days={days!r} is not supported; use one of "
+            f"{sorted(RETENTION_DAYS)}"
+        ) from None
+
+
+def settings_from_context(node: Any) -> StackSettings:
+    """Read the ``modelfn:*`` context keys of ``node`` into :class:`StackSettings`."""
+    get = node.try_get_context
+    return StackSettings(
+        jwt_issuer=get("modelfn:jwt_issuer") or None,
+        jwt_audience=_list(get("modelfn:jwt_audience")),
+        cors_origins=_list(get("modelfn:cors_origins")),
+        base_image=get("modelfn:base_image") or None,
+        log_retention=_retention(get("modelfn:log_retention_days") or 30),
+    )
+
+
+def build_app(
+    *, context: Mapping[str, Any] | None = None, outdir: str | None = None, checks: bool = True
+) -> tuple[cdk.App, ModelfnStack]:
+    """Build the app (not synthesized yet). Tests pass ``context`` and ``outdir``."""
+    app = cdk.App(context={**FEATURE_FLAGS, **(context or {})}, outdir=outdir)
+    get = app.node.try_get_context
+    catalog = load_catalog(get("modelfn:catalog") or "models.yaml")
+    build_dir = Path(get("modelfn:build_dir") or "build")
+    stage_dir = Path(get("modelfn:stage_dir") or build_dir / "cdk-stage")
+    specs = load_deploy_specs(catalog, build_dir)
+    account, region = os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")
+    stack = ModelfnStack(
+        app, get("modelfn:stack_name") or DEFAULT_STACK_NAME,
+        specs=specs, catalog=catalog, stage_dir=stage_dir.resolve(),
+        settings=settings_from_context(app.node),
+        description="modelfn: one container-image Lambda per model behind one HTTP API",
+        env=cdk.Environment(account=account, region=region) if account and region else None,
+    )
+    if checks:
+        add_checks(app)
+    return app, stack
+
+
+def main() -> int:
+    try:
+        app, _ = build_app()
+    except (CatalogError, NotBuiltError, ConfigurationError) as exc:
+        print(f"modelfn synth: {exc}", file=sys.stderr)
+        return 1
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

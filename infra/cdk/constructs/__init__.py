@@ -1,0 +1,1 @@
+"""One construct per file; keyword-only typed parameters, read-only public attributes."""

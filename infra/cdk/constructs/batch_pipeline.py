@@ -1,0 +1,156 @@
+"""One model's batch path: S3 ``<model>/in/`` → SQS (+ DLQ) → the model's batch function.
+
+Why SQS between S3 and Lambda (design.md, agreed with the batch handler): retries with
+backoff, per-record failure reporting (``ReportBatchItemFailures``) and a dead-letter queue
+that keeps what failed ``max_receive_count`` times, instead of S3's fire-and-forget
+asynchronous invoke.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.cdk.constructs.batch_storage import BatchStorage
+from infra.cdk.constructs.model_function import ModelFunction
+from infra.cdk.nag import acknowledge
+from layers import names
+
+#: Lambda's guidance: queue visibility timeout at least six times the function timeout.
+VISIBILITY_FACTOR = 6
+
+
+class ModelBatchPipeline(Construct):
+    """Public attributes: ``queue``, ``dead_letter_queue``, ``dlq_alarm``, ``prefixes``."""
+
+    @property
+    def queue(self) -> sqs.Queue:
+        return self._queue
+
+    @property
+    def dead_letter_queue(self) -> sqs.Queue:
+        return self._dead_letter_queue
+
+    @property
+    def dlq_alarm(self) -> cw.Alarm:
+        return self._dlq_alarm
+
+    @property
+    def prefixes(self) -> Mapping[str, str]:
+        return MappingProxyType(self._prefixes)
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        model_name: str,
+        function: ModelFunction,
+        timeout_s: int,
+        storage: BatchStorage,
+        max_receive_count: int = 3,
+        batch_size: int = 1,
+    ) -> None:
+        """
+        :param function: the model's batch function (its ``live`` alias gets the events).
+        :param timeout_s: the batch function's timeout (sets the visibility timeout).
+        :param max_receive_count: deliveries before a message moves to the DLQ (default 3).
+        :param batch_size: S3 objects per invocation (default 1: one object may be large).
+        """
+        super().__init__(scope, id)
+        self._prefixes = {
+            kind: f"{model_name}/{kind}/"
+            for kind in (names.BATCH_IN, names.BATCH_OUT, names.BATCH_ERRORS)
+        }
+        self._dead_letter_queue = sqs.Queue(
+            self, "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        self._queue = sqs.Queue(
+            self, "Events",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=cdk.Duration.seconds(VISIBILITY_FACTOR * timeout_s),
+            retention_period=cdk.Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self._dead_letter_queue, max_receive_count=max_receive_count
+            ),
+        )
+        storage.bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.SqsDestination(self._queue),
+            s3.NotificationKeyFilter(prefix=self._prefixes[names.BATCH_IN]),
+        )
+        function.alias.add_event_source(sources.SqsEventSource(
+            self._queue, batch_size=batch_size, report_batch_item_failures=True,
+        ))
+        self._grant(function.role, storage)
+        self._dlq_alarm = cw.Alarm(
+            self, "DeadLettersAlarm",
+            alarm_description=f"{model_name}: batch events gave up after {max_receive_count} tries",
+            metric=self._dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=cdk.Duration.minutes(5)
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+        acknowledge(
+            self._dead_letter_queue, "AwsSolutions-SQS3",
+            "this queue is the dead-letter queue of the model's event queue",
+        )
+        acknowledge(
+            self._dead_letter_queue, "Serverless-SQSRedrivePolicy",
+            "this queue is itself the dead-letter queue; messages stay here for inspection",
+        )
+        acknowledge(
+            function.alias, "Serverless-LambdaEventSourceMappingDestination",
+            "SQS event source mappings do not support on-failure destinations; failed "
+            "messages go to the queue's redrive DLQ instead",
+        )
+
+    def _grant(self, role: iam.IRole, storage: BatchStorage) -> None:
+        """Read ``<model>/in/*``; write ``<model>/out/*`` and ``<model>/errors/*``; the table."""
+        bucket = storage.bucket
+        inp, out, err = (self._prefixes[k] for k in (names.BATCH_IN, names.BATCH_OUT, names.BATCH_ERRORS))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadOwnInput",
+            actions=["s3:GetObject", "s3:GetObjectVersion"],
+            resources=[bucket.arn_for_objects(f"{inp}*")],
+        ))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="WriteOwnResults",
+            actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+            resources=[bucket.arn_for_objects(f"{out}*"), bucket.arn_for_objects(f"{err}*")],
+        ))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="Idempotency",
+            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                     "dynamodb:DeleteItem"],
+            resources=[storage.table.table_arn],
+        ))
+        acknowledge(
+            role, f"AwsSolutions-IAM5[Resource::<{_logical(bucket)}.Arn>/{inp}*]",
+            "objects under the model's own input prefix only (keys are chosen by users)",
+        )
+        for prefix in (out, err):
+            acknowledge(
+                role, f"AwsSolutions-IAM5[Resource::<{_logical(bucket)}.Arn>/{prefix}*]",
+                "results are written under the model's own out/ and errors/ prefixes only",
+            )
+
+
+def _logical(bucket: s3.IBucket) -> str:
+    return cdk.Stack.of(bucket).get_logical_id(bucket.node.default_child)

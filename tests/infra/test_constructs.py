@@ -1,0 +1,132 @@
+"""Each construct on its own stack: its resources, properties and nag-cleanliness.
+
+One app with a stack per construct, synthesized once per session with both cdk-nag packs on
+(a finding fails the synth), then one ``Template`` per stack.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk.assertions import Match, Template
+
+from infra.cdk import staging
+from infra.cdk.constructs.batch_pipeline import ModelBatchPipeline
+from infra.cdk.constructs.batch_storage import BatchStorage
+from infra.cdk.constructs.dashboard import FunctionPanel, ModelDashboard, QueuePanel
+from infra.cdk.constructs.http_api import ConfigurationError, ModelHttpApi, model_routes
+from infra.cdk.constructs.model_function import ModelFunction
+from infra.cdk.nag import acknowledge, add_checks
+from tests.infra.conftest import shared_synth, stack_templates, stack_warnings, write_built_model
+
+# One worker synthesizes every CDK app in this directory: jsii's warm-up is paid once.
+pytestmark = pytest.mark.slow
+
+
+def model_function(scope, id: str, context: Path, *, timeout_s: int = 10, **kw) -> ModelFunction:
+    return ModelFunction(
+        scope, id, code=lambda_.DockerImageCode.from_image_asset(str(context)),
+        description=f"test {id}", architecture="x86_64", memory_mb=1024, timeout_s=timeout_s,
+        environment={"MODEL_DIR": "/var/task/model"}, **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory) -> dict[str, Template]:
+    workdir, _ = shared_synth(tmp_path_factory, "constructs", _synthesize)
+    out = {name: Template.from_json(t) for name, t in stack_templates(workdir / "cdk.out").items()}
+    out["_warnings"] = stack_warnings(workdir / "cdk.out")
+    return out
+
+
+def _synthesize(workdir: Path) -> dict:
+    model_dir = write_built_model(workdir / "build", "m")
+    context = staging.stage_model_image(dest=workdir / "ctx", model_dir=model_dir)
+    app = cdk.App(outdir=str(workdir / "cdk.out"),
+                  context={"@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True})
+
+    fn_stack = cdk.Stack(app, "FunctionStack")
+    model_function(fn_stack, "Fn", context, timeout_s=10,
+                   deployment_config=codedeploy.LambdaDeploymentConfig.LINEAR_10_PERCENT_EVERY_1_MINUTE)
+
+    api_stack = cdk.Stack(app, "ApiStack")
+    api = ModelHttpApi(api_stack, "Api", cors_origins=["https://app.example.com"],
+                       throttle_rate_limit=5, throttle_burst_limit=10)
+    target = model_function(api_stack, "Fn", context)
+    api.add_model(name="open", target=target.alias, auth="none")
+
+    batch_stack = cdk.Stack(app, "BatchStack")
+    storage = BatchStorage(batch_stack, "Storage")
+    batch_fn = model_function(batch_stack, "Batch", context, timeout_s=100)
+    pipe = ModelBatchPipeline(batch_stack, "Pipe", model_name="m", function=batch_fn,
+                              timeout_s=100, storage=storage, max_receive_count=5)
+    ModelDashboard(batch_stack, "Board",
+                   functions=(FunctionPanel("m batch", batch_fn.alias, batch_fn.function_name, "modelfn-m"),),
+                   queues=(QueuePanel("m", pipe.queue, pipe.dead_letter_queue),))
+    acknowledge(batch_stack, "AwsSolutions-IAM5[Resource::*]",
+                "CDK's S3 notification custom resource needs PutBucketNotification on any bucket")
+    acknowledge(batch_stack, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+                "CDK's S3 notification custom resource writes only its own logs")
+
+    add_checks(app)
+    app.synth()  # raises if cdk-nag reports any unacknowledged finding
+    return {}
+
+
+def test_model_function_publishes_live_with_the_chosen_rollout(stacks) -> None:
+    t = stacks["FunctionStack"]
+    t.resource_count_is("AWS::Lambda::Function", 1)
+    t.resource_count_is("AWS::Lambda::Version", 1)
+    t.has_resource_properties("AWS::Lambda::Alias", {"Name": "live"})
+    t.has_resource_properties("AWS::CodeDeploy::DeploymentGroup", {
+        "DeploymentConfigName": "CodeDeployDefault.LambdaLinear10PercentEvery1Minute"})
+    t.has_resource_properties("AWS::CloudWatch::Alarm", {"ExtendedStatistic": "p99",
+                                                          "Threshold": 8000})  # 80 % of 10 s
+    t.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
+    policy = json.dumps(t.find_resources("AWS::IAM::Policy"))
+    assert "logs:PutLogEvents" in policy and "AWSLambdaBasicExecutionRole" not in json.dumps(
+        t.find_resources("AWS::IAM::Role"))
+
+
+def test_http_api_with_cors_configured_and_a_public_model(stacks) -> None:
+    t = stacks["ApiStack"]
+    t.has_resource_properties("AWS::ApiGatewayV2::Api", {
+        "CorsConfiguration": Match.object_like({"AllowOrigins": ["https://app.example.com"]})})
+    t.has_resource_properties("AWS::ApiGatewayV2::Stage", {
+        "DefaultRouteSettings": {"ThrottlingRateLimit": 5, "ThrottlingBurstLimit": 10}})
+    t.resource_count_is("AWS::ApiGatewayV2::Route", len(model_routes("open")) + 5)
+    assert [w for w in stacks["_warnings"] if "model 'open' has auth: none" in w]
+
+
+def test_jwt_auth_without_issuer_is_a_clear_synth_error() -> None:
+    stack = cdk.Stack(cdk.App(), "S")
+    api = ModelHttpApi(stack, "Api")
+    fn = lambda_.Function(stack, "Fn", runtime=lambda_.Runtime.PYTHON_3_11, handler="h.h",
+                          code=lambda_.Code.from_inline("def h(e, c): pass"))
+    with pytest.raises(ConfigurationError, match="modelfn:jwt_issuer"):
+        api.add_model(name="m", target=fn, auth="jwt")
+
+
+def test_public_attributes_are_read_only() -> None:
+    api = ModelHttpApi(cdk.Stack(cdk.App(), "S"), "Api")
+    with pytest.raises(AttributeError):
+        api.api = None  # type: ignore[misc]
+
+
+def test_batch_storage_and_pipeline(stacks) -> None:
+    t = stacks["BatchStack"]
+    t.resource_count_is("AWS::S3::Bucket", 2)
+    t.resource_count_is("AWS::SQS::Queue", 2)
+    t.has_resource_properties("AWS::SQS::Queue", {
+        "VisibilityTimeout": 600, "RedrivePolicy": Match.object_like({"maxReceiveCount": 5})})
+    t.has_resource_properties("AWS::DynamoDB::Table", {
+        "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True}})
+    t.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "MetricName": "ApproximateNumberOfMessagesVisible"})
+    board = json.dumps(t.find_resources("AWS::CloudWatch::Dashboard"))
+    assert "ColdStart" in board and "dead letters" in board

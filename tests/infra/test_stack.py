@@ -1,0 +1,330 @@
+"""The whole app for a catalog with a lambda model, a sagemaker model and a public model.
+
+Synthesized once for the module (all checks on: cdk-nag fails the synth on any finding),
+then asserted resource by resource: what exists, how it is sized, who may call what.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+
+import pytest
+from aws_cdk.assertions import Capture, Match, Template
+
+from infra.cdk.app import build_app
+from layers import names
+from tests.infra.conftest import (
+    app_context,
+    cfn_lint_errors,
+    shared_synth,
+    stack_templates,
+    stack_warnings,
+    write_built_model,
+    write_catalog,
+)
+
+pytestmark = pytest.mark.slow
+
+MODELS = [
+    {"name": "clf-lambda", "source": "src/clf.onnx", "architecture": "arm64",
+     "reserved_concurrency": 3, "provisioned_concurrency": 2,
+     "training": {"instance_type": "ml.g5.xlarge", "hyperparameters": {"epochs": 3}}},
+    {"name": "heavy-sm", "source": "src/heavy.onnx", "target": "sagemaker",
+     "instance_type": "ml.g5.xlarge", "auth": "jwt"},
+    {"name": "open-model", "source": "src/open.onnx", "auth": "none", "memory_mb": 1024,
+     "timeout_s": 10},
+]
+ISSUER = "https://issuer.example.com/"
+
+
+def _synthesize(workdir: Path) -> dict:
+    from cdk_nag import AwsSolutionsChecks, ServerlessChecks
+
+    catalog = write_catalog(workdir / "catalog", MODELS)
+    build = workdir / "build"
+    write_built_model(build, "clf-lambda", seed=1)
+    write_built_model(build, "heavy-sm", target="sagemaker", seed=2)
+    write_built_model(build, "open-model", seed=3)
+    app, stack = build_app(
+        context=app_context(catalog, build, **{"modelfn:jwt_issuer": ISSUER,
+                                               "modelfn:jwt_audience": "client-a,client-b"}),
+        outdir=str(workdir / "cdk.out"),
+    )
+    app.synth()  # raises if cdk-nag reports any unacknowledged finding
+    violations = [v.rule_name for pack in (AwsSolutionsChecks(app), ServerlessChecks(app))
+                  for v in pack.validate_scope(app).violations]
+    return {"stack_name": stack.stack_name, "nag_violations": violations,
+            "cfn_lint_errors": cfn_lint_errors(workdir / "cdk.out")}
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory) -> tuple[Path, dict]:
+    """(cloud assembly dir, info), synthesized once per session (all checks on)."""
+    workdir, info = shared_synth(tmp_path_factory, "stack", _synthesize)
+    return workdir / "cdk.out", info
+
+
+@pytest.fixture(scope="module")
+def template(synthesized) -> Template:
+    outdir, info = synthesized
+    return Template.from_json(stack_templates(outdir)[info["stack_name"]])
+
+
+def resources(template: Template, type_: str) -> dict[str, dict]:
+    return template.find_resources(type_)
+
+
+def function_by_description(template: Template, needle: str) -> tuple[str, dict]:
+    found = [(k, r) for k, r in resources(template, "AWS::Lambda::Function").items()
+             if needle in r["Properties"].get("Description", "")]
+    assert len(found) == 1, f"expected one function described {needle!r}, found {len(found)}"
+    return found[0]
+
+
+def test_synthesizes_exactly_the_expected_resources(template: Template) -> None:
+    # given a lambda model (+ training), a sagemaker model and a public lambda model
+    counts = collections.Counter(r["Type"] for r in template.to_json()["Resources"].values())
+    # then exactly these resources, no more, no fewer
+    assert dict(counts) == {
+        # 2 lambda models × (api + batch) + the proxy + CDK's S3-notification handler
+        "AWS::Lambda::Function": 6, "AWS::Lambda::Version": 5, "AWS::Lambda::Alias": 5,
+        "AWS::Lambda::Permission": 26,  # one per route
+        "AWS::Lambda::EventSourceMapping": 2,
+        "AWS::IAM::Role": 15, "AWS::IAM::Policy": 10,
+        "AWS::Logs::LogGroup": 7,  # 5 functions, API access logs, state machine
+        "AWS::CodeDeploy::Application": 4, "AWS::CodeDeploy::DeploymentGroup": 4,
+        "AWS::CloudWatch::Alarm": 4 * 2 + 2,  # errors + p99 per model function, DLQ per model
+        "AWS::CloudWatch::Dashboard": 1,
+        "AWS::ApiGatewayV2::Api": 1, "AWS::ApiGatewayV2::Stage": 1,
+        "AWS::ApiGatewayV2::Integration": 3,
+        "AWS::ApiGatewayV2::Route": 3 * 7 + 4 + 1,  # per model, server routes, $default
+        "AWS::ApiGatewayV2::Authorizer": 1,  # JWT; IAM and none need no authorizer resource
+        "AWS::S3::Bucket": 3, "AWS::S3::BucketPolicy": 3,  # batch, access logs, training
+        "Custom::S3BucketNotifications": 1,
+        "AWS::SQS::Queue": 2 * 2, "AWS::SQS::QueuePolicy": 2 * 2,  # lambda models only
+        "AWS::DynamoDB::Table": 1,
+        "AWS::SageMaker::Model": 1, "AWS::SageMaker::EndpointConfig": 1,
+        "AWS::SageMaker::Endpoint": 1,
+        "AWS::ApplicationAutoScaling::ScalableTarget": 1,
+        "AWS::ApplicationAutoScaling::ScalingPolicy": 1,
+        "AWS::StepFunctions::StateMachine": 1, "AWS::CodeBuild::Project": 1,
+        "AWS::KMS::Key": 1,
+    }
+
+
+def test_outputs_are_the_api_url_each_infer_url_and_the_bucket(template: Template) -> None:
+    outputs = template.to_json()["Outputs"]
+    expected = {names.OUTPUT_API_URL, names.OUTPUT_BATCH_BUCKET,
+                *(names.output_infer_url(m["name"]) for m in MODELS)}
+    assert set(outputs) == expected
+    url = json.dumps(outputs[names.output_infer_url("heavy-sm")]["Value"])
+    assert "v2/models/heavy-sm/infer" in url
+
+
+def test_public_model_warns_at_synth(synthesized) -> None:
+    warnings = stack_warnings(synthesized[0])
+    assert [w for w in warnings if "model 'open-model' has auth: none" in w]
+    assert not [w for w in warnings if "clf-lambda" in w or "heavy-sm" in w]
+
+
+def test_model_functions_are_sized_from_catalog_then_fit(template: Template) -> None:
+    fns = {r["Properties"]["Description"]: r["Properties"]
+           for r in resources(template, "AWS::Lambda::Function").values()
+           if "Description" in r["Properties"]}
+    clf_api = next(v for k, v in fns.items() if k.startswith("modelfn clf-lambda") and "HTTP" in k)
+    clf_batch = next(v for k, v in fns.items() if k.startswith("modelfn clf-lambda") and "batch" in k)
+    open_api = next(v for k, v in fns.items() if k.startswith("modelfn open-model") and "HTTP" in k)
+    assert clf_api["MemorySize"] == 1536  # from the manifest's fit report
+    assert clf_api["Timeout"] == 20
+    assert clf_api["Architectures"] == ["arm64"]
+    assert clf_api["ReservedConcurrentExecutions"] == 3
+    assert clf_api["PackageType"] == "Image"
+    assert clf_api["ImageConfig"]["Command"] == [names.API_HANDLER]
+    assert clf_api["TracingConfig"] == {"Mode": "Active"}
+    assert clf_api["Environment"]["Variables"][names.ENV_MODEL_DIR] == "/var/task/model"
+    assert clf_batch["ImageConfig"]["Command"] == [names.BATCH_HANDLER]
+    assert clf_batch["Timeout"] == names.LAMBDA_MAX_TIMEOUT_S
+    assert names.ENV_IDEMPOTENCY_TABLE in clf_batch["Environment"]["Variables"]
+    assert open_api["MemorySize"] == 1024 and open_api["Timeout"] == 10  # catalog wins
+    assert open_api["Architectures"] == ["x86_64"]
+
+
+def test_live_alias_with_canary_rolls_back_on_alarms(template: Template) -> None:
+    template.has_resource_properties("AWS::Lambda::Alias", {
+        "Name": "live",
+        "ProvisionedConcurrencyConfig": {"ProvisionedConcurrentExecutions": 2},
+    })
+    alarms = Capture()
+    template.all_resources_properties("AWS::CodeDeploy::DeploymentGroup", {
+        "DeploymentConfigName": "CodeDeployDefault.LambdaCanary10Percent5Minutes",
+        "AlarmConfiguration": {"Alarms": alarms, "Enabled": True},
+        "AutoRollbackConfiguration": {"Enabled": True, "Events": Match.array_with(
+            ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"])},
+    })
+    assert len(alarms.as_array()) == 2
+    template.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "MetricName": "Duration", "ExtendedStatistic": "p99",
+        "Dimensions": Match.array_with([Match.object_like({"Name": "Resource"})]),
+    })
+
+
+def test_routes_and_auth_follow_the_catalog(template: Template) -> None:
+    routes = {r["Properties"]["RouteKey"]: r["Properties"].get("AuthorizationType")
+              for r in resources(template, "AWS::ApiGatewayV2::Route").values()}
+    for name, auth in (("clf-lambda", "AWS_IAM"), ("heavy-sm", "JWT"), ("open-model", "NONE")):
+        base = f"/v2/models/{name}"
+        for key in (f"GET {base}", f"GET {base}/ready", f"POST {base}/infer",
+                    f"GET {base}/versions/{{version}}", f"POST {base}/versions/{{version}}/infer",
+                    f"GET {base}/versions/{{version}}/ready", f"ANY {base}/{{proxy+}}"):
+            assert routes[key] == auth, key
+    for key in ("GET /v2/health/live", "GET /v2/health/ready", "GET /openapi.json",
+                "GET /docs", "$default"):
+        assert routes[key] == "AWS_IAM"  # the first model's auth
+    template.has_resource_properties("AWS::ApiGatewayV2::Authorizer", {
+        "AuthorizerType": "JWT",
+        "JwtConfiguration": {"Issuer": ISSUER, "Audience": ["client-a", "client-b"]},
+    })
+
+
+def test_stage_is_throttled_logged_and_cors_is_off(template: Template) -> None:
+    fmt = Capture()
+    template.has_resource_properties("AWS::ApiGatewayV2::Stage", {
+        "StageName": "$default", "AutoDeploy": True,
+        "DefaultRouteSettings": {"ThrottlingRateLimit": 100, "ThrottlingBurstLimit": 200},
+        "AccessLogSettings": {"DestinationArn": Match.any_value(), "Format": fmt},
+    })
+    assert json.loads(fmt.as_string())["status"] == "$context.status"
+    api = next(iter(resources(template, "AWS::ApiGatewayV2::Api").values()))
+    assert "CorsConfiguration" not in api["Properties"]
+
+
+def test_batch_bucket_is_locked_down(template: Template) -> None:
+    template.has_resource_properties("AWS::S3::Bucket", {
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "BucketEncryption": Match.object_like({}),
+        "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                           "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+        "LoggingConfiguration": {"DestinationBucketName": Match.any_value(),
+                                 "LogFilePrefix": "batch/"},
+    })
+    for policy in resources(template, "AWS::S3::BucketPolicy").values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+                   for s in statements)
+
+
+def test_each_model_prefix_notifies_its_own_queue(template: Template) -> None:
+    notif = next(iter(resources(template, "Custom::S3BucketNotifications").values()))
+    configs = notif["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    prefixes = sorted(c["Filter"]["Key"]["FilterRules"][0]["Value"] for c in configs)
+    assert prefixes == ["clf-lambda/in/", "open-model/in/"]
+    assert all(c["Events"] == ["s3:ObjectCreated:*"] for c in configs)
+    template.has_resource_properties("AWS::SQS::Queue", {
+        "VisibilityTimeout": 6 * names.LAMBDA_MAX_TIMEOUT_S,
+        "SqsManagedSseEnabled": True,
+        "RedrivePolicy": {"deadLetterTargetArn": Match.any_value(), "maxReceiveCount": 3},
+    })
+    template.all_resources_properties("AWS::Lambda::EventSourceMapping", {
+        "FunctionResponseTypes": ["ReportBatchItemFailures"], "BatchSize": 1,
+    })
+    for mapping in resources(template, "AWS::Lambda::EventSourceMapping").values():
+        target = json.dumps(mapping["Properties"]["FunctionName"])
+        assert "BatchLive" in target and ":live" in target  # the alias, never $LATEST
+
+
+def test_idempotency_table_matches_powertools_defaults(template: Template) -> None:
+    template.has_resource_properties("AWS::DynamoDB::Table", {
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        "BillingMode": "PAY_PER_REQUEST",
+    })
+
+
+def _statements(template: Template) -> list[tuple[str, dict]]:
+    out = []
+    for logical, policy in resources(template, "AWS::IAM::Policy").items():
+        out += [(logical, s) for s in policy["Properties"]["PolicyDocument"]["Statement"]]
+    return out
+
+
+def test_no_statement_grants_a_wildcard_action(template: Template) -> None:
+    for logical, statement in _statements(template):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        for action in actions:
+            assert action != "*" and not action.endswith(":*"), (logical, action)
+
+
+def test_batch_function_reads_its_own_input_and_writes_its_own_results(template: Template) -> None:
+    by_sid = {s.get("Sid"): (logical, s) for logical, s in _statements(template)
+              if "ClfLambdaBatch" in logical}
+    read, write = by_sid["ReadOwnInput"][1], by_sid["WriteOwnResults"][1]
+    assert read["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
+    assert json.dumps(read["Resource"]).count("/clf-lambda/in/*") == 1
+    text = json.dumps(write["Resource"])
+    assert "/clf-lambda/out/*" in text and "/clf-lambda/errors/*" in text
+    assert "open-model" not in json.dumps([s for _, s in by_sid.values()])
+    assert sorted(by_sid["Idempotency"][1]["Action"]) == [
+        "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+
+
+def test_sagemaker_model_gets_an_autoscaled_endpoint_and_a_proxy(template: Template) -> None:
+    template.has_resource_properties("AWS::SageMaker::EndpointConfig", {
+        "ProductionVariants": [Match.object_like({"InstanceType": "ml.g5.xlarge",
+                                                  "VariantName": "AllTraffic"})],
+    })
+    template.has_resource_properties("AWS::SageMaker::Model", {
+        "PrimaryContainer": Match.object_like({
+            "Environment": Match.object_like({names.ENV_MODEL_DIR: "/opt/ml/model"}),
+            "ModelDataUrl": Match.any_value(),
+        }),
+    })
+    template.has_resource_properties("AWS::ApplicationAutoScaling::ScalingPolicy", {
+        "TargetTrackingScalingPolicyConfiguration": Match.object_like({
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+        }),
+    })
+    _, proxy = function_by_description(template, "SageMaker endpoint proxy")
+    props = proxy["Properties"]
+    assert props["Runtime"] == "python3.11" and props["Handler"] == "functions.proxy.handler.handler"
+    assert names.ENV_SAGEMAKER_ENDPOINT in props["Environment"]["Variables"]
+    invoke = [s for _, s in _statements(template) if s.get("Sid") == "InvokeOwnEndpoint"]
+    assert len(invoke) == 1 and invoke[0]["Action"] == "sagemaker:InvokeEndpoint"
+    assert "Ref" in invoke[0]["Resource"]  # the one endpoint's ARN, not a wildcard
+
+
+def test_training_pipeline_trains_then_builds(template: Template) -> None:
+    machine = next(iter(resources(template, "AWS::StepFunctions::StateMachine").values()))
+    definition = json.dumps(machine["Properties"]["DefinitionString"])
+    assert "createTrainingJob.sync" in definition and "codebuild:startBuild.sync" in definition
+    assert "ml.g5.xlarge" in definition
+    assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
+    assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
+
+
+def test_dashboard_graphs_cold_starts_per_model(template: Template) -> None:
+    board = next(iter(resources(template, "AWS::CloudWatch::Dashboard").values()))
+    body = json.dumps(board["Properties"]["DashboardBody"])
+    assert body.count("ColdStart") == 5  # 4 model functions + the proxy
+    assert "p99" in body and "Throttles" in body and "Invocation5XXErrors" in body
+
+
+def test_cdk_nag_reports_nothing_unacknowledged(synthesized) -> None:
+    assert synthesized[1]["nag_violations"] == []
+
+
+def test_cfn_lint_finds_no_errors(synthesized) -> None:
+    assert synthesized[1]["cfn_lint_errors"] == []
+
+
+def test_assets_are_small_staged_contexts_not_the_repository(synthesized) -> None:
+    outdir = synthesized[0]
+    for asset in outdir.glob("asset.*"):
+        if asset.is_dir():
+            top = {p.name for p in asset.iterdir()}
+            assert not top & {".venv", "node_modules", "build", ".git", "tests"}, (asset, top)
+    sizes = sum(p.stat().st_size for p in outdir.rglob("*") if p.is_file())
+    assert sizes < 20 * 1024 * 1024

@@ -1,0 +1,74 @@
+"""Staged asset sources: small, deterministic, composed from the repository's Dockerfiles."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import tarfile
+from pathlib import Path
+
+from infra.cdk import staging
+from layers import names
+from tests.infra.conftest import write_built_model
+
+
+def test_model_dockerfile_runs_the_api_handler_and_adds_the_model_last() -> None:
+    text = staging.MODEL_DOCKERFILE.read_text()
+    instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert instructions[-1] == f'CMD ["{names.API_HANDLER}"]'
+    copies = [line for line in instructions if line.startswith("COPY")]
+    assert copies[-1].startswith("COPY model/")
+
+
+def test_composed_dockerfile_hoists_global_args_and_builds_from_the_runtime_stage() -> None:
+    text = staging.compose_dockerfile(staging.LAYERS_DOCKERFILE.read_text(),
+                                      staging.MODEL_DOCKERFILE.read_text())
+    lines = text.splitlines()[1:]
+    first_from = next(i for i, line in enumerate(lines) if line.startswith("FROM"))
+    assert all(line.startswith("ARG") for line in lines[:first_from])
+    assert "ARG BASE_IMAGE=modelfn-runtime" in lines[:first_from]
+    froms = [line for line in lines if line.startswith("FROM")]
+    assert froms == ["FROM ${PYTHON_BASE} AS modelfn-runtime", "FROM ${BASE_IMAGE}"]
+
+
+def test_sagemaker_dockerfile_serves_the_shared_module() -> None:
+    text = staging.SAGEMAKER_DOCKERFILE.read_text()
+    assert f'"{names.SAGEMAKER_SERVE_MODULE}"' in text and 'CMD ["serve"]' in text
+
+
+def test_model_context_holds_only_what_the_image_needs(tmp_path: Path) -> None:
+    model_dir = write_built_model(tmp_path / "build", "m")
+    ctx = staging.stage_model_image(dest=tmp_path / "ctx", model_dir=model_dir)
+    top = {p.name for p in ctx.iterdir()}
+    assert top == {"Dockerfile", "layers", "functions", "model"}
+    assert sorted(p.name for p in (ctx / "model").iterdir()) == [names.MANIFEST_FILE, names.MODEL_FILE]
+    assert sorted(p.name for p in (ctx / "functions").iterdir() if p.is_dir()) == ["api", "batch", "sagemaker"]
+    assert not list(ctx.rglob("__pycache__")) and (ctx / "layers" / "requirements.txt").is_file()
+
+
+def test_restaging_keeps_unchanged_files_and_drops_stale_ones(tmp_path: Path) -> None:
+    model_dir = write_built_model(tmp_path / "build", "m")
+    ctx = staging.stage_model_image(dest=tmp_path / "ctx", model_dir=model_dir)
+    before = (ctx / "model" / names.MODEL_FILE).stat().st_mtime_ns
+    (ctx / "stale.txt").write_text("left over")
+    staging.stage_model_image(dest=ctx, model_dir=model_dir)
+    assert (ctx / "model" / names.MODEL_FILE).stat().st_mtime_ns == before
+    assert not (ctx / "stale.txt").exists()
+
+
+def test_model_tarball_is_deterministic_and_holds_the_model_at_the_root(tmp_path: Path) -> None:
+    model_dir = write_built_model(tmp_path / "build", "m")
+    a = staging.write_model_tarball(model_dir=model_dir, dest=tmp_path / "a" / "model.tar.gz")
+    b = staging.write_model_tarball(model_dir=model_dir, dest=tmp_path / "b" / "model.tar.gz")
+    assert a.read_bytes() == b.read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(a.read_bytes()))) as tar:
+        assert sorted(tar.getnames()) == [names.MANIFEST_FILE, names.MODEL_FILE]
+        assert tar.extractfile(names.MODEL_FILE).read() == (model_dir / names.MODEL_FILE).read_bytes()
+
+
+def test_proxy_code_carries_only_its_handler_and_the_shared_names(tmp_path: Path) -> None:
+    code = staging.stage_proxy_code(dest=tmp_path / "proxy")
+    files = sorted(p.relative_to(code).as_posix() for p in code.rglob("*.py"))
+    assert "functions/proxy/handler.py" in files and "layers/names.py" in files
+    assert not any(re.match(r"layers/(model|codec|protocol)\.py", f) for f in files)
