@@ -1,0 +1,149 @@
+"""``.jsonl`` inputs: each non-blank line is one V2 inference request.
+
+A line is what ``POST /v2/models/<name>/infer`` takes as JSON:
+``{"id"?, "inputs": [{"name", "shape", "datatype", "data"}], "outputs"?: [{"name"}],
+"parameters"?: {"allow_nonfinite"?: bool}}``, decoded by the same codec
+(:func:`layers.codec.decode_tensor`) and validated by the same
+:meth:`layers.model.Model.validate_inputs` as the HTTP path. Binary tensor data cannot
+travel in a text line and is refused, as is the ``classification`` output extension (also
+refused over HTTP); outputs are always written as JSON ``data``. Output line ``i`` answers request (line) ``i``;
+consecutive requests with the same outputs and row shapes are stacked into one model call
+when the model's batch dim is dynamic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from layers.batch.chunking import fixed_batch
+from layers.batch.errors import BatchInputError
+from layers.batch.readers import Batch
+from layers.codec import decode_tensor, to_numpy_dtype
+from layers.errors import BadRequest
+from layers.model import Model
+
+
+class _Request:
+    __slots__ = ("allow_nonfinite", "arrays", "id", "outputs", "rows")
+
+    def __init__(self, arrays, outputs, allow_nonfinite, request_id, rows):
+        self.arrays, self.outputs = arrays, outputs
+        self.allow_nonfinite, self.id, self.rows = allow_nonfinite, request_id, rows
+
+    def group_key(self) -> tuple:
+        shapes = tuple((k, v.shape[1:]) for k, v in self.arrays.items())
+        return (tuple(self.outputs) if self.outputs is not None else None, shapes, self.allow_nonfinite)
+
+
+class JsonlReader:
+    def __init__(self, path: Path, model: Model) -> None:
+        self.path, self.model = path, model
+        self.specs = {s.name: s for s in model.inputs}
+        self.batch = fixed_batch(model.inputs)
+        self.rows = self.requests = 0
+        self.input_row_bytes = sum(
+            math.prod(d if d >= 0 else 1 for d in s.shape[1:]) * to_numpy_dtype(s.datatype).itemsize
+            for s in model.inputs
+        )
+
+    def _requests(self) -> Iterator[tuple[int, _Request]]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                for line_no, line in enumerate(f, start=1):
+                    if line.strip():
+                        yield line_no, self._decode(line_no, line)
+        except UnicodeDecodeError as exc:
+            raise BatchInputError(
+                f"the .jsonl is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8."
+            ) from None
+
+    def _decode(self, line_no: int, line: str) -> _Request:
+        where = f"line {line_no} of the .jsonl"
+        try:
+            request = json.loads(line)
+        except ValueError as exc:
+            raise BatchInputError(
+                f"{where} is not valid JSON ({exc}); each line must be one V2 request object, e.g. "
+                '{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}.'
+            ) from None
+        try:
+            return self._parse(request)
+        except BadRequest as exc:
+            raise BatchInputError(f"{where}: {exc.message}") from None
+
+    def _parse(self, request: Any) -> _Request:
+        if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or not request["inputs"]:
+            raise BadRequest(
+                "a request needs \"inputs\": a non-empty list of {name, shape, datatype, data}; "
+                f"model {self.model.name!r} takes {list(self.specs)}."
+            )
+        params = request.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise BadRequest("\"parameters\" must be a JSON object.")
+        allow_nonfinite = params.get("allow_nonfinite") is True
+        arrays: dict[str, np.ndarray] = {}
+        for t in request["inputs"]:
+            name = t.get("name") if isinstance(t, dict) else None
+            if isinstance(t, dict) and (t.get("parameters") or {}).get("binary_data_size") is not None:
+                raise BadRequest(f"input {name!r} uses binary_data_size; in .jsonl send \"data\" as a JSON list.")
+            if name in arrays:
+                raise BadRequest(f"input {name!r} appears more than once; send each input once.")
+            arrays[name] = decode_tensor(t, self.specs.get(name))
+        feed = self.model.validate_inputs(arrays, allow_nonfinite=allow_nonfinite)
+        outputs = request.get("outputs")
+        names = None
+        if outputs is not None:
+            if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+                raise BadRequest("\"outputs\" must be a list of {\"name\": ...}; leave it out to get every output.")
+            for o in outputs:
+                if isinstance(o.get("parameters"), dict) and o["parameters"].get("classification"):
+                    raise BadRequest(
+                        f"output {o['name']!r}: the classification extension is not supported; request "
+                        "the raw tensor and take the top-k afterwards."
+                    )
+            names = self.model.validate_output_names([o["name"] for o in outputs])
+        request_id = request.get("id")
+        rows = {int(a.shape[0]) if a.ndim else 1 for a in feed.values()}
+        if len(rows) != 1:
+            raise BadRequest("the inputs of one request must have the same number of rows (dimension 0).")
+        return _Request(feed, names, allow_nonfinite, request_id if isinstance(request_id, str) else None, rows.pop())
+
+    def validate(self, chunk_rows: int) -> None:
+        requests = rows = 0
+        for _, req in self._requests():
+            requests += 1
+            rows += req.rows
+        self.requests, self.rows = requests, rows
+
+    def batches(self, chunk_rows: int) -> Iterator[Batch]:
+        group: list[_Request] = []
+        first = index = 0
+        for index, (_, req) in enumerate(self._requests()):
+            stackable = self.batch is None and group and group[0].group_key() == req.group_key()
+            if group and (not stackable or sum(r.rows for r in group) + req.rows > chunk_rows):
+                yield self._batch(first, group)
+                group, first = [], index
+            group.append(req)
+        if group:
+            yield self._batch(first, group)
+
+    @staticmethod
+    def _batch(first: int, group: list[_Request]) -> Batch:
+        head = group[0]
+        if len(group) == 1:
+            inputs = head.arrays
+        else:
+            inputs = {k: np.concatenate([r.arrays[k] for r in group]) for k in head.arrays}
+        return Batch(
+            first_request=first, inputs=inputs, sizes=[r.rows for r in group],
+            output_names=head.outputs, allow_nonfinite=head.allow_nonfinite, ids=[r.id for r in group],
+        )
+
+    def close(self) -> None:
+        pass
