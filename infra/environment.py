@@ -12,10 +12,8 @@ from layers import names
 
 FunctionKind = Literal["api", "batch", "sagemaker"]
 
-#: Where the per-model image puts the model directory (``$LAMBDA_TASK_ROOT/model``).
-IMAGE_MODEL_DIR = "/var/task/model"
-#: Where SageMaker unpacks ``model.tar.gz`` inside a serving container.
-SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+IMAGE_MODEL_DIR = names.IMAGE_MODEL_DIR
+SAGEMAKER_MODEL_DIR = names.SAGEMAKER_MODEL_DIR
 
 
 def function_environment(

@@ -35,6 +35,12 @@ DEFAULT_BATCH_BUCKET = "modelfn-batch"
 METRICS_NAMESPACE = "modelfn"
 SERVICE_NAME = "modelfn"
 
+# --- where the model directory lives in each image -----------------------------------------
+IMAGE_MODEL_DIR = "/var/task/model"
+"""The per-model Lambda image's model directory (``$LAMBDA_TASK_ROOT/model``)."""
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+"""Where SageMaker unpacks ``model.tar.gz`` inside a serving container."""
+
 # --- artifact layout -----------------------------------------------------------------------
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"

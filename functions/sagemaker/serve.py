@@ -39,7 +39,6 @@ from layers import names
 from layers.protocol import HEADER_LENGTH
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
-SAGEMAKER_MODEL_DIR = "/opt/ml/model"  # where SageMaker unpacks model.tar.gz
 
 
 @dataclass
@@ -100,7 +99,7 @@ def http_api_event(method: str, target: str, headers: dict[str, str], body: byte
 
 def make_server(host: str = "0.0.0.0", port: int = 8080) -> ThreadingHTTPServer:
     """Load the model (through the API handler module) and bind; call ``serve_forever()``."""
-    os.environ.setdefault(names.ENV_MODEL_DIR, SAGEMAKER_MODEL_DIR)
+    os.environ.setdefault(names.ENV_MODEL_DIR, names.SAGEMAKER_MODEL_DIR)
     from functions.api import handler as api  # loads and verifies the model
 
     lock = threading.Lock()

@@ -263,11 +263,24 @@ def test_batch_function_reads_its_own_input_and_writes_its_own_results(template:
     read, write = by_sid["ReadOwnInput"][1], by_sid["WriteOwnResults"][1]
     assert read["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
     assert json.dumps(read["Resource"]).count("/clf-lambda/in/*") == 1
+    assert sorted(write["Action"]) == ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject",
+                                       "s3:ListMultipartUploadParts", "s3:PutObject"]
+    listing = by_sid["ListOwnPrefix"][1]
+    assert listing["Action"] == "s3:ListBucket"
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["clf-lambda/*"]}}
     text = json.dumps(write["Resource"])
     assert "/clf-lambda/out/*" in text and "/clf-lambda/errors/*" in text
     assert "open-model" not in json.dumps([s for _, s in by_sid.values()])
     assert sorted(by_sid["Idempotency"][1]["Action"]) == [
         "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+
+
+def test_batch_function_has_room_in_tmp_for_large_inputs(template: Template) -> None:
+    # the batch job streams its input through /tmp; the API function keeps Lambda's default
+    functions = resources(template, "AWS::Lambda::Function").values()
+    storage = {f["Properties"]["Description"].split(": ")[-1]: f["Properties"]["EphemeralStorage"]
+               for f in functions if "modelfn clf-lambda " in f["Properties"].get("Description", "")}
+    assert storage == {"S3 batch inference": {"Size": 10_240}, "V2 HTTP API": {"Size": 512}}
 
 
 def test_sagemaker_model_gets_an_autoscaled_endpoint_and_a_proxy(template: Template) -> None:

@@ -130,10 +130,21 @@ class ModelBatchPipeline(Construct):
             actions=["s3:GetObject", "s3:GetObjectVersion"],
             resources=[bucket.arn_for_objects(f"{inp}*")],
         ))
+        # The job reads its own result metadata (HEAD: is this version done already?) and
+        # deletes the other outcome's stale object when a new version of the input lands.
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="WriteOwnResults",
-            actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+            actions=["s3:PutObject", "s3:GetObject", "s3:DeleteObject",
+                     "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
             resources=[bucket.arn_for_objects(f"{out}*"), bucket.arn_for_objects(f"{err}*")],
+        ))
+        # Without ListBucket a HEAD of a missing key answers 403 instead of 404; scoped to the
+        # model's own prefix so it cannot enumerate other models' objects.
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ListOwnPrefix",
+            actions=["s3:ListBucket"],
+            resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{self._prefixes[names.BATCH_IN].split('/')[0]}/*"]}},
         ))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="Idempotency",

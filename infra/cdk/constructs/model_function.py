@@ -76,6 +76,7 @@ class ModelFunction(Construct):
             codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES
         ),
         p99_threshold_ms: float | None = None,
+        ephemeral_storage_mb: int = 512,
     ) -> None:
         """
         :param code: the model image (``DockerImageCode.from_image_asset``), CMD included.
@@ -86,6 +87,8 @@ class ModelFunction(Construct):
         :param deployment_config: default canary, 10 % for 5 minutes, then all.
         :param p99_threshold_ms: p99 duration that rolls a canary back; default 80 % of
             the timeout.
+        :param ephemeral_storage_mb: ``/tmp`` size; default 512 (Lambda's default). The batch
+            function downloads its input there, so it gets more.
         """
         super().__init__(scope, id)
         self._log_group = logs.LogGroup(
@@ -110,6 +113,7 @@ class ModelFunction(Construct):
             log_group=self._log_group,
             role=self._role,
             reserved_concurrent_executions=reserved_concurrency,
+            ephemeral_storage_size=cdk.Size.mebibytes(ephemeral_storage_mb),
         )
         self._alias = lambda_.Alias(
             self, "Live",

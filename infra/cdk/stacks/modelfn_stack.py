@@ -40,6 +40,8 @@ from infra.environment import function_environment
 from layers import names
 
 PLATFORMS = {"x86_64": ecr_assets.Platform.LINUX_AMD64, "arm64": ecr_assets.Platform.LINUX_ARM64}
+#: /tmp of each batch function: big enough for multi-GB inputs; Lambda bills it per GB-s.
+BATCH_EPHEMERAL_STORAGE_MB = 10_240
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,9 @@ class ModelfnStack(cdk.Stack):
                 model_name=spec.name, kind="batch",
                 idempotency_table=self._storage.table.table_name,
             ),
+            # The batch job streams its input through /tmp (layers/batch/job.py); a file larger
+            # than this gets an error record saying so.
+            ephemeral_storage_mb=BATCH_EPHEMERAL_STORAGE_MB,
             **common,
         )
         self._functions[spec.name] = (api_fn, batch_fn)
