@@ -1,0 +1,214 @@
+"""Function instances: one OS process per Lambda execution environment, warm and reused.
+
+Each instance runs ``python -m awslambdaric <handler>`` — the entry point the container image
+runs — against its own :class:`~.runtime_api.RuntimeApi`, with the environment Lambda and the
+CDK app set. Init once, invoke many; an instance handles one invocation at a time. A process
+that exits mid-invoke fails that invoke with ``Runtime.ExitError`` and is restarted; an
+instance that outlives its timeout is killed (``Sandbox.Timedout``) and restarted.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from infra.local import processes
+from infra.local.runtime_api import Invocation, Outcome, RuntimeApi
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One Lambda function as the CDK app defines it."""
+
+    name: str
+    handler: str
+    env: dict[str, str]
+    cwd: str
+    memory_mb: int = 2048
+    timeout_s: int = 30
+    init_timeout_s: float = 60.0  # Lambda allows 10 s; a loaded laptop gets more headroom
+
+    @property
+    def arn(self) -> str:
+        """The invoked ARN: the deployed API and queue invoke the ``live`` alias."""
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.name}:live"
+
+    def lambda_env(self, runtime_api: str, index: int) -> dict[str, str]:
+        """What the Lambda service sets in every execution environment, plus ours."""
+        stream = time.strftime("%Y/%m/%d", time.gmtime()) + f"/[$LATEST]local{index:04d}"
+        return {
+            "AWS_LAMBDA_RUNTIME_API": runtime_api,
+            "AWS_LAMBDA_FUNCTION_NAME": self.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+            "LAMBDA_TASK_ROOT": self.cwd,
+            "LAMBDA_RUNTIME_DIR": self.cwd,
+            "_HANDLER": self.handler,
+            "TZ": ":UTC",
+            "PYTHONPATH": self.cwd,
+            "PYTHONUNBUFFERED": "1",
+            **self.env,
+        }
+
+
+class InitFailed(RuntimeError):
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(f"{outcome.error_type}: {outcome.error_message}")
+        self.outcome = outcome
+
+
+class Instance:
+    """One execution environment: a Runtime API endpoint and the process that polls it."""
+
+    def __init__(self, spec: FunctionSpec, index: int, log: processes.LogSink | None) -> None:
+        self.spec, self.index, self._log = spec, index, log
+        self.api: RuntimeApi | None = None
+        self.proc = None
+
+    def start(self) -> None:
+        """Start the process and wait for its init; raise :class:`InitFailed` like Lambda."""
+        self.api = RuntimeApi().start()
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **self.spec.lambda_env(self.api.address, self.index)}
+        self.proc = processes.spawn([sys.executable, "-m", "awslambdaric", self.spec.handler],
+                                    env=env, cwd=self.spec.cwd, log=self._log)
+        threading.Thread(target=self._watch, args=(self.proc, self.api), daemon=True).start()
+        if not self.api.initialized.wait(self.spec.init_timeout_s):
+            self.stop()
+            raise InitFailed(Outcome.error(
+                "Runtime.InitTimeout", f"init did not finish within {self.spec.init_timeout_s:.0f} s"))
+        if self.api.init_error is not None:
+            err = self.api.init_error
+            self.stop()
+            raise InitFailed(err)
+
+    @staticmethod
+    def _watch(proc, api: RuntimeApi) -> None:
+        code = proc.wait()
+        how = f"signal {-code}" if code < 0 else f"exit status {code}"
+        api.fail(Outcome.error("Runtime.ExitError", f"Runtime exited with error: {how}"))
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def invoke(self, payload: bytes, timeout_s: float) -> Outcome:
+        assert self.api is not None
+        deadline = time.time() + timeout_s
+        inv = Invocation(payload=payload, deadline_ms=int(deadline * 1000), function_arn=self.spec.arn)
+        self.api.submit(inv)
+        while not inv.done.wait(min(0.5, max(0.0, deadline - time.time()))):
+            if time.time() >= deadline:
+                break
+            if not self.alive:  # died before taking the event: the watcher had nothing to fail
+                inv.finish(Outcome.error("Runtime.ExitError", "Runtime exited before the invoke"))
+        if not inv.done.is_set():
+            # Lambda stops the environment when an invoke outlives the function timeout
+            inv.finish(Outcome.error("Sandbox.Timedout",
+                                     f"RequestId: {inv.request_id} Error: Task timed out after {timeout_s:.2f} seconds"))
+            self.stop()
+        assert inv.outcome is not None
+        if inv.outcome.error_type == "Runtime.ExitError":
+            inv.outcome = Outcome.error("Runtime.ExitError",
+                                        f"RequestId: {inv.request_id} Error: {inv.outcome.error_message}")
+        return inv.outcome
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            processes.stop_group(self.proc)
+        if self.api is not None:
+            self.api.stop()
+
+
+class NoCapacity(RuntimeError):
+    """No instance became free in time (every warm instance busy)."""
+
+
+@dataclass
+class FunctionPool:
+    """``size`` warm instances of one function; requests queue for a free one."""
+
+    spec: FunctionSpec
+    size: int = 1
+    log: processes.LogSink | None = None
+    failure: str | None = None  # why the function cannot serve (init failed), else None
+    _idle: queue.Queue = field(default_factory=queue.Queue)
+    _all: list[Instance] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closed: bool = False
+
+    def start(self) -> None:
+        """Start every instance in parallel and wait for their init. Never raises: a failed
+        init leaves :attr:`failure` set with the cause; the instances that did start serve."""
+        self._all = [Instance(self.spec, i, self.log) for i in range(self.size)]
+        errors: list[str] = []
+        threads = [threading.Thread(target=self._start_one, args=(inst, errors)) for inst in self._all]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors and self._idle.qsize() == 0:
+            self.failure = errors[0]
+
+    def _start_one(self, inst: Instance, errors: list[str], park: bool = True) -> bool:
+        try:
+            inst.start()
+        except InitFailed as exc:
+            errors.append(str(exc))
+            if not park:
+                self._idle.put(inst)  # keep the slot: a later request retries the init
+            return False
+        if self._closed:  # stopped while this one was starting
+            inst.stop()
+            return False
+        if park:
+            self._idle.put(inst)
+        return True
+
+    def invoke(self, payload: bytes, *, acquire_timeout_s: float, timeout_s: float | None = None) -> Outcome:
+        """Invoke on a free instance; raise :class:`NoCapacity` if none frees up in time."""
+        try:
+            inst: Instance = self._idle.get(timeout=acquire_timeout_s)
+        except queue.Empty:
+            raise NoCapacity(f"all {self.size} instance(s) of {self.spec.name} stayed busy "
+                             f"for {acquire_timeout_s:.0f} s") from None
+        if not inst.alive:  # it died while idle: a fresh environment takes this request
+            inst.stop()
+            errors: list[str] = []
+            if not self._start_one(inst, errors, park=False):
+                return Outcome.error("Runtime.InitError", errors[0])
+        outcome = inst.invoke(payload, timeout_s or self.spec.timeout_s)
+        if inst.alive:
+            self._idle.put(inst)
+        else:
+            threading.Thread(target=self._restart, args=(inst,), daemon=True).start()
+        return outcome
+
+    def _restart(self, inst: Instance) -> None:
+        """Replace a dead instance with a fresh process (a new cold start)."""
+        inst.stop()
+        if self._closed:
+            return
+        errors: list[str] = []
+        if self._start_one(inst, errors):
+            self.failure = None
+            return
+        self._idle.put(inst)  # keep the slot: the next request that takes it retries the init
+        if not any(i.alive for i in self._all):
+            self.failure = errors[0]
+
+    def stop(self) -> None:
+        self._closed = True
+        for inst in self._all:
+            inst.stop()

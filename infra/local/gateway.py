@@ -1,0 +1,244 @@
+"""The local HTTP API: API Gateway's behaviour in front of each model's function.
+
+Requests are routed exactly like the deployed API (:func:`match_route`): ``/v2/models/{name}``
+and everything under it goes to that model's function; the health and docs routes and any
+other path go to the first serving model (its router answers them) — turned into HTTP API 2.0 events (:mod:`.http_api_events`),
+and the function's result turned back into a response. API Gateway's limits hold: a body
+over 10 MB is refused with 413, an integration that takes longer than 30 s gives 503
+``{"message":"Service Unavailable"}``, a function error gives 500
+``{"message":"Internal Server Error"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
+
+from infra.local.function_pool import FunctionPool, NoCapacity
+from infra.local.http_api_events import (
+    HttpRequest,
+    HttpResponse,
+    from_result,
+    gateway_error,
+    to_event,
+)
+from layers import names
+
+log = logging.getLogger("modelfn.local.gateway")
+
+MODELS_PREFIX = "/v2/models/"
+#: routes of the deployed API that are not under a model (served by the default integration)
+SHARED_ROUTES = ("/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs")
+
+
+class Integration(Protocol):
+    def __call__(self, req: HttpRequest, route_key: str, path_parameters: dict[str, str] | None,
+                 timeout_s: float) -> HttpResponse: ...
+
+
+@dataclass
+class LambdaIntegration:
+    """AWS_PROXY integration with payload format 2.0 onto one function's pool."""
+
+    pool: FunctionPool
+
+    def __call__(self, req: HttpRequest, route_key: str, path_parameters: dict[str, str] | None,
+                 timeout_s: float) -> HttpResponse:
+        if self.pool.failure:
+            return _not_serving(self.pool.spec.name, self.pool.failure)
+        event = to_event(req, route_key=route_key, path_parameters=path_parameters)
+        payload = json.dumps(event).encode()
+        if len(payload) > names.LAMBDA_SYNC_PAYLOAD_BYTES:
+            return gateway_error(413, "Request Entity Too Large")
+        box: list = []
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                box.append(self.pool.invoke(payload, acquire_timeout_s=timeout_s))
+            except NoCapacity as exc:
+                box.append(exc)
+            done.set()
+
+        # the integration timeout is API Gateway's: the function may run on, as on AWS
+        threading.Thread(target=call, daemon=True).start()
+        if not done.wait(timeout_s) or isinstance(box[0], NoCapacity):
+            return gateway_error(503, "Service Unavailable")
+        outcome = box[0]
+        if not outcome.ok:
+            log.warning("%s: invocation failed: %s: %s", self.pool.spec.name, outcome.error_type,
+                        outcome.error_message)
+            return gateway_error(500, "Internal Server Error")
+        return from_result(outcome.payload)
+
+
+def _not_serving(name: str, reason: str) -> HttpResponse:
+    return HttpResponse.json(503, {"error": f"model {name!r} is not serving: {reason}. "
+                                            "Fix the cause and restart `modelfn up`."})
+
+
+@dataclass
+class Routes:
+    """What the deployed API routes to: one integration per model, plus the shared routes."""
+
+    models: dict[str, Integration] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # model -> why it is not serving
+    default: Callable[[], Integration | None] = lambda: None
+
+
+class Gateway:
+    """A threaded HTTP server on ``host:port`` speaking for API Gateway."""
+
+    def __init__(self, routes: Routes, *, host: str = "127.0.0.1", port: int = 3000,
+                 integration_timeout_s: float = names.HTTP_API_TIMEOUT_S,
+                 max_body_bytes: int = names.HTTP_API_PAYLOAD_BYTES) -> None:
+        self.routes = routes
+        self.integration_timeout_s = integration_timeout_s
+        self.max_body_bytes = max_body_bytes
+        self._server = _Server((host, port), _handler_for(self))
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="gateway")
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> Gateway:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def handle(self, req: HttpRequest) -> HttpResponse:
+        name, route_key, params = match_route(req.method, req.path)
+        if name is not None:
+            integration = self.routes.models.get(name)
+            if integration is not None:
+                return integration(req, route_key, params, self.integration_timeout_s)
+            if name in self.routes.failed:
+                return _not_serving(name, self.routes.failed[name])
+            if req.path.startswith(MODELS_PREFIX):
+                known = ", ".join(sorted([*self.routes.models, *self.routes.failed])) or "(none)"
+                return HttpResponse.json(404, {"error": f"no model named {name!r} is served here; "
+                                                        f"models: {known}"})
+        # server routes and $default go to the first model, as in the deployed API
+        integration = self.routes.default()
+        if integration is None:
+            return HttpResponse.json(503, {"error": "no model is serving; see the `modelfn up` "
+                                                    "output for the cause"})
+        return integration(req, route_key, params, self.integration_timeout_s)
+
+
+def match_route(method: str, path: str) -> tuple[str | None, str, dict[str, str] | None]:
+    """(model name or None, routeKey, pathParameters) for a request, as the deployed HTTP API
+    (infra/cdk/constructs/http_api.py) matches it: per model ``GET /v2/models/<name>``,
+    ``GET …/ready``, ``POST …/infer``, the same three under ``…/versions/{version}``,
+    ``ANY /v2/models/<name>/{proxy+}``; ``GET`` server routes; everything else ``$default``."""
+    if path.startswith(MODELS_PREFIX):
+        name, _, rest = path[len(MODELS_PREFIX):].partition("/")
+        base = f"{MODELS_PREFIX}{name}"
+        parts = rest.split("/") if rest else []
+        version: str | None = None
+        if len(parts) >= 2 and parts[0] == "versions" and parts[1]:
+            version, tail = parts[1], parts[2:]
+        else:
+            tail = parts
+        prefix = f"{base}/versions/{{version}}" if version is not None else base
+        specific = {(): ("GET", prefix), ("ready",): ("GET", f"{prefix}/ready"),
+                    ("infer",): ("POST", f"{prefix}/infer")}.get(tuple(tail))
+        params = {"version": version} if version is not None else None
+        if specific and specific[0] == method:
+            return name, f"{specific[0]} {specific[1]}", params
+        if rest:
+            return name, f"ANY {base}/{{proxy+}}", {"proxy": rest}
+        return name, "$default", None
+    if path in SHARED_ROUTES and method == "GET":
+        return None, f"GET {path}", None
+    return None, "$default", None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address) -> None:
+        log.debug("connection from %s dropped", client_address, exc_info=True)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _handler_for(gw: Gateway) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+        server_version = "modelfn-local-apigw"
+
+        def log_message(self, format: str, *args) -> None:
+            log.info("%s - %s", self.address_string(), format % args)
+
+        def _handle(self) -> None:
+            try:
+                body = self._read_body()
+            except _BodyTooLarge:
+                self.close_connection = True
+                return self._send(gateway_error(413, "Request Entity Too Large"))
+            path, _, query = self.path.partition("?")
+            req = HttpRequest(method=self.command, path=path, query=query,
+                              headers=list(self.headers.items()), body=body,
+                              source_ip=self.client_address[0], host=gw._server.server_address[0],
+                              port=gw._server.server_address[1])
+            try:
+                resp = gw.handle(req)
+            except Exception:
+                log.exception("gateway failure for %s %s", self.command, path)
+                resp = gateway_error(500, "Internal Server Error")
+            self._send(resp)
+
+        def _read_body(self) -> bytes:
+            limit = gw.max_body_bytes
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                chunks, total = [], 0
+                while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                    total += size
+                self.rfile.readline()
+                if total > limit:
+                    raise _BodyTooLarge
+                return b"".join(chunks)
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > limit:
+                self._drain(length)
+                raise _BodyTooLarge
+            return self.rfile.read(length) if length else b""
+
+        def _drain(self, length: int) -> None:
+            """Read what the client sends so it sees the 413 instead of a reset connection."""
+            while length > 0:
+                got = self.rfile.read(min(length, 1 << 20))
+                if not got:
+                    return
+                length -= len(got)
+
+        def _send(self, resp: HttpResponse) -> None:
+            self.send_response(resp.status)
+            for k, v in resp.headers:
+                if k.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(resp.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(resp.body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+    return Handler

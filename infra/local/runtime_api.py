@@ -1,0 +1,218 @@
+"""A local implementation of the documented Lambda Runtime API, for one execution environment.
+
+The real ``awslambdaric`` inside a function process talks to this server exactly as it talks
+to Lambda's: it long-polls ``GET /2018-06-01/runtime/invocation/next`` for an event, then
+posts ``…/invocation/{id}/response`` or ``…/invocation/{id}/error``; a failed init posts
+``/2018-06-01/runtime/init/error``. One server per process, as Lambda gives each execution
+environment its own endpoint, so an outcome always belongs to exactly one process.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from layers import names
+
+PREFIX = "/2018-06-01/runtime"
+_ID_ROUTE = re.compile(rf"^{PREFIX}/invocation/(?P<id>[^/]+)/(?P<what>response|error)$")
+ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+
+
+@dataclass
+class Outcome:
+    """What an invoke returned: the payload on success, or Lambda's error document."""
+
+    ok: bool
+    payload: bytes
+    error_type: str | None = None
+
+    @classmethod
+    def error(cls, error_type: str, message: str) -> Outcome:
+        body = {"errorType": error_type, "errorMessage": message}
+        return cls(ok=False, payload=json.dumps(body).encode(), error_type=error_type)
+
+    @property
+    def error_message(self) -> str:
+        try:
+            return str(json.loads(self.payload).get("errorMessage", ""))
+        except (ValueError, AttributeError):
+            return self.payload[:500].decode("utf-8", "replace")
+
+
+@dataclass
+class Invocation:
+    payload: bytes
+    deadline_ms: int
+    function_arn: str
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    trace_id: str = field(default_factory=lambda: _trace_id())
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome | None = None
+
+    def finish(self, outcome: Outcome) -> bool:
+        """Record the outcome once; later outcomes (a crash after a response) are ignored."""
+        if self.done.is_set():
+            return False
+        self.outcome = outcome
+        self.done.set()
+        return True
+
+
+def _trace_id() -> str:
+    return f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
+
+
+class RuntimeApi:
+    """The Runtime API endpoint of one function process (``AWS_LAMBDA_RUNTIME_API``)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._pending: queue.Queue[Invocation | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self.current: Invocation | None = None
+        self.initialized = threading.Event()  # set by the first /next or by /init/error
+        self.init_error: Outcome | None = None
+        self._server = _QuietServer((host, 0), _handler_for(self))
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name=f"runtime-api-{self.port}")
+
+    @property
+    def address(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> RuntimeApi:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._pending.put(None)  # release a parked /next
+        self._server.shutdown()
+        self._server.server_close()
+
+    def submit(self, invocation: Invocation) -> None:
+        self._pending.put(invocation)
+
+    def fail(self, outcome: Outcome) -> None:
+        """The process is gone: fail the invocation it held (or was about to take) and init."""
+        with self._lock:
+            inv, self.current = self.current, None
+        if inv is None:
+            try:
+                inv = self._pending.get_nowait()
+            except queue.Empty:
+                inv = None
+        if inv is not None:
+            inv.finish(outcome)
+        if not self.initialized.is_set():
+            self.init_error = self.init_error or outcome
+            self.initialized.set()
+
+    # --- called by the request handler --------------------------------------------------
+    def _next(self) -> Invocation | None:
+        self.initialized.set()
+        inv = self._pending.get()
+        with self._lock:
+            self.current = inv
+        return inv
+
+    def _finish(self, request_id: str, outcome: Outcome) -> bool:
+        with self._lock:
+            inv = self.current
+            if inv is None or inv.request_id != request_id:
+                return False
+            self.current = None
+        inv.finish(outcome)
+        return True
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A dropped connection means the process died; the pool reports that, not a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass
+
+
+def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as separate writes
+
+        def log_message(self, format: str, *args) -> None:  # quiet: the function logs instead
+            pass
+
+        def do_GET(self) -> None:
+            if self.path != f"{PREFIX}/invocation/next":
+                return self._reply(404, {"errorType": "NotFound", "errorMessage": self.path})
+            inv = api._next()
+            if inv is None:  # shutting down
+                return self._reply(410, {"errorType": "Shutdown", "errorMessage": "stopping"})
+            headers = {
+                "Lambda-Runtime-Aws-Request-Id": inv.request_id,
+                "Lambda-Runtime-Deadline-Ms": str(inv.deadline_ms),
+                "Lambda-Runtime-Invoked-Function-Arn": inv.function_arn,
+                "Lambda-Runtime-Trace-Id": inv.trace_id,
+                "Content-Type": "application/json",
+            }
+            self._send(200, inv.payload, headers)
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == f"{PREFIX}/init/error":
+                err_type = self.headers.get(ERROR_TYPE_HEADER) or "Runtime.Unknown"
+                api.init_error = Outcome(ok=False, payload=body, error_type=err_type)
+                api.initialized.set()
+                return self._reply(202, {"status": "OK"})
+            m = _ID_ROUTE.match(self.path)
+            if not m:
+                return self._reply(404, {"errorType": "NotFound", "errorMessage": self.path})
+            if m["what"] == "response" and len(body) > names.LAMBDA_SYNC_PAYLOAD_BYTES:
+                # Lambda rejects the oversize response and fails the invoke
+                outcome = Outcome.error(
+                    "Function.ResponseSizeTooLarge",
+                    f"Response payload size ({len(body)} bytes) exceeded maximum allowed payload "
+                    f"size ({names.LAMBDA_SYNC_PAYLOAD_BYTES} bytes).")
+                api._finish(m["id"], outcome)
+                return self._reply(413, {"errorType": "RequestEntityTooLarge",
+                                         "errorMessage": "Exceeded maximum allowed payload size"})
+            if m["what"] == "response":
+                outcome = Outcome(ok=True, payload=body)
+            else:
+                err_type = self.headers.get(ERROR_TYPE_HEADER) or _error_type(body)
+                outcome = Outcome(ok=False, payload=body, error_type=err_type)
+            if not api._finish(m["id"], outcome):
+                return self._reply(400, {"errorType": "InvalidRequestID",
+                                         "errorMessage": f"unknown request id {m['id']}"})
+            self._reply(202, {"status": "OK"})
+
+        def _reply(self, status: int, doc: dict) -> None:
+            self._send(status, json.dumps(doc).encode(), {"Content-Type": "application/json"})
+
+        def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+def _error_type(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("errorType") or "Unhandled")
+    except (ValueError, AttributeError):
+        return "Unhandled"

@@ -1,0 +1,237 @@
+"""The whole local stack for one catalog: build what is stale, start, serve, stop.
+
+Used by ``modelfn up``, the end-to-end tests and the benchmark. Every model gets what the CDK
+app gives it: an api function behind the gateway (or, for SageMaker-target models, the
+serving container behind the same routes) and a batch function fed by its S3 prefix.
+A model that fails to build or start is reported with its cause; the others still serve.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from infra.environment import function_environment
+from infra.local import processes
+from infra.local.function_pool import FunctionPool, FunctionSpec
+from infra.local.gateway import Gateway, LambdaIntegration, Routes
+from infra.local.s3 import CREDENTIALS, LocalAws, QueuePoller
+from infra.local.sagemaker import SageMakerIntegration, SageMakerServer
+from layers import names
+from layers.manifest import Manifest, ManifestError
+
+if TYPE_CHECKING:
+    from infra.cdk.deploy_spec import DeploySpec
+
+log = logging.getLogger("modelfn.local")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ModelService:
+    name: str
+    manifest: Manifest | None = None
+    api: FunctionPool | None = None
+    batch: FunctionPool | None = None
+    sagemaker: SageMakerServer | None = None
+    deploy: DeploySpec | None = None
+    failure: str | None = None  # build or init failure, named for the user
+
+    @property
+    def target(self) -> str:
+        return self.deploy.target if self.deploy else "lambda"
+
+
+@dataclass
+class LocalStack:
+    """Everything ``modelfn up`` runs. ``port``/``s3_port`` 0 picks free ports (tests)."""
+
+    catalog_path: Path
+    out_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 3000
+    s3_port: int = 4566
+    warm: int = 1
+    build: bool = True
+    log_sink: processes.LogSink | None = None  # function output; None: discard
+    on_build_stage: Callable[[str, str], None] | None = None  # (model, stage) while building
+    integration_timeout_s: float = names.HTTP_API_TIMEOUT_S
+    cwd: Path = REPO_ROOT
+    services: dict[str, ModelService] = field(default_factory=dict)
+    gateway: Gateway | None = None
+    aws: LocalAws | None = None
+    pollers: list[QueuePoller] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        t0 = time.perf_counter()
+        if self.port:
+            processes.check_port(self.host, self.port, "--port")
+        if self.s3_port:
+            processes.check_port(self.host, self.s3_port, "--s3-port")
+        from infra.catalog import load_catalog
+
+        catalog = load_catalog(self.catalog_path)
+        self.services = {m.name: ModelService(m.name) for m in catalog.models}
+        if self.build:
+            self._build(catalog)
+        self.timings["build_s"] = time.perf_counter() - t0
+        from infra.cdk.deploy_spec import NotBuiltError, load_deploy_spec
+
+        for spec in catalog.models:
+            svc = self.services[spec.name]
+            if svc.failure is None:
+                try:  # sized and targeted by the same decisions as the CDK app
+                    svc.deploy = load_deploy_spec(spec, self.out_dir)
+                    svc.manifest = svc.deploy.manifest
+                except (NotBuiltError, ManifestError) as exc:
+                    svc.failure = f"not built: {exc}"
+        try:
+            self._start_services()
+        except BaseException:
+            self.stop()
+            raise
+        self.timings["ready_s"] = time.perf_counter() - t0
+        return self
+
+    def _build(self, catalog) -> None:
+        """Build what is stale (the pipeline reuses cached artifacts); isolate failures."""
+        from infra.pipeline import build_catalog
+
+        try:
+            results = build_catalog(catalog, self.out_dir, on_stage=self.on_build_stage)
+        except Exception:  # one model broke the batch build: build one by one to name it
+            results = []
+            for svc in self.services.values():
+                try:
+                    results += build_catalog(catalog, self.out_dir, models=[svc.name],
+                                             on_stage=self.on_build_stage)
+                except Exception as exc:
+                    svc.failure = f"build failed: {exc}"
+        for r in results or []:
+            err = getattr(r, "error", None) or (None if getattr(r, "ok", True) else "unknown cause")
+            name = getattr(r, "name", None)
+            if err and name in self.services:
+                self.services[name].failure = f"build failed: {err}"
+
+    def _start_services(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self.aws = LocalAws(self.host, self.s3_port).start()
+        self.aws.create_resources({s.name: s.deploy.batch_timeout_s for s in self.services.values()
+                                   if s.failure is None and s.target != "sagemaker"})
+        starters: list[threading.Thread] = []
+        for svc in self.services.values():
+            if svc.failure is not None:
+                continue
+            dspec = svc.deploy
+            if svc.target == "sagemaker":
+                env = function_environment(model_name=svc.name, kind="sagemaker",
+                                           model_dir=str(self._model_dir(svc.name)))
+                svc.sagemaker = SageMakerServer(svc.name, {**env, **self._aws_env()}, str(self.cwd),
+                                                log=self._sink(f"{svc.name}/sagemaker"))
+                starters.append(threading.Thread(target=svc.sagemaker.start))
+                continue
+            for kind, handler, size, timeout_s in (
+                    ("api", names.API_HANDLER, self.warm, dspec.api_timeout_s),
+                    ("batch", names.BATCH_HANDLER, 1, dspec.batch_timeout_s)):
+                env = function_environment(model_name=svc.name, kind=kind,
+                                           model_dir=str(self._model_dir(svc.name)))
+                fspec = FunctionSpec(name=f"modelfn-{svc.name}-{kind}", handler=handler,
+                                     env={**env, **self._aws_env()}, cwd=str(self.cwd),
+                                     memory_mb=dspec.memory_mb, timeout_s=timeout_s)
+                pool = FunctionPool(fspec, size=size, log=self._sink(f"{svc.name}/{kind}"))
+                setattr(svc, kind, pool)
+                starters.append(threading.Thread(target=pool.start))
+        for t in starters:
+            t.start()
+        for t in starters:
+            t.join()
+        routes = Routes(default=self._default_integration)
+        for svc in self.services.values():
+            why = svc.failure or (svc.api.failure if svc.api else None) or \
+                (svc.sagemaker.failure if svc.sagemaker else None)
+            if why:
+                svc.failure = svc.failure or f"init failed: {why}"
+                routes.failed[svc.name] = svc.failure
+            elif svc.sagemaker:
+                routes.models[svc.name] = SageMakerIntegration(svc.sagemaker)
+            elif svc.api:
+                routes.models[svc.name] = LambdaIntegration(svc.api)
+        self.gateway = Gateway(routes, host=self.host, port=self.port,
+                               integration_timeout_s=self.integration_timeout_s).start()
+        for svc in self.services.values():
+            if svc.batch is not None:
+                if svc.batch.failure:
+                    log.warning("%s: batch function failed to init: %s", svc.name, svc.batch.failure)
+                self.pollers.append(QueuePoller(svc.name, self.aws.queue_urls[svc.name], svc.batch, self.aws).start())
+
+    def _default_integration(self):
+        """The shared routes (health, docs) go to the first model that serves."""
+        if self.gateway is None:
+            return None
+        return next(iter(self.gateway.routes.models.values()), None)
+
+    def stop(self) -> None:
+        for p in self.pollers:
+            p.stop()
+        if self.gateway is not None:
+            self.gateway.stop()
+        stoppers = []
+        for svc in self.services.values():
+            for part in (svc.api, svc.batch, svc.sagemaker):
+                if part is not None:
+                    stoppers.append(threading.Thread(target=part.stop))
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
+        if self.aws is not None:
+            self.aws.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- helpers --------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        assert self.gateway is not None
+        return self.gateway.url
+
+    @property
+    def s3_endpoint(self) -> str:
+        assert self.aws is not None
+        return self.aws.endpoint
+
+    def _model_dir(self, name: str) -> Path:
+        return (self.out_dir / "models" / name).resolve()
+
+    def _aws_env(self) -> dict[str, str]:
+        assert self.aws is not None
+        return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.aws.endpoint,
+                "POWERTOOLS_TRACE_DISABLED": "true", "HOME": os.environ.get("HOME", "/tmp")}
+
+    def _sink(self, prefix: str) -> processes.LogSink | None:
+        if self.log_sink is None:
+            return None
+        outer = self.log_sink
+        return lambda line: outer(f"{prefix} | {line}")
+
+    def child_pids(self) -> list[int]:
+        pids = []
+        for svc in self.services.values():
+            for pool in (svc.api, svc.batch):
+                if pool is not None:
+                    pids += [i.proc.pid for i in pool._all if i.proc is not None]
+            if svc.sagemaker is not None and svc.sagemaker.proc is not None:
+                pids.append(svc.sagemaker.proc.pid)
+        return pids
