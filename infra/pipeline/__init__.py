@@ -1,0 +1,38 @@
+"""The build pipeline: catalog → ONNX → int8 behind an accuracy gate → versioned artifact.
+
+``build_catalog`` is what ``modelfn build`` and the local stack call; each model is built
+independently (one failure does not stop the others) into ``<out_dir>/models/<name>/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from infra.catalog import Catalog
+from infra.pipeline.builder import (
+    STAGES,
+    BuildError,
+    BuildResult,
+    BuildSettings,
+    StageCallback,
+    build_model,
+)
+
+__all__ = ["STAGES", "BuildError", "BuildResult", "BuildSettings", "build_catalog", "build_model"]
+
+
+def build_catalog(catalog: Catalog, out_dir: str | Path, models: Sequence[str] | None = None,
+                  force: bool = False, *, on_stage: StageCallback | None = None,
+                  settings: BuildSettings | None = None) -> list[BuildResult]:
+    """Build ``models`` (default: all) of ``catalog``; unchanged ones are reused, not rebuilt.
+
+    Raises :class:`infra.catalog.CatalogError` for a name not in the catalog; every other
+    problem is reported in that model's :class:`BuildResult` (``ok=False``, ``error``).
+    """
+    from infra.pipeline import artifact
+
+    specs = [catalog.get(n) for n in models] if models else list(catalog.models)
+    artifact.sweep_stale(artifact.models_dir(Path(out_dir)))
+    return [build_model(s, catalog.root, Path(out_dir), force=force, on_stage=on_stage, settings=settings)
+            for s in specs]

@@ -1,0 +1,137 @@
+"""Versioned, content-addressed artifacts written atomically.
+
+A build works in a private temp directory; only the finished ``model.onnx`` +
+``manifest.json`` are copied into a staging directory next to the target and renamed into
+place (an atomic exchange where the kernel offers one). Killed at any point, a build leaves
+either the previous artifact or none, never a half-written one; stale staging directories
+of dead builds are swept by the next build.
+
+Cache: the key hashes the converted fp32 graph (so a torch factory whose weights changed is
+rebuilt), the data files, the catalog settings that shape the result, and
+:data:`PIPELINE_VERSION`. An artifact whose manifest carries the same key, and whose file
+still matches its sha256, is reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from infra.catalog import ModelSpec
+from layers.manifest import ManifestError, read_manifest, sha256_file
+from layers.names import MANIFEST_FILE, MODEL_FILE
+
+#: Bump when a change to the pipeline changes what it would produce from the same inputs.
+PIPELINE_VERSION = "1"
+STAGING_PREFIX = ".staging-"
+_RENAME_EXCHANGE = 2
+
+
+def models_dir(out_dir: Path) -> Path:
+    return Path(out_dir) / "models"
+
+
+def cache_key(spec: ModelSpec, fp32_sha256: str) -> str:
+    """Everything that determines the artifact, hashed."""
+    settings = spec.model_dump(mode="json", include={"quantize", "tolerance", "strict", "target",
+                                                      "instance_type", "timeout_s"})
+    files = {k: sha256_file(p) for k in ("calibration", "validation")
+             if (p := getattr(spec, k)) is not None}
+    blob = json.dumps({"pipeline": PIPELINE_VERSION, "fp32": fp32_sha256, "settings": settings,
+                       "data": files}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def reusable(target: Path, key: str) -> dict[str, Any] | None:
+    """The manifest of an intact artifact built with ``key``, else None."""
+    try:
+        manifest = read_manifest(target, verify=True)
+    except ManifestError:
+        return None
+    if manifest.extra.get("build", {}).get("cache_key") != key:
+        return None
+    return manifest.to_dict()
+
+
+def sweep_stale(models: Path) -> None:
+    """Remove staging directories left by builds that were killed."""
+    if not models.is_dir():
+        return
+    for d in models.glob(f"{STAGING_PREFIX}*"):
+        pid = d.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and _alive(int(pid))):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def publish(model_file: Path, manifest: dict[str, Any], target: Path) -> None:
+    """Put ``model_file`` + ``manifest`` at ``target`` in one step."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f"{STAGING_PREFIX}{target.name}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        shutil.copyfile(model_file, staging / MODEL_FILE)
+        _write_synced(staging / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+        _fsync(staging / MODEL_FILE)
+        if target.exists():
+            if not _exchange(staging, target):
+                old = target.parent / f"{STAGING_PREFIX}{target.name}-old-{os.getpid()}"
+                os.rename(target, old)
+                os.rename(staging, target)
+                staging = old
+        else:
+            os.rename(staging, target)
+            staging = None
+        _fsync_dir(target.parent)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        _fsync(path)

@@ -1,0 +1,252 @@
+"""One catalog entry → one published artifact: convert, quantize, gate, measure, fit, package.
+
+The int8 variant that ships is the fastest candidate that (1) onnxruntime loads, (2) passes
+the accuracy gate, and (3) is faster than fp32 at batch 1. Otherwise fp32 ships, with a
+``fallback_reason`` in the manifest; with ``strict: true`` a gate failure fails the build.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from infra.catalog import ModelSpec
+from infra.pipeline import artifact, fit, gate, measure, quantize
+from infra.pipeline.convert import convert
+from infra.pipeline.data import Dataset, load_dataset
+from infra.pipeline.signature import signature
+from layers.manifest import sha256_file
+
+StageCallback = Callable[[str, str], None]
+V2_TO_NUMPY = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
+               "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
+               "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64}
+#: The stages a build reports, in order (progress bars count them).
+STAGES = ("convert", "quantize", "gate", "measure", "package")
+
+
+class BuildError(RuntimeError):
+    """The model cannot be built as the catalog asks; the message names the model and the fix."""
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Knobs that are not catalog keys. ``require_speedup`` off only for tests of the modes."""
+
+    require_speedup: bool = True
+
+
+@dataclass
+class BuildResult:
+    name: str
+    ok: bool
+    reused: bool = False
+    model_dir: Path | None = None
+    manifest: dict[str, Any] | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "reused": self.reused,
+                "model_dir": str(self.model_dir) if self.model_dir else None,
+                "error": self.error, "seconds": round(self.seconds, 2), "manifest": self.manifest}
+
+
+def _dataset(spec: ModelSpec, key: str, sig: dict) -> Dataset | None:
+    path = getattr(spec, key)
+    if path is None:
+        return None
+    names = [t["name"] for t in sig["inputs"]]
+    dtypes = {t["name"]: np.dtype(V2_TO_NUMPY[t["datatype"]]) for t in sig["inputs"]
+              if t["datatype"] in V2_TO_NUMPY}
+    return load_dataset(path, names, dtypes, key=key)
+
+
+def _feeds_batch1(sig: dict, data: Dataset | None) -> dict[str, np.ndarray]:
+    if data is not None:
+        return data.batch(0, 1)
+    feeds = {}
+    for t in sig["inputs"]:
+        if t["datatype"] not in V2_TO_NUMPY:
+            raise BuildError(f"input {t['name']!r} is {t['datatype']}; add example_input so the "
+                             "build can measure the model")
+        shape = [1 if d < 0 else d for d in t["shape"]]
+        feeds[t["name"]] = np.zeros(shape, V2_TO_NUMPY[t["datatype"]])
+    return feeds
+
+
+def _perf(path: Path, lat: measure.Latency) -> dict[str, Any]:
+    return {"size_bytes": path.stat().st_size, "p50_ms": round(lat.p50_ms, 4), "p95_ms": round(lat.p95_ms, 4)}
+
+
+def _round(figures: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 6) for k, v in figures.items()}
+
+
+def build_model(spec: ModelSpec, root: Path, out_dir: Path, *, force: bool = False,
+                on_stage: StageCallback | None = None, settings: BuildSettings | None = None) -> BuildResult:
+    """Build ``spec``; never raises for a model problem (the result carries the error)."""
+    started = time.perf_counter()
+    result = BuildResult(name=spec.name, ok=False)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"modelfn-{spec.name}-") as tmp:
+            _build(spec, root, Path(out_dir), Path(tmp), force, on_stage or (lambda *_: None),
+                   settings or BuildSettings(), result)
+        result.ok = True
+    except Exception as exc:  # one model's failure must not stop the others
+        msg = str(exc)
+        result.error = msg if msg.startswith(f"model {spec.name!r}") else f"model {spec.name!r}: {msg}"
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
+           stage: StageCallback, settings: BuildSettings, result: BuildResult) -> None:
+    target = artifact.models_dir(out_dir) / spec.name
+    stage(spec.name, "convert")
+    fp32_path = work / "fp32.onnx"
+    conversion = convert(spec, root, fp32_path)
+    fp32_sha = sha256_file(fp32_path)
+    key = artifact.cache_key(spec, fp32_sha)
+    if not force and (cached := artifact.reusable(target, key)):
+        result.reused, result.manifest, result.model_dir = True, cached, target
+        return
+    sig = signature(onnx.load(fp32_path))
+    example = _dataset(spec, "example_input", sig)
+    calibration = _dataset(spec, "calibration", sig)
+    validation = _dataset(spec, "validation", sig)
+    gate_name, gate_data = next(((n, d) for n, d in (("validation", validation), ("calibration", calibration),
+                                                     ("example_input", example)) if d is not None), (None, None))
+    feeds = _feeds_batch1(sig, example or gate_data)
+    try:
+        fp32_sess = measure.session(fp32_path)
+    except measure.LoadError as exc:
+        raise BuildError(f"the converted fp32 model does not load: {exc}") from exc
+    fp32_out = measure.run_all(fp32_sess, gate_data) if gate_data else None
+    fp32_lat = measure.latency(fp32_sess, feeds)
+    del fp32_sess
+
+    stage(spec.name, "quantize")
+    quant: dict[str, Any] = {"requested": spec.quantize}
+    modes: list[str]
+    if spec.quantize == "none":
+        modes = []
+    elif spec.quantize == "auto":
+        modes, quant["auto"] = quantize.candidates(onnx.load(fp32_path), calibration is not None)
+    else:
+        modes = [spec.quantize]
+    no_data = bool(modes) and gate_data is None
+    if no_data:
+        modes = []
+    cands: list[dict[str, Any]] = []
+    if modes:
+        pre = work / "pre.onnx"
+        quant["preprocess"] = quantize.preprocess(fp32_path, pre)
+        for mode in modes:
+            stage(spec.name, f"quantize {mode}")
+            cands.append(_candidate(mode, pre, work, calibration, gate_data, feeds, fp32_out,
+                                    fp32_lat, spec, settings, stage))
+    stage(spec.name, "gate")
+    passing = [c for c in cands if c["verdict"] == "ok"]
+    best = min(passing, key=lambda c: c["p50_ms"]) if passing else None
+    gate_failed = [c for c in cands if c["verdict"].startswith("gate")]
+    if best is None and spec.strict and gate_failed:
+        raise BuildError(
+            f"model {spec.name!r}: strict: true and int8 failed the accuracy gate "
+            f"({'; '.join(c['mode'] + ': ' + c['verdict'] for c in gate_failed)}); loosen 'tolerance', "
+            "give a more representative 'calibration' set, or set strict: false to ship fp32")
+    if best is None:
+        shipped_path, mode = fp32_path, "none"
+        if spec.quantize != "none":
+            if no_data:
+                why = "no validation, calibration or example data to gate int8 with; add 'validation'"
+            elif not cands:
+                why = quant.get("auto", "no candidates")
+            else:
+                why = "; ".join(f"{c['mode']}: {c['verdict']}" for c in cands)
+            quant["fallback_reason"] = f"shipped fp32: {why}"
+        shipped_figures = gate.compare(fp32_out, fp32_out, gate_data.labels) if gate_data else {}
+    else:
+        shipped_path, mode = work / f"{best['mode']}.onnx", best["mode"]
+        shipped_figures = best["figures"]
+    quant["mode"] = mode
+    quant["candidates"] = cands
+
+    stage(spec.name, "measure")
+    if shipped_path == fp32_path:
+        shipped_perf = _perf(fp32_path, fp32_lat)
+        shipped_p99 = fp32_lat.p99_ms
+    else:
+        shipped_perf = {k: best[k] for k in ("size_bytes", "p50_ms", "p95_ms")}
+        shipped_p99 = best["p99_ms"]
+    facts = measure.probe(shipped_path, feeds, work)
+    target_name, reasons, fit_info = fit.recommend(
+        artifact_bytes=shipped_path.stat().st_size, peak_rss_mb=facts["peak_rss_mb"],
+        init_s=facts["init_s"], p99_ms=shipped_p99, signature=sig,
+        instance_type=spec.instance_type, requested=spec.target, timeout_s=spec.timeout_s)
+    fit_info["baseline_rss_mb"] = facts["baseline_rss_mb"]
+
+    stage(spec.name, "package")
+    digest = sha256_file(shipped_path)
+    manifest = {
+        "name": spec.name, "version": digest[:12], "sha256": digest,
+        "source": spec.source if spec.source_kind == "torch" else _relative(Path(spec.source), root),
+        "signature": sig,
+        "quantization": quant,
+        "metrics": {
+            "fp32": _perf(fp32_path, fp32_lat),
+            "shipped": {**shipped_perf, **_round(shipped_figures)},
+            "gate": {"data": gate_name, "rows": gate_data.rows if gate_data else 0,
+                     "tolerance": spec.tolerance.model_dump(exclude_none=True)},
+        },
+        "target": target_name, "target_reasons": reasons,
+        "built_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "fit": fit_info,
+        "build": {"cache_key": key, "pipeline_version": artifact.PIPELINE_VERSION,
+                  "fp32_sha256": fp32_sha, **conversion},
+    }
+    artifact.publish(shipped_path, manifest, target)
+    result.manifest, result.model_dir = manifest, target
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _candidate(mode: str, pre: Path, work: Path, calibration: Dataset | None, gate_data: Dataset,
+               feeds: dict[str, np.ndarray], fp32_out: list[np.ndarray], fp32_lat: measure.Latency, spec: ModelSpec,
+               settings: BuildSettings, stage: StageCallback) -> dict[str, Any]:
+    """Make and judge one int8 variant; ``verdict`` is "ok" or why it cannot ship."""
+    path = work / f"{mode}.onnx"
+    info: dict[str, Any] = {"mode": mode}
+    try:
+        quantize.quantize(mode, pre, path, calibration)
+        sess = measure.session(path)
+    except (quantize.QuantizationError, measure.LoadError) as exc:
+        info["verdict"] = f"not shippable: {exc}"
+        return info
+    stage(spec.name, f"gate {mode}")
+    result = gate.check(gate.compare(fp32_out, measure.run_all(sess, gate_data), gate_data.labels),
+                        spec.tolerance)
+    lat = measure.latency(sess, feeds)
+    info.update(_perf(path, lat), p99_ms=round(lat.p99_ms, 4), figures=_round(result.figures))
+    if not result.passed:
+        info["verdict"] = f"gate failed ({result.reason})"
+    elif settings.require_speedup and lat.p50_ms >= fp32_lat.p50_ms:
+        info["verdict"] = (f"slower than fp32 (p50 {lat.p50_ms:.3f} ms vs {fp32_lat.p50_ms:.3f} ms); "
+                           "int8 never ships slower")
+    else:
+        info["verdict"] = "ok"
+    return info

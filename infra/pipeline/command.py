@@ -1,0 +1,169 @@
+"""``modelfn build`` and ``modelfn fit``: the pipeline's command line (rich UI or ``--json``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from argparse import Namespace
+from pathlib import Path
+from typing import Any
+
+from infra.catalog import CatalogError, load_catalog
+from infra.pipeline.builder import STAGES, BuildResult
+
+
+def _sizes(a: int, b: int) -> str:
+    if max(a, b) >= 1024**2:
+        return f"{a / 1024**2:.1f}→{b / 1024**2:.1f} MB"
+    return f"{a / 1024:.0f}→{b / 1024:.0f} KB"
+
+
+def _gate(shipped: dict[str, Any]) -> str:
+    """The two most telling gate figures: top-1 agreement and accuracy, else cosine and error."""
+    keys = [k for k in ("top1_agreement", "accuracy") if k in shipped] or \
+        [k for k in ("min_cosine", "max_abs_error") if k in shipped]
+    labels = {"top1_agreement": "top1", "accuracy": "acc", "min_cosine": "cos", "max_abs_error": "err"}
+    return " ".join(f"{labels[k]} {shipped[k]:.3f}" for k in keys) or "-"
+
+
+def summary_row(r: BuildResult) -> dict[str, Any]:
+    """One model's line of the final table, as data (shared by the table and ``--json``)."""
+    if not r.ok or not r.manifest:
+        return {"model": r.name, "status": "failed", "error": r.error}
+    m = r.manifest
+    fp32, shipped = m["metrics"]["fp32"], m["metrics"]["shipped"]
+    q = m["quantization"]
+    return {"model": r.name, "status": "reused" if r.reused else "built", "version": m["version"],
+            "mode": q["mode"], "fallback_reason": q.get("fallback_reason"),
+            "size_fp32": fp32["size_bytes"], "size_shipped": shipped["size_bytes"],
+            "p50_fp32_ms": fp32["p50_ms"], "p50_shipped_ms": shipped["p50_ms"],
+            "gate": {k: shipped[k] for k in ("top1_agreement", "max_abs_error", "min_cosine", "accuracy")
+                     if k in shipped},
+            "target": m["target"], "memory_mb": m.get("fit", {}).get("memory_mb"),
+            "model_dir": str(r.model_dir)}
+
+
+def _table(results: list[BuildResult], console) -> None:
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title="modelfn build", caption="size and batch-1 p50: fp32→shipped", box=box.SIMPLE_HEAD)
+    for col in ("model", "mode", "size", "p50 ms", "gate", "target", "status"):
+        t.add_column(col, no_wrap=True)
+    for r in results:
+        row = summary_row(r)
+        if row["status"] == "failed":
+            t.add_row(r.name, "-", "-", "-", "-", "-", "[red]failed[/red]")
+            continue
+        t.add_row(row["model"], row["mode"], _sizes(row["size_fp32"], row["size_shipped"]),
+                  f"{row['p50_fp32_ms']:.3f}→{row['p50_shipped_ms']:.3f}",
+                  _gate(r.manifest["metrics"]["shipped"]), row["target"],
+                  "reused" if r.reused else "[green]built[/green]")
+    console.print(t)
+    for r in results:
+        if r.ok and (why := r.manifest["quantization"].get("fallback_reason")):
+            console.print(f"[yellow]{r.name}[/yellow]: {why}")
+        if not r.ok:
+            console.print(f"[red]{r.name}[/red]: {r.error}")
+
+
+def build(args: Namespace) -> int:
+    """Build the catalog; exit 0 when every selected model built, 1 otherwise, 2 on a bad catalog."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from infra.pipeline import build_catalog
+
+    err = Console(stderr=True)
+    try:
+        catalog = load_catalog(args.catalog)
+        names = args.model or [m.name for m in catalog.models]
+        for n in names:
+            catalog.get(n)
+    except CatalogError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(exc), "models": []}))
+        else:
+            err.print(f"[red]catalog error[/red]: {exc}", highlight=False)
+        return 2
+    progress = Progress(TextColumn("{task.fields[model]:<20}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.description}"), TimeElapsedColumn(),
+                        console=err, disable=args.json or not err.is_terminal, transient=False)
+    tasks = {n: progress.add_task("waiting", total=len(STAGES), model=n) for n in names}
+
+    def on_stage(model: str, stage: str) -> None:
+        if stage in STAGES:
+            progress.update(tasks[model], completed=STAGES.index(stage), description=stage)
+        else:
+            progress.update(tasks[model], description=stage)
+
+    with progress:
+        results = []
+        for n in names:
+            (r,) = build_catalog(catalog, args.out, [n], force=args.force, on_stage=on_stage)
+            progress.update(tasks[n], completed=len(STAGES),
+                            description="reused" if r.reused else ("done" if r.ok else "[red]failed"))
+            results.append(r)
+    ok = all(r.ok for r in results)
+    if args.json:
+        print(json.dumps({"ok": ok, "out": str(Path(args.out)), "models": [summary_row(r) for r in results]},
+                         indent=2))
+    else:
+        from rich.console import Console
+
+        _table(results, Console())
+    return 0 if ok else 1
+
+
+def fit(args: Namespace) -> int:
+    """Print the fit report of a built model, with the monthly cost at ``--rps``."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from infra.pipeline import fit as fitting
+    from layers.manifest import ManifestError, read_manifest
+
+    model_dir = Path(args.out) / "models" / args.name
+    try:
+        catalog = load_catalog(args.catalog)
+        spec = catalog.get(args.name)
+        manifest = read_manifest(model_dir)
+    except CatalogError as exc:
+        print(f"modelfn fit: {exc}", file=sys.stderr)
+        return 2
+    except ManifestError as exc:
+        print(f"modelfn fit: {args.name} is not built in {args.out} ({exc}); run "
+              f"`modelfn build --model {args.name}` first", file=sys.stderr)
+        return 2
+    facts = manifest.extra.get("fit")
+    if not facts:
+        print(f"modelfn fit: {model_dir}/manifest.json has no fit facts; rebuild with "
+              f"`modelfn build --force --model {args.name}`", file=sys.stderr)
+        return 2
+    if args.rps < 0:
+        print("modelfn fit: --rps must be ≥ 0", file=sys.stderr)
+        return 2
+    cost = fitting.monthly_cost(facts, manifest.metrics["shipped"]["p50_ms"], args.rps,
+                                architecture=spec.architecture, memory_mb=spec.memory_mb)
+    report = {"name": manifest.name, "version": manifest.version, "target": manifest.target,
+              "target_reasons": list(manifest.target_reasons), "fit": facts, "cost": cost}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    console = Console()
+    t = Table(title=f"fit: {manifest.name} {manifest.version} → {manifest.target}", show_header=False)
+    t.add_column("check")
+    for reason in manifest.target_reasons:
+        t.add_row(reason)
+    console.print(t)
+    console.print(f"recommended Lambda memory {facts['memory_mb']} MB, timeout {facts['timeout_s']} s; "
+                  f"peak RSS {facts['peak_rss_mb']} MB, init {facts['init_s']} s", highlight=False)
+    c = Table(title=f"monthly cost at {args.rps:g} req/s ({cost['requests_per_month']:,} requests)")
+    for col in ("option", "USD / month", "how"):
+        c.add_column(col)
+    lam, sm = cost["lambda"], cost["sagemaker"]
+    c.add_row("Lambda + HTTP API", f"{lam['usd']:,.2f}", f"{lam['memory_mb']} MB × {lam['billed_ms']} ms per request")
+    c.add_row("SageMaker real-time", f"{sm['usd']:,.2f}", f"{sm['instances']} × {sm['instance_type']} always on")
+    console.print(c)
+    console.print(f"cheaper at this rate: [bold]{cost['cheaper']}[/bold] (list prices: infra/pipeline/fit.py)")
+    return 0

@@ -1,0 +1,147 @@
+"""Lambda or SageMaker? Decided from measured facts, with a monthly cost estimate.
+
+Checks (design.md "Hard limits"): image size (artifact + runtime image) ≤ 10 GB; memory the
+function needs (peak RSS at batch 1 + headroom) ≤ 10,240 MB; init ≤ 10 s; p99 latency at
+batch 1 ≤ the 30 s HTTP API timeout; a batch-1 request/response ≤ 6 MB; no GPU required.
+Any failed check sends ``target: auto`` to SageMaker; the reasons say which and by how much.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata as md
+import math
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
+
+from layers import names
+
+# --- documented constants ------------------------------------------------------------------
+#: Uncompressed size of the AWS Lambda Python 3.11 base image (public.ecr.aws/lambda/python),
+#: rounded up; our runtime packages are measured on top of it.
+LAMBDA_PYTHON_BASE_IMAGE_BYTES = 600 * 1024**2
+#: Headroom over measured peak RSS (request buffers, JSON decode, Powertools, GC slack).
+MEMORY_HEADROOM = 1.5
+MEMORY_FLOOR_MB = 1024  # below ~1 GB Lambda gives a small fraction of a vCPU: inference crawls
+LAMBDA_MB_PER_VCPU = 1769  # Lambda allocates one full vCPU at 1,769 MB
+#: JSON bytes per tensor element in a V2 request/response (digits, separators): an upper bound.
+JSON_BYTES_PER_ELEMENT = 24
+#: Per-request overhead besides the model itself (decode, validate, encode), milliseconds.
+LAMBDA_OVERHEAD_MS = 2.0
+SECONDS_PER_MONTH = 30 * 24 * 3600
+HOURS_PER_MONTH = 730
+#: us-east-1 on-demand list prices (USD), x86_64; check https://aws.amazon.com/lambda/pricing/.
+LAMBDA_PRICE_PER_GB_S = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
+LAMBDA_PRICE_PER_REQUEST = 0.20 / 1_000_000
+HTTP_API_PRICE_PER_REQUEST = 1.00 / 1_000_000
+#: SageMaker real-time inference, USD per instance-hour, and vCPUs; https://aws.amazon.com/sagemaker/pricing/.
+SAGEMAKER_INSTANCES = {
+    "ml.m5.large": (0.115, 2), "ml.m5.xlarge": (0.23, 4), "ml.m5.2xlarge": (0.461, 8),
+    "ml.c5.large": (0.102, 2), "ml.c5.xlarge": (0.204, 4), "ml.c5.2xlarge": (0.408, 8),
+    "ml.g4dn.xlarge": (0.736, 4), "ml.g5.xlarge": (1.408, 4), "ml.g5.2xlarge": (1.515, 8),
+}
+SAGEMAKER_TARGET_UTILIZATION = 0.7
+GPU_FAMILIES = ("ml.g", "ml.p", "ml.inf", "ml.trn")
+
+BYTES_PER_DATATYPE = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2,
+                      "UINT32": 4, "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8, "BYTES": 64}
+
+
+@functools.cache
+def runtime_image_bytes() -> int:
+    """Base image + the installed size of what layers/requirements.txt ships (with deps)."""
+    reqs = Path(names.__file__).with_name("requirements.txt")
+    todo = [Requirement(line.split("#")[0].strip()) for line in reqs.read_text().splitlines()
+            if line.split("#")[0].strip()]
+    seen: set[str] = set()
+    total = LAMBDA_PYTHON_BASE_IMAGE_BYTES
+    while todo:
+        req = todo.pop()
+        key = req.name.lower().replace("_", "-")
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = md.distribution(req.name)
+        except md.PackageNotFoundError:
+            continue
+        total += sum(f.size or 0 for f in dist.files or [])
+        for dep in dist.requires or []:
+            r = Requirement(dep)
+            if r.marker is None or any(r.marker.evaluate({"extra": e}) for e in req.extras or {""}):
+                todo.append(r)
+    return total
+
+
+def payload_bytes(tensors: list[dict[str, Any]]) -> int:
+    """Upper bound of a batch-1 V2 JSON body for these tensors (dynamic dims taken as 1)."""
+    total = 256
+    for t in tensors:
+        elements = math.prod(max(1, d) for d in t["shape"])
+        total += 128 + elements * max(JSON_BYTES_PER_ELEMENT, BYTES_PER_DATATYPE.get(t["datatype"], 8))
+    return total
+
+
+def recommend(*, artifact_bytes: int, peak_rss_mb: float, init_s: float, p99_ms: float,
+              signature: dict[str, list[dict[str, Any]]], instance_type: str,
+              requested: str, timeout_s: int) -> tuple[str, list[str], dict[str, Any]]:
+    """``(target, reasons, fit)`` for one model; ``fit`` is what the manifest stores."""
+    image = artifact_bytes + runtime_image_bytes()
+    memory_mb = max(MEMORY_FLOOR_MB, math.ceil(peak_rss_mb * MEMORY_HEADROOM / 64.0) * 64)
+    req_b, resp_b = payload_bytes(signature["inputs"]), payload_bytes(signature["outputs"])
+    gpu = instance_type.startswith(GPU_FAMILIES)
+    checks = [
+        (image <= names.LAMBDA_MAX_IMAGE_BYTES,
+         f"image {image / 1024**3:.2f} GB vs Lambda's {names.LAMBDA_MAX_IMAGE_BYTES / 1024**3:.0f} GB"),
+        (memory_mb <= names.LAMBDA_MAX_MEMORY_MB,
+         f"needs {memory_mb} MB (peak RSS {peak_rss_mb:.0f} MB × {MEMORY_HEADROOM}) vs {names.LAMBDA_MAX_MEMORY_MB} MB"),
+        (init_s <= names.LAMBDA_INIT_LIMIT_S, f"init {init_s:.2f} s vs Lambda's {names.LAMBDA_INIT_LIMIT_S} s"),
+        (p99_ms / 1000 <= names.HTTP_API_TIMEOUT_S,
+         f"p99 {p99_ms:.1f} ms at batch 1 vs HTTP API's {names.HTTP_API_TIMEOUT_S} s"),
+        (max(req_b, resp_b) <= names.LAMBDA_SYNC_PAYLOAD_BYTES,
+         f"batch-1 request {req_b / 1024:.0f} KB / response {resp_b / 1024:.0f} KB vs 6 MB"),
+        (not gpu, f"GPU required (instance_type {instance_type})" if gpu else "no GPU required"),
+    ]
+    fails = [why for ok, why in checks if not ok]
+    if requested == "auto":
+        target = "sagemaker" if fails else "lambda"
+        reasons = [f"{'✗' if not ok else '✓'} {why}" for ok, why in checks]
+    else:
+        target = requested
+        reasons = [f"target {requested} set in the catalog"]
+        if requested == "lambda" and fails:
+            reasons += [f"warning: ✗ {why}" for why in fails]
+    timeout = min(names.HTTP_API_TIMEOUT_S, max(timeout_s, math.ceil(init_s + 20 * p99_ms / 1000)))
+    fit = {
+        "memory_mb": min(memory_mb, names.LAMBDA_MAX_MEMORY_MB), "timeout_s": timeout,
+        "peak_rss_mb": round(peak_rss_mb, 1), "init_s": round(init_s, 3), "p99_ms": round(p99_ms, 3),
+        "image_bytes": image, "artifact_bytes": artifact_bytes,
+        "request_bytes": req_b, "response_bytes": resp_b, "gpu_required": gpu,
+        "instance_type": instance_type,
+    }
+    return target, reasons, fit
+
+
+def monthly_cost(fit: dict[str, Any], p50_ms: float, rps: float, architecture: str = "x86_64",
+                 memory_mb: int | None = None) -> dict[str, Any]:
+    """USD per month at a steady ``rps``: Lambda (GB-s + requests + HTTP API) vs SageMaker."""
+    memory = memory_mb or fit["memory_mb"]
+    requests = rps * SECONDS_PER_MONTH
+    slowdown = max(1.0, LAMBDA_MB_PER_VCPU / memory)  # fraction of a vCPU below 1,769 MB
+    duration_s = (p50_ms * slowdown + LAMBDA_OVERHEAD_MS) / 1000
+    gb_s = requests * duration_s * memory / 1024
+    lam = gb_s * LAMBDA_PRICE_PER_GB_S[architecture] + requests * (LAMBDA_PRICE_PER_REQUEST + HTTP_API_PRICE_PER_REQUEST)
+    instance = fit.get("instance_type", "ml.m5.large")
+    hourly, vcpus = SAGEMAKER_INSTANCES.get(instance, SAGEMAKER_INSTANCES["ml.m5.large"])
+    busy_vcpus = rps * (p50_ms + LAMBDA_OVERHEAD_MS) / 1000
+    count = max(1, math.ceil(busy_vcpus / (vcpus * SAGEMAKER_TARGET_UTILIZATION)))
+    sm = count * hourly * HOURS_PER_MONTH
+    return {
+        "rps": rps, "requests_per_month": round(requests),
+        "lambda": {"usd": round(lam, 2), "memory_mb": memory, "billed_ms": round(duration_s * 1000, 2),
+                   "gb_s": round(gb_s)},
+        "sagemaker": {"usd": round(sm, 2), "instance_type": instance, "instances": count},
+        "cheaper": "lambda" if lam <= sm else "sagemaker",
+    }

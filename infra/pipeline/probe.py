@@ -1,0 +1,47 @@
+"""``python -m infra.pipeline.probe MODEL FEEDS``: what a fresh function process would spend.
+
+Prints one JSON line: ``init_s`` (import onnxruntime + create the session, i.e. the cold
+start's model part), ``peak_rss_mb`` after one batch-1 inference, ``baseline_rss_mb`` (the
+interpreter before onnxruntime). Runs alone so nothing else inflates the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+
+def _rss_mb() -> float:
+    """This process's RSS high-water mark. /proc's VmHWM starts fresh at exec; ru_maxrss
+    would carry the parent's (the build's) peak across fork+exec."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    scale = 1024.0 if sys.platform != "darwin" else 1024.0**2  # KiB on Linux, bytes on macOS
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def main(model: str, feeds_path: str) -> None:
+    import numpy as np
+
+    with np.load(feeds_path, allow_pickle=False) as z:
+        feeds = {k: z[k] for k in z.files}
+    baseline = _rss_mb()
+    t0 = time.perf_counter()
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    init_s = time.perf_counter() - t0
+    sess.run(None, feeds)
+    print(json.dumps({"init_s": round(init_s, 4), "peak_rss_mb": round(_rss_mb(), 1),
+                      "baseline_rss_mb": round(baseline, 1)}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,59 @@
+"""The V2 signature (names, datatypes, shapes) read from an ONNX graph.
+
+The runtime validates every request against this signature, so it is taken from the graph
+that ships, never re-typed by hand. Symbolic or unknown dims become -1 (dynamic).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnx
+from onnx import TensorProto
+
+#: ONNX element type → Open Inference Protocol datatype.
+ONNX_TO_V2 = {
+    TensorProto.BOOL: "BOOL",
+    TensorProto.UINT8: "UINT8",
+    TensorProto.UINT16: "UINT16",
+    TensorProto.UINT32: "UINT32",
+    TensorProto.UINT64: "UINT64",
+    TensorProto.INT8: "INT8",
+    TensorProto.INT16: "INT16",
+    TensorProto.INT32: "INT32",
+    TensorProto.INT64: "INT64",
+    TensorProto.FLOAT16: "FP16",
+    TensorProto.FLOAT: "FP32",
+    TensorProto.DOUBLE: "FP64",
+    TensorProto.STRING: "BYTES",
+}
+
+
+class SignatureError(ValueError):
+    """The graph has an input or output the runtime cannot serve as a V2 tensor."""
+
+
+def _tensor(value: onnx.ValueInfoProto, role: str) -> dict[str, Any]:
+    if not value.type.HasField("tensor_type"):
+        kind = value.type.WhichOneof("value")
+        raise SignatureError(
+            f"{role} {value.name!r} is a {kind}, not a tensor; the V2 protocol serves tensors "
+            "only. Make the model return tensors (sklearn classifiers: convert with "
+            "zipmap disabled; torch: return a tensor or a tuple of tensors)"
+        )
+    tt = value.type.tensor_type
+    if tt.elem_type not in ONNX_TO_V2:
+        name = TensorProto.DataType.Name(tt.elem_type)
+        raise SignatureError(f"{role} {value.name!r} has element type {name}, which has no "
+                             "V2 datatype; cast it to a numeric type in the model")
+    shape = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
+    return {"name": value.name, "datatype": ONNX_TO_V2[tt.elem_type], "shape": shape}
+
+
+def signature(model: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
+    """``{"inputs": [...], "outputs": [...]}`` for the graph; initializers are not inputs."""
+    inits = {i.name for i in model.graph.initializer}
+    return {
+        "inputs": [_tensor(v, "input") for v in model.graph.input if v.name not in inits],
+        "outputs": [_tensor(v, "output") for v in model.graph.output],
+    }

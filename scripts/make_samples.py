@@ -1,0 +1,113 @@
+"""Train the sample catalog's models and write their data, deterministically, in seconds.
+
+Writes into ``samples/generated/`` (git-ignored), everything from sklearn's bundled
+datasets (no download):
+
+* ``iris.joblib`` (StandardScaler + LogisticRegression) + ``iris_{example,val}.npz``
+* ``digits_mlp.pt`` / ``digits_cnn.pt`` (weights for ``samples.digits:mlp`` / ``:cnn``)
+* ``digits_{example,calib,val}.npz`` (flat [N, 64]) and ``digits_img_{example,calib,val}.npz``
+  ([N, 1, 8, 8]); validation files carry ``labels``.
+
+Run: ``python scripts/make_samples.py [--out DIR]`` (``make samples`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 0
+
+
+def _split(x: np.ndarray, y: np.ndarray, val_fraction: float = 0.25):
+    rng = np.random.default_rng(SEED)
+    idx = rng.permutation(len(x))
+    n_val = int(len(x) * val_fraction)
+    return x[idx[n_val:]], y[idx[n_val:]], x[idx[:n_val]], y[idx[:n_val]]
+
+
+def make_iris(out: Path) -> str:
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_iris(return_X_y=True)
+    x = x.astype(np.float32)
+    xt, yt, xv, yv = _split(x, y)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=SEED)).fit(xt, yt)
+    joblib.dump(model, out / "iris.joblib")
+    np.savez(out / "iris_example.npz", input=xt[:4])
+    np.savez(out / "iris_val.npz", input=xv, labels=yv.astype(np.int64))
+    return f"iris: accuracy {model.score(xv, yv):.3f} on {len(xv)} held-out rows"
+
+
+def _train(module, xt: np.ndarray, yt: np.ndarray, epochs: int, lr: float) -> None:
+    import torch
+
+    opt = torch.optim.Adam(module.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xt_t, yt_t = torch.from_numpy(xt), torch.from_numpy(yt)
+    gen = torch.Generator().manual_seed(SEED)
+    module.train()
+    for _ in range(epochs):
+        for batch in torch.randperm(len(xt_t), generator=gen).split(64):
+            opt.zero_grad()
+            loss_fn(module(xt_t[batch]), yt_t[batch]).backward()
+            opt.step()
+    module.eval()
+
+
+def _accuracy(module, x: np.ndarray, y: np.ndarray) -> float:
+    import torch
+
+    with torch.no_grad():
+        return float((module(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
+
+
+def make_digits(out: Path) -> list[str]:
+    import torch
+    from sklearn.datasets import load_digits
+
+    sys.path.insert(0, str(ROOT))
+    from samples.digits import DigitsCNN, DigitsMLP
+
+    torch.manual_seed(SEED)
+    torch.use_deterministic_algorithms(True)
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    xt, yt, xv, yv = _split(x, y.astype(np.int64))
+    lines = []
+    for name, module, shape, epochs in (("mlp", DigitsMLP(), (-1, 64), 8), ("cnn", DigitsCNN(), (-1, 1, 8, 8), 6)):
+        t0 = time.perf_counter()
+        xt_s, xv_s = xt.reshape(shape), xv.reshape(shape)
+        _train(module, xt_s, yt, epochs=epochs, lr=1e-3)
+        torch.save(module.state_dict(), out / f"digits_{name}.pt")
+        prefix = "digits" if name == "mlp" else "digits_img"
+        np.savez(out / f"{prefix}_example.npz", x=xt_s[:4])
+        np.savez(out / f"{prefix}_calib.npz", x=xt_s[:256])
+        np.savez(out / f"{prefix}_val.npz", x=xv_s, labels=yv)
+        lines.append(f"digits-{name}: {time.perf_counter() - t0:.1f} s, accuracy {_accuracy(module, xv_s, yv):.3f} on {len(xv)} held-out rows")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=ROOT / "samples" / "generated")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for line in [make_iris(args.out), *make_digits(args.out)]:
+        print(line)
+    print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Catalog errors name the model, the key and the fix; valid catalogs resolve paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.catalog import DEFAULT_TOLERANCE, CatalogError, load_catalog, parse_catalog
+from tests.pipeline.helpers import mlp_entry, write_catalog
+
+
+def _error(tmp_path: Path, models: list[dict]) -> str:
+    with pytest.raises(CatalogError) as exc:
+        load_catalog(write_catalog(tmp_path, models))
+    return str(exc.value)
+
+
+def test_valid_catalog_resolves_paths_relative_to_the_catalog_and_applies_defaults(tmp_path):
+    entry = mlp_entry(tmp_path)
+    del entry["quantize"], entry["tolerance"]
+    cat = load_catalog(write_catalog(tmp_path, [entry]))
+    spec = cat.get("mlp")
+    assert Path(spec.source) == tmp_path / "mlp.onnx"
+    assert spec.validation == tmp_path / "mlp_val.npz"
+    assert (spec.quantize, spec.target, spec.auth, spec.strict) == ("auto", "auto", "iam", False)
+    assert spec.tolerance == DEFAULT_TOLERANCE
+    assert cat.root == tmp_path.resolve()
+
+
+def test_unknown_key_names_model_key_and_allowed_keys(tmp_path):
+    msg = _error(tmp_path, [mlp_entry(tmp_path, quantise="dynamic")])
+    assert "model 'mlp'" in msg and "unknown key 'quantise'" in msg and "quantize" in msg
+
+
+def test_bad_name_says_what_a_name_may_hold(tmp_path):
+    msg = _error(tmp_path, [mlp_entry(tmp_path, name="Bad_Name")])
+    assert "'name'" in msg and "lowercase" in msg
+
+
+def test_missing_file_names_the_key_and_path(tmp_path):
+    entry = mlp_entry(tmp_path, validation="nope.npz")
+    msg = _error(tmp_path, [entry])
+    assert "model 'mlp'" in msg and "key 'validation'" in msg and "nope.npz" in msg and "does not exist" in msg
+
+
+def test_missing_source_file(tmp_path):
+    msg = _error(tmp_path, [mlp_entry(tmp_path, source="gone.onnx")])
+    assert "key 'source'" in msg and "gone.onnx" in msg
+
+
+def test_static_without_calibration_is_refused_with_the_alternatives(tmp_path):
+    entry = mlp_entry(tmp_path, quantize="static")
+    del entry["calibration"]
+    msg = _error(tmp_path, [entry])
+    assert "key 'calibration'" in msg and "quantize: static" in msg and "dynamic/auto" in msg
+
+
+def test_unknown_tolerance_key_lists_the_known_ones(tmp_path):
+    msg = _error(tmp_path, [mlp_entry(tmp_path, tolerance={"top1": 0.9})])
+    assert "unknown key 'tolerance.top1'" in msg and "top1_agreement" in msg and "min_cosine" in msg
+
+
+def test_duplicate_names_are_refused(tmp_path):
+    msg = _error(tmp_path, [mlp_entry(tmp_path), mlp_entry(tmp_path)])
+    assert "model 'mlp'" in msg and "duplicate name" in msg
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    msg = _error(tmp_path, [mlp_entry(tmp_path, quantise="x"), mlp_entry(tmp_path, name="b", source="gone.onnx")])
+    assert "2 problem(s)" in msg and "model 'mlp'" in msg and "model 'b'" in msg
+
+
+def test_torch_and_sklearn_sources_need_an_example_input(tmp_path):
+    (tmp_path / "m.joblib").write_bytes(b"")
+    msg = _error(tmp_path, [{"name": "sk", "source": "m.joblib"}, {"name": "pt", "source": "pkg.mod:make"}])
+    assert msg.count("key 'example_input' is required") == 2
+
+
+def test_a_source_that_is_neither_file_nor_factory(tmp_path):
+    msg = _error(tmp_path, [{"name": "m", "source": "model.h5"}])
+    assert "neither a file" in msg and "pkg.module:factory" in msg
+
+
+def test_strict_needs_validation_data(tmp_path):
+    entry = mlp_entry(tmp_path, strict=True)
+    del entry["validation"]
+    assert "key 'validation' is required with strict: true" in _error(tmp_path, [entry])
+
+
+def test_not_a_catalog_and_missing_catalog(tmp_path):
+    with pytest.raises(CatalogError, match="'models:' list"):
+        parse_catalog({"model": []}, tmp_path / "models.yaml")
+    with pytest.raises(CatalogError, match="not found"):
+        load_catalog(tmp_path / "absent.yaml")
+
+
+def test_unknown_model_lists_the_known_ones(tmp_path):
+    cat = load_catalog(write_catalog(tmp_path, [mlp_entry(tmp_path)]))
+    with pytest.raises(CatalogError, match="known models: mlp"):
+        cat.get("other")
+
+
+def test_the_sample_catalog_is_well_formed():
+    # the files come from `make samples`; here only the entries themselves are checked
+    import yaml
+
+    from infra.catalog import ModelSpec
+
+    root = Path(__file__).resolve().parents[2]
+    raw = yaml.safe_load((root / "models.yaml").read_text())["models"]
+    specs = {m.name: m for m in (ModelSpec.model_validate(e) for e in raw)}
+    assert specs["iris-classifier"].source_kind == "sklearn"
+    assert (specs["digits-mlp"].source_kind, specs["digits-mlp"].quantize) == ("torch", "dynamic")
+    assert (specs["digits-cnn"].quantize, specs["digits-cnn"].calibration is not None) == ("static", True)
