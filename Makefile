@@ -30,7 +30,7 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-$(SAMPLES_STAMP): $(STAMP) scripts/make_samples.py
+$(SAMPLES_STAMP): $(STAMP) scripts/make_samples.py $(wildcard samples/*.py)
 	$(PY) scripts/make_samples.py
 	@touch $@
 

@@ -19,12 +19,12 @@ because ignoring it would return a different tensor than the client asked for.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from layers import jsonfast
 from layers.codec import decode_binary, decode_tensor, encode_binary, encode_tensor
 from layers.errors import BadRequest
 from layers.model import Model
@@ -185,13 +185,13 @@ def join_body(result: InferResult) -> tuple[bytes, int | None]:
 
 
 def dump_json(obj: Any) -> str:
-    """Compact JSON; ASCII-only (``ensure_ascii``), so its length is its size in bytes."""
-    return json.dumps(obj, separators=(",", ":"))
+    """Compact JSON text (UTF-8; see :mod:`layers.jsonfast`)."""
+    return jsonfast.dumps(obj)
 
 
 def _json(data: bytes | str | memoryview) -> Any:
     try:
-        return json.loads(data if isinstance(data, bytes | str) else bytes(data))
+        return jsonfast.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(
             f"the body is not valid JSON ({exc}); send a V2 request object, e.g. "

@@ -167,7 +167,7 @@ def build_app(model: Model, hooks: Hooks | None = None, *, swagger: bool = False
         hooks.on_infer(result, size)
         if not result.binary:
             text = dump_json(result.response)
-            _check_response_size(len(text), limit)
+            _check_response_size(len(text) if text.isascii() else len(text.encode()), limit)
             return Response(status_code=200, content_type=JSON, body=text)
         payload, header_length = join_body(result)
         _check_response_size(4 * math.ceil(len(payload) / 3), limit)  # base64 in the Lambda response

@@ -13,7 +13,6 @@ when the model's batch dim is dynamic.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from layers import jsonfast
 from layers.batch.chunking import fixed_batch
 from layers.batch.errors import BatchInputError
 from layers.batch.readers import Batch
@@ -66,7 +66,7 @@ class JsonlReader:
     def _decode(self, line_no: int, line: str) -> _Request:
         where = f"line {line_no} of the .jsonl"
         try:
-            request = json.loads(line)
+            request = jsonfast.loads(line)
         except ValueError as exc:
             raise BatchInputError(
                 f"{where} is not valid JSON ({exc}); each line must be one V2 request object, e.g. "

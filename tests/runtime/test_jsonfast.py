@@ -1,0 +1,35 @@
+"""orjson on the request path must behave like the stdlib where clients can tell."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from layers import jsonfast
+
+
+def test_round_trips_a_v2_request_like_the_stdlib():
+    request = {"id": "é-1", "inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [0.1, 2.5]}]}
+    assert json.loads(jsonfast.dumps(request)) == request
+    assert jsonfast.loads(json.dumps(request)) == request
+
+
+def test_reads_the_nan_literals_python_clients_write():
+    # given a body as tritonclient's json.dumps writes it (NaN is not standard JSON)
+    body = json.dumps({"data": [float("nan"), float("inf"), 1.0]}).encode()
+    # then it parses, from bytes and from a memoryview alike
+    for data in (body, memoryview(body)):
+        nan, inf, one = jsonfast.loads(data)["data"]
+        assert math.isnan(nan) and inf == math.inf and one == 1.0
+
+
+def test_writes_non_finite_outputs_as_nan_not_null():
+    text = jsonfast.dumps({"data": [float("nan"), 1.0], "id": None})
+    assert text == '{"data":[NaN,1.0],"id":null}'
+
+
+def test_invalid_json_raises_value_error():
+    with pytest.raises(ValueError):
+        jsonfast.loads(b"{not json")
