@@ -107,10 +107,10 @@ def bench_rows(report: Report, root: Path) -> None:
     report.table("Rows/s: chunked vs one row per model call (read + infer + encode lines)",
                  ["model", "mode", "rows", "rows per call", "rows/s", "speed-up", "target",
                   "model-call rows/s", "model-call speed-up"], table)
-    report.note("Chunked throughput is bound by writing the output floats as JSON text (Python's "
-                "float repr, paid per float in both modes), so the end-to-end speed-up falls as the "
-                "output widens; the model-call columns show the part chunking removes: one "
-                "onnxruntime call, validation and input check per row.")
+    report.note("Chunked throughput is bound by writing the output floats as JSON text (orjson, "
+                "paid per float in both modes), so the end-to-end speed-up falls as the output "
+                "widens; the model-call columns show the part chunking removes: one onnxruntime "
+                "call, validation and input check per row.")
     report.bar_plot("batch_speedup.png", "Chunked vs one row per call", labels,
                     {"speed-up ×": speedups}, "×")
 
