@@ -195,7 +195,28 @@ def _from_torch(source: str, root: Path, example: dict[str, np.ndarray]) -> tupl
             raise ConversionError(f"{source}: torch.onnx.export failed with both exporters "
                                   f"(dynamo: {dynamo_exc}; torchscript: {exc})") from exc
     model = onnx.load_from_string(buf.getvalue())
+    _strip_trace_metadata(model)
     return model, {"converter": f"torch.onnx.export ({exporter})", "opset": str(_default_opset(model))}
+
+
+def _strip_trace_metadata(model: onnx.ModelProto) -> None:
+    """Drop the per-node debug metadata the dynamo exporter writes (Python stack traces with
+    absolute paths of the build machine, FX node dumps). It would leak local paths into the
+    shipped artifact and make its sha256, and so its version, depend on where it was built."""
+    def graphs(g: onnx.GraphProto):
+        yield g
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    yield from graphs(attr.g)
+                for sub in attr.graphs:
+                    yield from graphs(sub)
+
+    nodes = [n for g in graphs(model.graph) for n in g.node]
+    nodes += [n for f in model.functions for n in f.node]
+    for node in nodes:
+        del node.metadata_props[:]
+        node.doc_string = ""
 
 
 def _export_dynamo(module, args, names, out_names, f) -> None:
