@@ -17,6 +17,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.cdk.nag import acknowledge
+from infra.cdk.sagemaker_iam import grant_sagemaker_logs_and_metrics
 from infra.environment import SAGEMAKER_MODEL_DIR, function_environment
 
 VARIANT_NAME = "AllTraffic"
@@ -89,23 +90,7 @@ class SageMakerModelEndpoint(Construct):
             actions=["s3:GetObject"],
             resources=[model_data.bucket.arn_for_objects(model_data.s3_object_key)],
         ))
-        stack = cdk.Stack.of(self)
-        self._role.add_to_principal_policy(iam.PolicyStatement(
-            sid="EndpointLogs",
-            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                     "logs:DescribeLogStreams"],
-            resources=[stack.format_arn(
-                service="logs", resource="log-group",
-                resource_name="/aws/sagemaker/Endpoints/*",
-                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-            )],
-        ))
-        self._role.add_to_principal_policy(iam.PolicyStatement(
-            sid="EndpointMetrics",
-            actions=["cloudwatch:PutMetricData"],
-            resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}},
-        ))
+        grant_sagemaker_logs_and_metrics(self._role, kind="Endpoints", sid_prefix="Endpoint")
         self._model = sagemaker.CfnModel(
             self, "Model",
             execution_role_arn=self._role.role_arn,

@@ -28,6 +28,7 @@ from constructs import Construct
 
 from infra.catalog import TrainingSpec
 from infra.cdk.nag import acknowledge
+from infra.cdk.sagemaker_iam import grant_sagemaker_logs_and_metrics
 
 
 class ModelTrainingPipeline(Construct):
@@ -79,7 +80,7 @@ class ModelTrainingPipeline(Construct):
             self, "TrainingRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"modelfn {model_name}: SageMaker training job role",
         )
-        self._grant_training(model_name)
+        grant_sagemaker_logs_and_metrics(self._training_role, kind="TrainingJobs", sid_prefix="Training")
         train = tasks.SageMakerCreateTrainingJob(
             self, "Train",
             training_job_name=sfn.JsonPath.format("{}-{}", model_name[:20], sfn.JsonPath.uuid()),
@@ -156,25 +157,6 @@ class ModelTrainingPipeline(Construct):
             ),
         )
         self._acknowledge(model_name, artifacts)
-
-    def _grant_training(self, model_name: str) -> None:
-        stack = cdk.Stack.of(self)
-        self._training_role.add_to_principal_policy(iam.PolicyStatement(
-            sid="TrainingLogs",
-            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                     "logs:DescribeLogStreams"],
-            resources=[stack.format_arn(
-                service="logs", resource="log-group",
-                resource_name="/aws/sagemaker/TrainingJobs:*",
-                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-            )],
-        ))
-        self._training_role.add_to_principal_policy(iam.PolicyStatement(
-            sid="TrainingMetrics",
-            actions=["cloudwatch:PutMetricData"],
-            resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}},
-        ))
 
     def _grant_build(self, model_name: str, artifacts: s3.IBucket) -> None:
         self._project.add_to_role_policy(iam.PolicyStatement(
