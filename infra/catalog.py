@@ -199,7 +199,8 @@ def parse_catalog(data: Any, path: Path) -> Catalog:
         problems.extend(_check_files(spec, where))
         specs.append(spec)
     if problems:
-        raise CatalogError(f"{path}: the catalog has {len(problems)} problem(s):\n" + "\n".join(problems))
+        lines = "\n".join(problems).splitlines()  # one model's entry may hold several problems
+        raise CatalogError(f"{path}: the catalog has {len(lines)} problem(s):\n" + "\n".join(lines))
     return Catalog(path=path, models=tuple(specs))
 
 

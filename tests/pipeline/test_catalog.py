@@ -71,6 +71,13 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert "2 problem(s)" in msg and "model 'mlp'" in msg and "model 'b'" in msg
 
 
+def test_the_problem_count_counts_each_problem_of_one_entry(tmp_path):
+    # given one entry with two problems (a bad name and an unknown key)
+    msg = _error(tmp_path, [mlp_entry(tmp_path, name="Bad_Name", quantise="x")])
+    # then both are listed and counted
+    assert "2 problem(s)" in msg and "not a valid name" in msg and "unknown key 'quantise'" in msg
+
+
 def test_torch_and_sklearn_sources_need_an_example_input(tmp_path):
     (tmp_path / "m.joblib").write_bytes(b"")
     msg = _error(tmp_path, [{"name": "sk", "source": "m.joblib"}, {"name": "pt", "source": "pkg.mod:make"}])
