@@ -1,12 +1,15 @@
 """Run the benchmarks: ``python -m bench`` (all) or ``python -m bench NAME ...``.
 
 Each ``bench/bench_<name>.py`` defines ``main() -> None`` that prints tables and writes
-``bench/results/<name>.md`` (and plots) through :class:`bench.report.Report`.
+``bench/results/<name>.md`` (and plots) through :class:`bench.report.Report`. With more than
+one name, each runs in its own interpreter: a benchmark's loggers, imported handlers and
+servers must not leak into the next one's figures.
 """
 
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,10 +24,14 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s) {unknown}; available: {', '.join(available())}", file=sys.stderr)
         return 2
-    for name in names:
-        print(f"\n=== bench {name} ===")
-        importlib.import_module(f"bench.bench_{name}").main()
-    return 0
+    if len(names) == 1:
+        print(f"\n=== bench {names[0]} ===", flush=True)
+        importlib.import_module(f"bench.bench_{names[0]}").main()
+        return 0
+    failed = [n for n in names if subprocess.run([sys.executable, "-m", "bench", n]).returncode != 0]
+    if failed:
+        print(f"benchmark(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

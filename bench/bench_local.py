@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -170,11 +171,13 @@ def time_to_ready(report: Report) -> None:
 
 def main() -> None:
     report = Report("local", "Local stack: throughput, latency and time to ready")
+    load = os.getloadavg()[0]
     series = throughput(report)
     time_to_ready(report)
     report.bar_plot("local.png", "Local stack throughput", [f"{c} clients" for c in CLIENTS], series, "req/s")
-    report.note("Figures from a 2-core machine shared with other engineers' builds and tests "
-                "(load average 2-8 while measuring): indicative, not a capacity statement.")
+    report.note(f"Load average when the run started: {load:.1f} on {os.cpu_count()} CPUs; the "
+                "clients, the gateway and the function processes share those CPUs: indicative, "
+                "not a capacity statement.")
     report.note("Every request takes the deployed path: HTTP → local API Gateway (HTTP API 2.0 "
                 "event) → Lambda Runtime API → awslambdaric process → functions.api.handler. "
                 "An instance handles one request at a time, as a Lambda execution environment "

@@ -116,7 +116,8 @@ class Report:
             t.add_column(h)
         for row in rows:
             t.add_row(*[_fmt(c) for c in row])
-        Console().print(t)
+        console = Console()
+        (console if console.is_terminal else Console(width=160)).print(t)
 
 
 def _fmt(v: Any) -> str:

@@ -1,7 +1,8 @@
 """One catalog entry → one published artifact: convert, quantize, gate, measure, fit, package.
 
 The int8 variant that ships is the fastest candidate that (1) onnxruntime loads, (2) passes
-the accuracy gate, and (3) is faster than fp32 at batch 1. Otherwise fp32 ships, with a
+the accuracy gate, and (3) is at least :data:`MIN_SPEEDUP` faster than fp32 at batch 1 (a
+closer tie is measurement noise, and fp32 is then the safer artifact). Otherwise fp32 ships, with a
 ``fallback_reason`` in the manifest; with ``strict: true`` a gate failure fails the build.
 """
 
@@ -35,6 +36,11 @@ STAGES = ("convert", "quantize", "gate", "measure", "package")
 
 class BuildError(RuntimeError):
     """The model cannot be built as the catalog asks; the message names the model and the fix."""
+
+
+#: Share of fp32's batch-1 p50 an int8 candidate must save to ship. Without a margin, near-ties
+#: (small Conv models) flipped between fp32, dynamic and static from one build to the next.
+MIN_SPEEDUP = 0.03
 
 
 @dataclass(frozen=True)
@@ -244,9 +250,9 @@ def _candidate(mode: str, pre: Path, work: Path, calibration: Dataset | None, ga
     info.update(_perf(path, lat), p99_ms=round(lat.p99_ms, 4), figures=_round(result.figures))
     if not result.passed:
         info["verdict"] = f"gate failed ({result.reason})"
-    elif settings.require_speedup and lat.p50_ms >= fp32_lat.p50_ms:
-        info["verdict"] = (f"slower than fp32 (p50 {lat.p50_ms:.3f} ms vs {fp32_lat.p50_ms:.3f} ms); "
-                           "int8 never ships slower")
+    elif settings.require_speedup and lat.p50_ms > fp32_lat.p50_ms * (1 - MIN_SPEEDUP):
+        info["verdict"] = (f"slower than fp32 or within {MIN_SPEEDUP:.0%} of it (p50 {lat.p50_ms:.3f} ms "
+                           f"vs {fp32_lat.p50_ms:.3f} ms); int8 ships only when measurably faster")
     else:
         info["verdict"] = "ok"
     return info

@@ -111,7 +111,7 @@ def build(args: Namespace) -> int:
     else:
         from rich.console import Console
 
-        _table(results, Console())
+        _table(results, _wide(Console()))
     return 0 if ok else 1
 
 
@@ -150,7 +150,7 @@ def fit(args: Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    console = Console()
+    console = _wide(Console())
     t = Table(title=f"fit: {manifest.name} {manifest.version} → {manifest.target}", show_header=False)
     t.add_column("check")
     for reason in manifest.target_reasons:
@@ -167,3 +167,9 @@ def fit(args: Namespace) -> int:
     console.print(c)
     console.print(f"cheaper at this rate: [bold]{cost['cheaper']}[/bold] (list prices: infra/pipeline/fit.py)")
     return 0
+
+
+def _wide(console):
+    """Rich falls back to 80 columns when stdout is not a terminal (CI logs, pipes), which
+    truncates the summary table; such output is read in a log, so give it room."""
+    return console if console.is_terminal else type(console)(width=160)
