@@ -28,7 +28,7 @@ from layers.manifest import ManifestError, read_manifest, sha256_file
 from layers.names import MANIFEST_FILE, MODEL_FILE
 
 #: Bump when a change to the pipeline changes what it would produce from the same inputs.
-PIPELINE_VERSION = "3"
+PIPELINE_VERSION = "4"
 STAGING_PREFIX = ".staging-"
 _RENAME_EXCHANGE = 2
 
