@@ -73,16 +73,12 @@ def build_image_head(path: Path) -> Path:
 def _save(model, model_dir: Path, inputs: list[dict], outputs: list[dict]) -> Path:
     import onnx
 
-    from layers.manifest import sha256_file
+    from tests.conftest import write_manifest
 
     model.ir_version = 9
     model_dir.mkdir(parents=True, exist_ok=True)
     onnx.save(model, model_dir / "model.onnx")
-    digest = sha256_file(model_dir / "model.onnx")
-    (model_dir / "manifest.json").write_text(json.dumps({
-        "name": model_dir.name, "version": digest[:12], "sha256": digest, "source": "bench",
-        "signature": {"inputs": inputs, "outputs": outputs}}))
-    return model_dir
+    return write_manifest(model_dir, model_dir.name, inputs, outputs)
 
 
 # --- the handler, as Lambda calls it -----------------------------------------------------------

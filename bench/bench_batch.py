@@ -30,17 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def build_model(root: Path, name: str = "wide", features: int = FEATURES, classes: int = CLASSES) -> Path:
-    from layers.manifest import sha256_file
-    from tests.conftest import make_tiny_onnx
+    from tests.conftest import make_tiny_onnx, write_manifest
 
     onnx_path = make_tiny_onnx(root / name / "model.onnx", in_features=features, out_features=classes)
-    digest = sha256_file(onnx_path)
-    (onnx_path.parent / "manifest.json").write_text(json.dumps({
-        "name": name, "version": digest[:12], "sha256": digest, "source": "bench",
-        "signature": {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, features]}],
-                      "outputs": [{"name": "probs", "datatype": "FP32", "shape": [-1, classes]}]},
-    }))
-    return onnx_path.parent
+    return write_manifest(onnx_path.parent, name,
+                          [{"name": "x", "datatype": "FP32", "shape": [-1, features]}],
+                          [{"name": "probs", "datatype": "FP32", "shape": [-1, classes]}])
 
 
 def write_npy(path: Path, rows: int, features: int = FEATURES) -> Path:

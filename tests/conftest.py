@@ -84,26 +84,29 @@ def tiny_onnx(tmp_path: Path) -> Path:
     return make_tiny_onnx(tmp_path / "tiny" / "model.onnx")
 
 
+def write_manifest(model_dir: Path, name: str, inputs: list[dict], outputs: list[dict],
+                   **fields) -> Path:
+    """A servable ``manifest.json`` for ``model_dir/model.onnx`` (sha256 and version from the
+    file), as `modelfn build` writes it; ``fields`` override or add keys (``target``, ``fit``…)."""
+    from layers.manifest import sha256_file
+
+    digest = sha256_file(model_dir / "model.onnx")
+    manifest = {
+        "name": name, "version": digest[:12], "sha256": digest, "source": "tests",
+        "signature": {"inputs": inputs, "outputs": outputs},
+        "quantization": {"mode": "none"}, "metrics": {}, "target": "lambda",
+        "target_reasons": ["test model"], "built_at": "2026-11-22T00:00:00Z",
+        **fields,
+    }
+    (model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return model_dir
+
+
+TINY_INPUTS = [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+TINY_OUTPUTS = [{"name": "probs", "datatype": "FP32", "shape": [-1, 3]}]
+
+
 @pytest.fixture
 def tiny_model_dir(tiny_onnx: Path) -> Path:
     """A servable MODEL_DIR (model.onnx + manifest.json) for the tiny model."""
-    from layers.manifest import sha256_file
-
-    digest = sha256_file(tiny_onnx)
-    manifest = {
-        "name": "tiny",
-        "version": digest[:12],
-        "sha256": digest,
-        "source": "tests",
-        "signature": {
-            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
-            "outputs": [{"name": "probs", "datatype": "FP32", "shape": [-1, 3]}],
-        },
-        "quantization": {"mode": "none"},
-        "metrics": {},
-        "target": "lambda",
-        "target_reasons": ["test model"],
-        "built_at": "2026-11-22T00:00:00Z",
-    }
-    (tiny_onnx.parent / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return tiny_onnx.parent
+    return write_manifest(tiny_onnx.parent, "tiny", TINY_INPUTS, TINY_OUTPUTS)

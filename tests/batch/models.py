@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-
-def write_manifest(model_dir: Path, name: str, inputs: list[dict], outputs: list[dict]) -> Path:
-    from layers.manifest import sha256_file
-
-    digest = sha256_file(model_dir / "model.onnx")
-    (model_dir / "manifest.json").write_text(json.dumps({
-        "name": name, "version": digest[:12], "sha256": digest, "source": "tests",
-        "signature": {"inputs": inputs, "outputs": outputs},
-        "quantization": {"mode": "none"}, "metrics": {}, "target": "lambda",
-        "target_reasons": ["test"], "built_at": "2026-11-22T00:00:00Z",
-    }))
-    return model_dir
+from tests.conftest import write_manifest
 
 
 def two_input_model(tmp: Path) -> Path:

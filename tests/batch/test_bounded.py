@@ -20,8 +20,7 @@ FEATURES = 256  # 1 KiB per row: a 32 MB input is 32,768 rows
 @pytest.fixture
 def wide_model(tmp_path):
     from layers.model import load_model
-    from tests.batch.models import write_manifest
-    from tests.conftest import make_tiny_onnx
+    from tests.conftest import make_tiny_onnx, write_manifest
 
     make_tiny_onnx(tmp_path / "wide" / "model.onnx", in_features=FEATURES)
     write_manifest(tmp_path / "wide", "wide", [{"name": "x", "datatype": "FP32", "shape": [-1, FEATURES]}],

@@ -12,29 +12,19 @@ from pathlib import Path
 
 import yaml
 
-from layers.manifest import sha256_file
-from tests.conftest import make_tiny_onnx
+from tests.conftest import TINY_INPUTS, TINY_OUTPUTS, make_tiny_onnx, write_manifest
 
 
 def write_built_model(build_dir: Path, name: str, *, target: str = "lambda",
                       fit: dict | None = None, seed: int = 0) -> Path:
     """``build_dir/models/<name>/`` as `modelfn build` writes it (tiny model + manifest)."""
     model_dir = build_dir / "models" / name
-    onnx_path = make_tiny_onnx(model_dir / "model.onnx", seed=seed)
-    digest = sha256_file(onnx_path)
-    manifest = {
-        "name": name, "version": digest[:12], "sha256": digest, "source": "tests",
-        "signature": {
-            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
-            "outputs": [{"name": "probs", "datatype": "FP32", "shape": [-1, 3]}],
-        },
-        "quantization": {"mode": "none"}, "metrics": {}, "target": target,
-        "target_reasons": ["test"], "built_at": "2026-11-22T00:00:00Z",
-        "fit": fit or {"memory_mb": 1536, "timeout_s": 20, "peak_rss_mb": 300.0,
-                       "init_s": 0.5, "image_bytes": 10_000_000, "gpu_required": False},
-    }
-    (model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return model_dir
+    make_tiny_onnx(model_dir / "model.onnx", seed=seed)
+    return write_manifest(
+        model_dir, name, TINY_INPUTS, TINY_OUTPUTS, target=target, target_reasons=["test"],
+        fit=fit or {"memory_mb": 1536, "timeout_s": 20, "peak_rss_mb": 300.0,
+                    "init_s": 0.5, "image_bytes": 10_000_000, "gpu_required": False},
+    )
 
 
 def write_catalog(root: Path, models: list[dict]) -> Path:

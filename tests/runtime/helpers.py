@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import onnx
 from onnx import TensorProto, helper
 
-from layers.manifest import sha256_file
+from tests.conftest import write_manifest
 
 #: V2 datatype → ONNX element type, for every datatype the runtime serves.
 ONNX_TYPES = {
@@ -26,18 +25,6 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, path)
     return path
-
-
-def write_manifest(model_dir: Path, name: str, inputs: list[dict], outputs: list[dict]) -> Path:
-    """manifest.json for ``model_dir/model.onnx`` (sha256 and version computed from the file)."""
-    digest = sha256_file(model_dir / "model.onnx")
-    (model_dir / "manifest.json").write_text(json.dumps({
-        "name": name, "version": digest[:12], "sha256": digest, "source": "tests",
-        "signature": {"inputs": inputs, "outputs": outputs},
-        "quantization": {"mode": "none"}, "metrics": {}, "target": "lambda",
-        "target_reasons": [], "built_at": "2026-11-22T00:00:00Z",
-    }))
-    return model_dir
 
 
 def echo_model_dir(model_dir: Path, datatypes=tuple(ONNX_TYPES)) -> Path:
