@@ -64,6 +64,9 @@ class ModelSpec(BaseModel):
     architecture: Literal["x86_64", "arm64"] = "x86_64"
     reserved_concurrency: int | None = Field(default=None, ge=0)
     provisioned_concurrency: int | None = Field(default=None, ge=1)
+    snapstart: bool | None = None
+    """SnapStart on the API function's published versions; default (None): on, unless the
+    model has ``provisioned_concurrency`` (Lambda allows only one of the two)."""
     instance_type: str = "ml.m5.large"
     auth: Literal["iam", "jwt", "none"] = "iam"
     training: TrainingSpec | None = None
@@ -77,6 +80,13 @@ class ModelSpec(BaseModel):
                 "starting with a letter (it becomes a route, a function name and an S3 prefix)"
             )
         return v
+
+    @property
+    def snapstart_enabled(self) -> bool:
+        """Whether the API function uses SnapStart (see ``snapstart``)."""
+        if self.snapstart is None:
+            return self.provisioned_concurrency is None
+        return self.snapstart
 
     @property
     def source_kind(self) -> Literal["onnx", "sklearn", "torch"]:
@@ -159,6 +169,10 @@ def _check_files(spec: ModelSpec, where: str) -> list[str]:
     if spec.quantize == "static" and spec.calibration is None:
         problems.append(f"{where}: key 'calibration' is required for quantize: static; add an .npz "
                         "of representative inputs, or use quantize: dynamic/auto")
+    if spec.snapstart and spec.provisioned_concurrency is not None:
+        problems.append(f"{where}: keys 'snapstart' and 'provisioned_concurrency' cannot both be on "
+                        "one function (Lambda refuses SnapStart with provisioned concurrency); "
+                        "remove 'provisioned_concurrency', or set snapstart: false")
     if spec.quantize in ("static", "dynamic", "auto") and spec.validation is None and spec.strict:
         problems.append(f"{where}: key 'validation' is required with strict: true (the accuracy "
                         "gate needs data); add an .npz or set strict: false")

@@ -55,6 +55,14 @@ API_HANDLER = "functions.api.handler.handler"
 BATCH_HANDLER = "functions.batch.handler.handler"
 SAGEMAKER_SERVE_MODULE = "functions.sagemaker.serve"
 
+# --- Lambda SnapStart (set by the Lambda service; the local stack sets it the same way) -----
+ENV_LAMBDA_INIT_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
+"""``on-demand``, ``provisioned-concurrency`` or ``snap-start`` (Lambda sets it)."""
+INIT_TYPE_ON_DEMAND = "on-demand"
+INIT_TYPE_SNAPSTART = "snap-start"
+SNAPSTART_MAX_EPHEMERAL_MB = 512
+"""SnapStart does not support more ``/tmp`` than Lambda's default 512 MB."""
+
 # --- hard limits (design.md "Hard limits to design around") --------------------------------
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 HTTP_API_PAYLOAD_BYTES = 10 * 1024 * 1024

@@ -25,6 +25,7 @@ from layers.errors import ModelfnError
 from layers.model import get_model
 from layers.observability import make_logger, make_metrics, make_tracer
 from layers.protocol import InferResult
+from layers.snapstart import register_hooks
 
 logger = make_logger()
 metrics = make_metrics()
@@ -33,6 +34,7 @@ tracer = make_tracer()
 model = get_model()  # init: verify sha256, create the one session; raises if unservable
 logger.append_keys(model_name=model.name, model_version=model.version)
 metrics.set_default_dimensions(model=model.name)
+register_hooks(model, logger)  # SnapStart: prime before the snapshot, re-seed after restore
 
 
 class _Observe(Hooks):

@@ -43,6 +43,8 @@ class DeploySpec:
     batch_timeout_s: int
     reserved_concurrency: int | None
     provisioned_concurrency: int | None
+    snapstart: bool
+    """SnapStart on the API function's published versions (catalog ``snapstart``)."""
     instance_type: str
     """SageMaker instance type (sagemaker target only)."""
     auth: Literal["iam", "jwt", "none"]
@@ -103,6 +105,7 @@ def load_deploy_spec(spec: ModelSpec, build_dir: Path) -> DeploySpec:
         batch_timeout_s=BATCH_TIMEOUT_S,
         reserved_concurrency=spec.reserved_concurrency,
         provisioned_concurrency=spec.provisioned_concurrency,
+        snapstart=spec.snapstart_enabled,
         instance_type=spec.instance_type,
         auth=spec.auth,
         training=spec.training,

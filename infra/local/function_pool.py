@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from infra.local import processes
 from infra.local.runtime_api import Invocation, Outcome, RuntimeApi
+from layers import names
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -33,6 +34,8 @@ class FunctionSpec:
     memory_mb: int = 2048
     timeout_s: int = 30
     init_timeout_s: float = 60.0  # Lambda allows 10 s; a loaded laptop gets more headroom
+    snapstart: bool = False
+    """Start like a SnapStart environment: init, before-snapshot hooks, restore, after-restore."""
 
     @property
     def arn(self) -> str:
@@ -47,7 +50,8 @@ class FunctionSpec:
             "AWS_LAMBDA_FUNCTION_NAME": self.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            names.ENV_LAMBDA_INIT_TYPE: (names.INIT_TYPE_SNAPSTART if self.snapstart
+                                         else names.INIT_TYPE_ON_DEMAND),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": stream,
             "AWS_REGION": REGION,

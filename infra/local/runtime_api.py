@@ -3,7 +3,9 @@
 The real ``awslambdaric`` inside a function process talks to this server exactly as it talks
 to Lambda's: it long-polls ``GET /2018-06-01/runtime/invocation/next`` for an event, then
 posts ``…/invocation/{id}/response`` or ``…/invocation/{id}/error``; a failed init posts
-``/2018-06-01/runtime/init/error``. One server per process, as Lambda gives each execution
+``/2018-06-01/runtime/init/error``. Under SnapStart the process also calls
+``GET …/restore/next`` once its before-snapshot hooks ran (answered at once: the local
+"restore") and reports a failed after-restore hook on ``…/restore/error``. One server per process, as Lambda gives each execution
 environment its own endpoint, so an outcome always belongs to exactly one process.
 """
 
@@ -78,6 +80,7 @@ class RuntimeApi:
         self.current: Invocation | None = None
         self.initialized = threading.Event()  # set by the first /next or by /init/error
         self.init_error: Outcome | None = None
+        self.restored = threading.Event()  # SnapStart: set by /restore/next (after the snapshot)
         self._server = _QuietServer((host, 0), _handler_for(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name=f"runtime-api-{self.port}")
@@ -154,6 +157,11 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
+            if self.path == f"{PREFIX}/restore/next":
+                # SnapStart: the before-snapshot hooks ran; Lambda would snapshot here and
+                # answer when an environment is restored from it. Locally, restore at once.
+                api.restored.set()
+                return self._send(200, b"", {"Content-Type": "application/json"})
             if self.path != f"{PREFIX}/invocation/next":
                 return self._reply(404, {"errorType": "NotFound", "errorMessage": self.path})
             inv = api._next()
@@ -170,7 +178,7 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self.path == f"{PREFIX}/init/error":
+            if self.path in (f"{PREFIX}/init/error", f"{PREFIX}/restore/error"):
                 err_type = self.headers.get(ERROR_TYPE_HEADER) or "Runtime.Unknown"
                 api.init_error = Outcome(ok=False, payload=body, error_type=err_type)
                 api.initialized.set()

@@ -145,7 +145,8 @@ class LocalStack:
                                            model_dir=str(self._model_dir(svc.name)))
                 fspec = FunctionSpec(name=f"modelfn-{svc.name}-{kind}", handler=handler,
                                      env={**env, **self._aws_env()}, cwd=str(self.cwd),
-                                     memory_mb=dspec.memory_mb, timeout_s=timeout_s)
+                                     memory_mb=dspec.memory_mb, timeout_s=timeout_s,
+                                     snapstart=kind == "api" and dspec.snapstart)
                 pool = FunctionPool(fspec, size=size, log=self._sink(f"{svc.name}/{kind}"))
                 setattr(svc, kind, pool)
                 starters.append(threading.Thread(target=pool.start))

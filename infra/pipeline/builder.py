@@ -25,6 +25,7 @@ from infra.pipeline.convert import convert
 from infra.pipeline.data import Dataset, load_dataset
 from infra.pipeline.signature import signature
 from layers.manifest import sha256_file
+from layers.snapstart import EXAMPLE_SHAPES_KEY
 
 StageCallback = Callable[[str, str], None]
 V2_TO_NUMPY = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
@@ -217,6 +218,8 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
         "target": target_name, "target_reasons": reasons,
         "built_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "fit": fit_info,
+        # batch-1 shapes the build measured with; SnapStart primes the function with them
+        EXAMPLE_SHAPES_KEY: {n: list(a.shape) for n, a in feeds.items()},
         "build": {"cache_key": key, "pipeline_version": artifact.PIPELINE_VERSION,
                   "fp32_sha256": fp32_sha, **conversion},
     }

@@ -130,3 +130,13 @@ def test_batch_storage_and_pipeline(stacks) -> None:
         "MetricName": "ApproximateNumberOfMessagesVisible"})
     board = json.dumps(t.find_resources("AWS::CloudWatch::Dashboard"))
     assert "ColdStart" in board and "dead letters" in board
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"provisioned_concurrency": 1}, "provisioned concurrency"),
+    ({"ephemeral_storage_mb": 10_240}, "512 MB"),
+])
+def test_snapstart_refuses_what_lambda_would_refuse_at_deploy(tmp_path, kw, match) -> None:
+    stack = cdk.Stack(cdk.App(), "S")
+    with pytest.raises(ValueError, match=match):
+        model_function(stack, "Fn", tmp_path, snapstart=True, **kw)

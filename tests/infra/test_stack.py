@@ -341,3 +341,23 @@ def test_assets_are_small_staged_contexts_not_the_repository(synthesized) -> Non
             assert not top & {".venv", "node_modules", "build", ".git", "tests"}, (asset, top)
     sizes = sum(p.stat().st_size for p in outdir.rglob("*") if p.is_file())
     assert sizes < 20 * 1024 * 1024
+
+
+def test_snapstart_is_on_for_api_functions_only_without_provisioned_concurrency(template: Template) -> None:
+    # given open-model (on demand) and clf-lambda (provisioned concurrency 2)
+    fns = {r["Properties"]["Description"]: r["Properties"]
+           for r in resources(template, "AWS::Lambda::Function").values()
+           if r["Properties"].get("Description", "").startswith("modelfn ")}
+    snap = {d: p.get("SnapStart") for d, p in fns.items()}
+    # then only open-model's API function snapshots its published versions ...
+    on = {d for d, s in snap.items() if s == {"ApplyOn": "PublishedVersions"}}
+    assert on == {d for d in snap if d.startswith("modelfn open-model") and "HTTP" in d}
+    # ... behind the live alias (a published version), and never with provisioned concurrency
+    assert all(s is None for d, s in snap.items() if d not in on)
+    open_api = next(k for k, r in resources(template, "AWS::Lambda::Function").items()
+                    if r["Properties"].get("SnapStart"))
+    aliases = [a["Properties"] for a in resources(template, "AWS::Lambda::Alias").values()
+               if json.dumps(a["Properties"]["FunctionName"]).find(open_api) >= 0]
+    assert aliases and all("ProvisionedConcurrencyConfig" not in a for a in aliases)
+    assert all("Ref" in json.dumps(a["FunctionVersion"]) or "GetAtt" in json.dumps(a["FunctionVersion"])
+               for a in aliases)

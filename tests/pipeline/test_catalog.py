@@ -120,3 +120,16 @@ def test_the_sample_catalog_is_well_formed():
     assert specs["iris-classifier"].source_kind == "sklearn"
     assert (specs["digits-mlp"].source_kind, specs["digits-mlp"].quantize) == ("torch", "dynamic")
     assert (specs["digits-cnn"].quantize, specs["digits-cnn"].calibration is not None) == ("static", True)
+
+
+def test_snapstart_defaults_on_and_gives_way_to_provisioned_concurrency(tmp_path):
+    cat = load_catalog(write_catalog(tmp_path, [
+        mlp_entry(tmp_path), mlp_entry(tmp_path, name="pc", provisioned_concurrency=2),
+        mlp_entry(tmp_path, name="off", snapstart=False)]))
+    assert [cat.get(n).snapstart_enabled for n in ("mlp", "pc", "off")] == [True, False, False]
+
+
+def test_snapstart_with_provisioned_concurrency_is_refused_naming_the_fix(tmp_path):
+    msg = _error(tmp_path, [mlp_entry(tmp_path, snapstart=True, provisioned_concurrency=2)])
+    assert "model 'mlp'" in msg and "'snapstart'" in msg and "provisioned_concurrency" in msg
+    assert "snapstart: false" in msg

@@ -18,6 +18,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.cdk.nag import acknowledge
+from layers.names import SNAPSTART_MAX_EPHEMERAL_MB
 
 ARCHITECTURES = {"x86_64": lambda_.Architecture.X86_64, "arm64": lambda_.Architecture.ARM_64}
 ALIAS_NAME = "live"
@@ -77,6 +78,7 @@ class ModelFunction(Construct):
         ),
         p99_threshold_ms: float | None = None,
         ephemeral_storage_mb: int = 512,
+        snapstart: bool = False,
     ) -> None:
         """
         :param code: the model image (``DockerImageCode.from_image_asset``), CMD included.
@@ -89,7 +91,16 @@ class ModelFunction(Construct):
             the timeout.
         :param ephemeral_storage_mb: ``/tmp`` size; default 512 (Lambda's default). The batch
             function downloads its input there, so it gets more.
+        :param snapstart: SnapStart on published versions (the ``live`` alias always points at
+            one); default off. Lambda refuses it together with provisioned concurrency or more
+            than 512 MB of ``/tmp``, so both are refused here, before a deploy would fail.
         """
+        if snapstart and provisioned_concurrency is not None:
+            raise ValueError(f"{description}: SnapStart and provisioned concurrency cannot both be "
+                             "on; drop one (catalog 'snapstart' / 'provisioned_concurrency')")
+        if snapstart and ephemeral_storage_mb > SNAPSTART_MAX_EPHEMERAL_MB:
+            raise ValueError(f"{description}: SnapStart supports at most "
+                             f"{SNAPSTART_MAX_EPHEMERAL_MB} MB of /tmp, not {ephemeral_storage_mb}")
         super().__init__(scope, id)
         self._log_group = logs.LogGroup(
             self, "Logs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
@@ -114,6 +125,7 @@ class ModelFunction(Construct):
             role=self._role,
             reserved_concurrent_executions=reserved_concurrency,
             ephemeral_storage_size=cdk.Size.mebibytes(ephemeral_storage_mb),
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snapstart else None,
         )
         self._alias = lambda_.Alias(
             self, "Live",

@@ -190,6 +190,7 @@ class ModelfnStack(cdk.Stack):
             environment=function_environment(model_name=spec.name, kind="api"),
             reserved_concurrency=spec.reserved_concurrency,
             provisioned_concurrency=spec.provisioned_concurrency,
+            snapstart=spec.snapstart,
             **common,
         )
         batch_fn = ModelFunction(
