@@ -14,9 +14,24 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from infra.catalog_processing import (
+    PipelineStep,
+    Postprocess,
+    Preprocess,
+    check_pipelines,
+    check_processing,
+    nested_fields,
+    resolve_processing,
+)
+
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
 TORCH_SOURCE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 SOURCE_SUFFIXES = (".onnx", ".joblib", ".pkl")
+HF_PREFIX = "hf:"
+#: What calibration/validation may be besides an .npz when the model has ``preprocess``:
+#: raw texts (.txt one per line, .jsonl objects with "text"/"image" and optional "label")
+#: or a folder of images (labels from sub-folder names).
+RAW_DATA_SUFFIXES = (".txt", ".jsonl")
 
 
 class CatalogError(ValueError):
@@ -51,7 +66,7 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    source: str
+    source: str = ""  # required unless ``pipeline`` is given (checked in _check_files)
     example_input: Path | None = None
     quantize: Literal["auto", "dynamic", "static", "none"] = "auto"
     calibration: Path | None = None
@@ -70,6 +85,9 @@ class ModelSpec(BaseModel):
     instance_type: str = "ml.m5.large"
     auth: Literal["iam", "jwt", "none"] = "iam"
     training: TrainingSpec | None = None
+    preprocess: Preprocess | None = None
+    postprocess: Postprocess | None = None
+    pipeline: tuple[str | PipelineStep, ...] | None = None
 
     @field_validator("name")
     @classmethod
@@ -89,7 +107,11 @@ class ModelSpec(BaseModel):
         return self.snapstart
 
     @property
-    def source_kind(self) -> Literal["onnx", "sklearn", "torch"]:
+    def source_kind(self) -> Literal["onnx", "sklearn", "torch", "hf", "pipeline"]:
+        if self.pipeline is not None:
+            return "pipeline"
+        if self.source.startswith(HF_PREFIX):
+            return "hf"
         if self.source.endswith(".onnx"):
             return "onnx"
         if self.source.endswith((".joblib", ".pkl")):
@@ -98,8 +120,10 @@ class ModelSpec(BaseModel):
 
     @property
     def source_path(self) -> Path | None:
-        """The source file, or None for a torch ``pkg.module:factory`` source."""
-        return None if self.source_kind == "torch" else Path(self.source)
+        """The source file (an hf source's directory), or None for torch factories and pipelines."""
+        if self.source_kind in ("torch", "pipeline"):
+            return None
+        return Path(self.source.removeprefix(HF_PREFIX))
 
 
 class Catalog(BaseModel):
@@ -132,6 +156,8 @@ def _explain(err: ValidationError, where: str) -> str:
             allowed = ", ".join(ModelSpec.model_fields if len(e["loc"]) == 1 else Tolerance.model_fields)
             if e["loc"] and e["loc"][0] == "training":
                 allowed = ", ".join(TrainingSpec.model_fields)
+            elif e["loc"] and (fields := nested_fields(e["loc"])) is not None:
+                allowed = ", ".join(fields)
             lines.append(f"{where}: unknown key {key!r}; remove it or use one of: {allowed}")
         elif e["type"] == "missing":
             lines.append(f"{where}: missing required key {key!r}; add it to the entry")
@@ -147,7 +173,19 @@ def _resolve(root: Path, value: Path | None) -> Path | None:
 
 def _check_files(spec: ModelSpec, where: str) -> list[str]:
     problems = []
-    if spec.source_kind == "torch":
+    if spec.source_kind == "pipeline":
+        if spec.source:
+            problems.append(f"{where}: key 'source': a pipeline entry takes its models from "
+                            "'pipeline'; remove 'source'")
+    elif not spec.source:
+        problems.append(f"{where}: missing required key 'source'; add it to the entry (or "
+                        "'pipeline' for a chain of other entries)")
+    elif spec.source_kind == "hf":
+        if not (spec.source_path / "config.json").is_file():
+            problems.append(f"{where}: key 'source': {spec.source_path} is not a saved Hugging Face "
+                            "model directory (no config.json); point hf:<dir> at what "
+                            "save_pretrained() wrote (relative to the catalog file)")
+    elif spec.source_kind == "torch":
         if not TORCH_SOURCE_RE.match(spec.source):
             problems.append(
                 f"{where}: key 'source': {spec.source!r} is neither a file ending in "
@@ -158,11 +196,18 @@ def _check_files(spec: ModelSpec, where: str) -> list[str]:
                         "(relative to the catalog file) or run the step that produces it")
     for key in ("example_input", "calibration", "validation"):
         p = getattr(spec, key)
-        if p is not None and not p.is_file():
+        if p is None:
+            continue
+        if p.is_dir() and spec.preprocess is not None and key != "example_input":
+            continue  # a folder of images, read through the model's preprocess
+        elif not p.is_file():
             problems.append(f"{where}: key {key!r}: file {p} does not exist; fix the path "
                             "(relative to the catalog file)")
-        elif p is not None and p.suffix != ".npz":
-            problems.append(f"{where}: key {key!r}: {p.name} must be an .npz of arrays keyed by input name")
+        elif p.suffix in RAW_DATA_SUFFIXES and spec.preprocess is not None:
+            continue
+        elif p.suffix != ".npz":
+            raw = f", or {'/'.join(RAW_DATA_SUFFIXES)}/a folder of raw inputs" if spec.preprocess else ""
+            problems.append(f"{where}: key {key!r}: {p.name} must be an .npz of arrays keyed by input name{raw}")
     if spec.source_kind in ("sklearn", "torch") and spec.example_input is None:
         problems.append(f"{where}: key 'example_input' is required to convert a {spec.source_kind} "
                         "model; add an .npz with one example batch keyed by input name")
@@ -176,6 +221,7 @@ def _check_files(spec: ModelSpec, where: str) -> list[str]:
     if spec.quantize in ("static", "dynamic", "auto") and spec.validation is None and spec.strict:
         problems.append(f"{where}: key 'validation' is required with strict: true (the accuracy "
                         "gate needs data); add an .npz or set strict: false")
+    problems.extend(check_processing(spec, where))
     return problems
 
 
@@ -207,11 +253,15 @@ def parse_catalog(data: Any, path: Path) -> Catalog:
             continue
         seen[spec.name] = i
         resolved = {k: _resolve(root, getattr(spec, k)) for k in ("example_input", "calibration", "validation")}
-        if spec.source_kind != "torch":
+        if spec.source_kind == "hf":
+            resolved["source"] = HF_PREFIX + str(_resolve(root, spec.source_path))
+        elif spec.source_kind not in ("torch", "pipeline"):
             resolved["source"] = str(_resolve(root, Path(spec.source)))
+        resolved.update(resolve_processing(spec, root))
         spec = spec.model_copy(update=resolved)
         problems.extend(_check_files(spec, where))
         specs.append(spec)
+    problems.extend(check_pipelines(specs))
     if problems:
         lines = "\n".join(problems).splitlines()  # one model's entry may hold several problems
         raise CatalogError(f"{path}: the catalog has {len(lines)} problem(s):\n" + "\n".join(lines))

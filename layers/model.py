@@ -250,9 +250,16 @@ def _as_text(name: str, arr: np.ndarray) -> np.ndarray:
     return out.reshape(arr.shape)
 
 
-def load_model(model_dir: str | Path, **options: Any) -> Model:
-    """Verify ``model_dir``'s artifact, then create its one session (``options`` → session_options)."""
-    manifest = read_manifest(model_dir, verify=True)
+def load_model(model_dir: str | Path, manifest: Manifest | None = None, **options: Any) -> Model:
+    """Verify ``model_dir``'s artifact, then create its one session (``options`` → session_options).
+
+    A manifest with a processing block yields a :class:`layers.processing.model.ProcessedModel`
+    (same interface: text/image in, label/scores out) around the raw model."""
+    manifest = manifest or read_manifest(model_dir, verify=True)
+    if names.MANIFEST_PROCESSING in manifest.extra:
+        from layers.processing.model import ProcessedModel
+
+        return ProcessedModel.load(model_dir, manifest, load_model, **options)
     threads = options.pop("threads", None) or intra_op_threads()
     so = session_options(threads=threads, **options)
     try:

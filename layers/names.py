@@ -45,6 +45,14 @@ SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 
+# --- pre/post-processing (layers/processing): the manifest block and the public tensor names
+MANIFEST_PROCESSING = "processing"
+"""Manifest key of the pre/post-processing block; its files sit next to ``model.onnx``."""
+TEXT_INPUT = "text"
+IMAGE_INPUT = "image"
+LABEL_OUTPUT = "label"
+SCORES_OUTPUT = "scores"
+
 # --- batch layout (s3://<bucket>/<model>/{in,out,errors}/<key>) ----------------------------
 BATCH_IN = "in"
 BATCH_OUT = "out"

@@ -114,11 +114,21 @@ def runtime_files(*, function_packages: Iterable[str] = IMAGE_FUNCTION_PACKAGES)
     return files
 
 
+def model_files(model_dir: Path) -> list[str]:
+    """What a model directory ships: model.onnx, manifest.json and the side files its
+    manifest's processing block lists (e.g. tokenizer.json)."""
+    import json
+
+    manifest = json.loads((model_dir / names.MANIFEST_FILE).read_text())
+    side = (manifest.get(names.MANIFEST_PROCESSING) or {}).get("files") or {}
+    return [names.MODEL_FILE, names.MANIFEST_FILE, *sorted(side)]
+
+
 def stage_model_image(*, dest: Path, model_dir: Path) -> Path:
     """The Docker build context of one model's Lambda image (api + batch)."""
     files: dict[str, Path | bytes] = dict(runtime_files())
-    files[f"model/{names.MODEL_FILE}"] = model_dir / names.MODEL_FILE
-    files[f"model/{names.MANIFEST_FILE}"] = model_dir / names.MANIFEST_FILE
+    for fname in model_files(model_dir):
+        files[f"model/{fname}"] = model_dir / fname
     files["Dockerfile"] = compose_dockerfile(
         LAYERS_DOCKERFILE.read_text(), MODEL_DOCKERFILE.read_text()
     ).encode()
@@ -156,14 +166,14 @@ def stage_training_image(*, dest: Path) -> Path:
 
 
 def write_model_tarball(*, model_dir: Path, dest: Path) -> Path:
-    """``model.tar.gz`` for SageMaker (model.onnx + manifest.json at the archive root).
+    """``model.tar.gz`` for SageMaker (:func:`model_files` at the archive root).
 
     Deterministic (fixed mtimes, owners and gzip header) so an unchanged model keeps its
     asset hash. Rewritten only when the bytes differ.
     """
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for fname in (names.MODEL_FILE, names.MANIFEST_FILE):
+        for fname in model_files(model_dir):
             info = tarfile.TarInfo(fname)
             info.size = (model_dir / fname).stat().st_size
             info.mtime, info.mode, info.uid, info.gid = _FIXED_MTIME, 0o644, 0, 0

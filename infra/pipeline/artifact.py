@@ -25,7 +25,8 @@ from typing import Any
 
 from infra.catalog import ModelSpec
 from layers.manifest import ManifestError, read_manifest, sha256_file
-from layers.names import MANIFEST_FILE, MODEL_FILE
+from layers.names import MANIFEST_FILE, MANIFEST_PROCESSING, MODEL_FILE
+from layers.processing.model import verify_files
 
 #: Bump when a change to the pipeline changes what it would produce from the same inputs.
 PIPELINE_VERSION = "4"
@@ -40,12 +41,37 @@ def models_dir(out_dir: Path) -> Path:
 def cache_key(spec: ModelSpec, fp32_sha256: str) -> str:
     """Everything that determines the artifact, hashed."""
     settings = spec.model_dump(mode="json", include={"quantize", "tolerance", "strict", "target",
-                                                      "instance_type", "timeout_s"})
-    files = {k: sha256_file(p) for k in ("calibration", "validation")
+                                                      "instance_type", "timeout_s", "preprocess",
+                                                      "postprocess", "pipeline"})
+    files = {k: _data_digest(p) for k in ("calibration", "validation")
              if (p := getattr(spec, k)) is not None}
+    files.update(_processing_digests(spec))
     blob = json.dumps({"pipeline": PIPELINE_VERSION, "fp32": fp32_sha256, "settings": settings,
                        "data": files}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _data_digest(path: Path) -> str:
+    """A data file's sha256; a folder of raw images hashes its files' names and contents."""
+    if not path.is_dir():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(f"{p.relative_to(path).as_posix()}\0{sha256_file(p)}\0".encode())
+    return h.hexdigest()
+
+
+def _processing_digests(spec: ModelSpec) -> dict[str, str]:
+    from infra.catalog_processing import tokenizer_file
+
+    out = {}
+    if spec.preprocess is not None and spec.preprocess.tokenizer is not None:
+        out["tokenizer"] = sha256_file(tokenizer_file(spec.preprocess.tokenizer))
+    if spec.postprocess is not None and spec.postprocess.labels_file is not None:
+        out["labels_file"] = sha256_file(spec.postprocess.labels_file)
+    if spec.source_kind == "hf":  # id2label and max_position_embeddings are read from it
+        out["hf_config"] = sha256_file(spec.source_path / "config.json")
+    return out
 
 
 def reusable(target: Path, key: str) -> dict[str, Any] | None:
@@ -55,6 +81,10 @@ def reusable(target: Path, key: str) -> dict[str, Any] | None:
     except ManifestError:
         return None
     if manifest.extra.get("build", {}).get("cache_key") != key:
+        return None
+    try:
+        verify_files(target, (manifest.extra.get(MANIFEST_PROCESSING) or {}).get("files") or {})
+    except ManifestError:
         return None
     return manifest.to_dict()
 
@@ -81,14 +111,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def publish(model_file: Path, manifest: dict[str, Any], target: Path) -> None:
-    """Put ``model_file`` + ``manifest`` at ``target`` in one step."""
+def publish(model_file: Path, manifest: dict[str, Any], target: Path,
+            side_files: dict[str, Path] | None = None) -> None:
+    """Put ``model_file`` + ``manifest`` (+ ``side_files`` by name, e.g. a tokenizer) at
+    ``target`` in one step."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f"{STAGING_PREFIX}{target.name}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
         shutil.copyfile(model_file, staging / MODEL_FILE)
+        for name, src in (side_files or {}).items():
+            shutil.copyfile(src, staging / name)
+            _fsync(staging / name)
         _write_synced(staging / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
         _fsync(staging / MODEL_FILE)
         if target.exists():

@@ -20,11 +20,13 @@ import numpy as np
 import onnx
 
 from infra.catalog import ModelSpec
-from infra.pipeline import artifact, fit, gate, measure, quantize
+from infra.pipeline import artifact, fit, gate, measure, processing, quantize
 from infra.pipeline.convert import convert
 from infra.pipeline.data import Dataset, load_dataset
 from infra.pipeline.signature import signature
+from layers import names as layer_names
 from layers.manifest import sha256_file
+from layers.processing import public_signature
 from layers.snapstart import EXAMPLE_SHAPES_KEY
 
 StageCallback = Callable[[str, str], None]
@@ -68,10 +70,13 @@ class BuildResult:
                 "error": self.error, "seconds": round(self.seconds, 2), "manifest": self.manifest}
 
 
-def _dataset(spec: ModelSpec, key: str, sig: dict) -> Dataset | None:
+def _dataset(spec: ModelSpec, key: str, sig: dict, block: dict | None = None,
+             side_files: dict[str, Path] | None = None) -> Dataset | None:
     path = getattr(spec, key)
     if path is None:
         return None
+    if block is not None and processing.is_raw(path):  # texts/images through the runtime's preprocess
+        return processing.load_raw(path, block, side_files or {}, key=key)
     names = [t["name"] for t in sig["inputs"]]
     dtypes = {t["name"]: np.dtype(V2_TO_NUMPY[t["datatype"]]) for t in sig["inputs"]
               if t["datatype"] in V2_TO_NUMPY}
@@ -128,9 +133,15 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
         result.reused, result.manifest, result.model_dir = True, cached, target
         return
     sig = signature(onnx.load(fp32_path))
-    example = _dataset(spec, "example_input", sig)
-    calibration = _dataset(spec, "calibration", sig)
-    validation = _dataset(spec, "validation", sig)
+    block, side_files = processing.build_block(spec, sig)
+    example = _dataset(spec, "example_input", sig, block, side_files)
+    calibration = _dataset(spec, "calibration", sig, block, side_files)
+    validation = _dataset(spec, "validation", sig, block, side_files)
+    out_names = [t["name"] for t in sig["outputs"]]
+
+    def run_gate(sess) -> list[np.ndarray]:  # raw outputs, + label/scores with postprocess
+        return processing.with_postprocess(block, out_names, measure.run_all(sess, gate_data))
+
     gate_name, gate_data = next(((n, d) for n, d in (("validation", validation), ("calibration", calibration),
                                                      ("example_input", example)) if d is not None), (None, None))
     feeds = _feeds_batch1(sig, example or gate_data)
@@ -138,7 +149,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
         fp32_sess = measure.session(fp32_path)
     except measure.LoadError as exc:
         raise BuildError(f"the converted fp32 model does not load: {exc}") from exc
-    fp32_out = measure.run_all(fp32_sess, gate_data) if gate_data else None
+    fp32_out = run_gate(fp32_sess) if gate_data else None
     fp32_lat = measure.latency(fp32_sess, feeds)
     del fp32_sess
 
@@ -161,7 +172,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
         for mode in modes:
             stage(spec.name, f"quantize {mode}")
             cands.append(_candidate(mode, pre, work, calibration, gate_data, feeds, fp32_out,
-                                    fp32_lat, spec, settings, stage))
+                                    fp32_lat, spec, settings, stage, run_gate, block))
     stage(spec.name, "gate")
     passing = [c for c in cands if c["verdict"] == "ok"]
     best = min(passing, key=lambda c: c["p50_ms"]) if passing else None
@@ -182,6 +193,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
                 why = "; ".join(f"{c['mode']}: {c['verdict']}" for c in cands)
             quant["fallback_reason"] = f"shipped fp32: {why}"
         shipped_figures = gate.compare(fp32_out, fp32_out, gate_data.labels) if gate_data else {}
+        shipped_figures.update(processing.label_figures(block, fp32_out, fp32_out) if gate_data else {})
     else:
         shipped_path, mode = work / f"{best['mode']}.onnx", best["mode"]
         shipped_figures = best["figures"]
@@ -207,7 +219,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     manifest = {
         "name": spec.name, "version": digest[:12], "sha256": digest,
         "source": spec.source if spec.source_kind == "torch" else _relative(Path(spec.source), root),
-        "signature": sig,
+        "signature": public_signature(block) if block else sig,
         "quantization": quant,
         "metrics": {
             "fp32": _perf(fp32_path, fp32_lat),
@@ -223,7 +235,9 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
         "build": {"cache_key": key, "pipeline_version": artifact.PIPELINE_VERSION,
                   "fp32_sha256": fp32_sha, **conversion},
     }
-    artifact.publish(shipped_path, manifest, target)
+    if block is not None:
+        manifest[layer_names.MANIFEST_PROCESSING] = block
+    artifact.publish(shipped_path, manifest, target, side_files)
     result.manifest, result.model_dir = manifest, target
 
 
@@ -236,7 +250,8 @@ def _relative(path: Path, root: Path) -> str:
 
 def _candidate(mode: str, pre: Path, work: Path, calibration: Dataset | None, gate_data: Dataset,
                feeds: dict[str, np.ndarray], fp32_out: list[np.ndarray], fp32_lat: measure.Latency, spec: ModelSpec,
-               settings: BuildSettings, stage: StageCallback) -> dict[str, Any]:
+               settings: BuildSettings, stage: StageCallback, run_gate: Callable[[Any], list[np.ndarray]],
+               block: dict[str, Any] | None) -> dict[str, Any]:
     """Make and judge one int8 variant; ``verdict`` is "ok" or why it cannot ship."""
     path = work / f"{mode}.onnx"
     info: dict[str, Any] = {"mode": mode}
@@ -247,8 +262,9 @@ def _candidate(mode: str, pre: Path, work: Path, calibration: Dataset | None, ga
         info["verdict"] = f"not shippable: {exc}"
         return info
     stage(spec.name, f"gate {mode}")
-    result = gate.check(gate.compare(fp32_out, measure.run_all(sess, gate_data), gate_data.labels),
-                        spec.tolerance)
+    outs = run_gate(sess)
+    figures = {**gate.compare(fp32_out, outs, gate_data.labels), **processing.label_figures(block, fp32_out, outs)}
+    result = gate.check(figures, spec.tolerance)
     lat = measure.latency(sess, feeds)
     info.update(_perf(path, lat), p99_ms=round(lat.p99_ms, 4), figures=_round(result.figures))
     if not result.passed:

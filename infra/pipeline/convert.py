@@ -4,6 +4,7 @@
   (int8 per-channel QDQ needs opset 13).
 * sklearn ``.joblib``/``.pkl``: skl2onnx with the example input's name, dtype and feature
   shape; classifiers get ``zipmap: False`` so probabilities are a tensor, not a map.
+* ``hf:<dir>``: a saved Hugging Face model directory, see :mod:`infra.pipeline.hf`.
 * torch ``"pkg.module:factory"``: the factory (imported with the catalog's directory on
   ``sys.path``) returns an ``nn.Module``; exported with ``torch.onnx.export``'s dynamo
   exporter (the supported one in torch 2.x, deterministic byte for byte), the legacy
@@ -44,6 +45,13 @@ def convert(spec: ModelSpec, root: Path, out: Path) -> dict[str, str]:
         model, notes = _from_onnx(Path(spec.source))
     elif kind == "sklearn":
         model, notes = _from_sklearn(Path(spec.source), _example(spec))
+    elif kind == "hf":
+        from infra.pipeline.hf import HfError, export
+
+        try:
+            model, notes = export(spec.source_path)
+        except HfError as exc:
+            raise ConversionError(f"model {spec.name!r}: {exc}") from exc
     else:
         model, notes = _from_torch(spec.source, root, _example(spec))
     _check(model, spec)

@@ -20,6 +20,7 @@ and ships the fastest that loads, passes the gate and beats fp32.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from pathlib import Path
@@ -72,9 +73,9 @@ def preprocess(src: Path, dst: Path) -> str:
     attempts = ({}, {"skip_symbolic_shape": True}, {"skip_symbolic_shape": True, "skip_optimization": True})
     last: Exception | None = None
     for kwargs in attempts:
-        try:
-            with _quiet():
-                quant_pre_process(str(src), str(dst), **kwargs)
+        try:  # in dst's folder: a failed symbolic shape inference dumps its model into the cwd
+            with _quiet(), contextlib.chdir(Path(dst).resolve().parent):
+                quant_pre_process(str(Path(src).resolve()), str(Path(dst).resolve()), **kwargs)
             return "full" if not kwargs else "+".join(k.removeprefix("skip_") + " skipped" for k in kwargs)
         except Exception as exc:  # symbolic shape inference fails on some exporters' graphs
             last = exc

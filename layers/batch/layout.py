@@ -17,7 +17,7 @@ from urllib.parse import unquote_plus
 
 from layers import names
 
-SUPPORTED_SUFFIXES = (".npz", ".npy", ".csv", ".jsonl")
+SUPPORTED_SUFFIXES = (".npz", ".npy", ".csv", ".jsonl", ".txt", ".png", ".jpg", ".jpeg")
 
 
 @dataclass(frozen=True)

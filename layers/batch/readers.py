@@ -47,6 +47,11 @@ class Reader(Protocol):
 
 def open_reader(path: Path, suffix: str, model: Model) -> Reader:
     """The reader for ``suffix``; an unsupported extension is a :class:`BatchInputError`."""
+    from layers.batch.rawinputs import open_raw_reader  # .txt, images, text .csv
+
+    raw = open_raw_reader(path, suffix, model)
+    if raw is not None:
+        return raw
     if suffix == ".npy":
         from layers.batch.arrays import NpyReader
 

@@ -1,0 +1,39 @@
+"""Pre- and post-processing in the image: text or image bytes in, labels and scores out.
+
+A model built with ``preprocess``/``postprocess`` carries a ``processing`` block in its
+manifest (:data:`layers.names.MANIFEST_PROCESSING`)::
+
+    {"model_signature": {"inputs": [...], "outputs": [...]},   # what model.onnx takes/gives
+     "preprocess": {"kind": "text", "tokenizer": "tokenizer.json", "max_length": 128,
+                    "padding": "longest", "truncation": true}
+                 | {"kind": "image", "size": [H, W], "mean": [...], "std": [...], "layout": "NCHW"},
+     "postprocess": {"output": "logits", "softmax": true, "labels": [...], "top_k": null},
+     "files": {"tokenizer.json": "<sha256>"}}                  # verified like model.onnx
+
+and its manifest ``signature`` is what clients see (:func:`public_signature`): a ``text`` or
+``image`` BYTES input ``[-1]``, the raw outputs plus ``label`` (BYTES) and ``scores`` (FP32).
+:class:`layers.processing.model.ProcessedModel` wraps the raw model with the same interface
+as :class:`layers.model.Model`, so the HTTP path, SageMaker and batch call one inference path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from layers import names
+from layers.processing.post import output_specs
+
+
+def public_signature(block: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The V2 signature clients see for a model with this processing block."""
+    raw = block["model_signature"]
+    pre, post = block.get("preprocess"), block.get("postprocess")
+    if pre is None:
+        inputs = list(raw["inputs"])
+    else:
+        name = names.TEXT_INPUT if pre["kind"] == "text" else names.IMAGE_INPUT
+        inputs = [{"name": name, "datatype": "BYTES", "shape": [-1]}]
+    outputs = list(raw["outputs"])
+    if post is not None:
+        outputs += output_specs(post, len(post["labels"]))
+    return {"inputs": inputs, "outputs": outputs}

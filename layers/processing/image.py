@@ -1,0 +1,60 @@
+"""PNG/JPEG bytes → one float32 batch tensor, decoded with Pillow.
+
+Pillow was chosen by measurement (``bench/bench_preprocess.py``: import time, installed size
+and decode time against the alternatives); it is imported only by image models, so other
+models' cold starts do not pay for it. Each image is decoded (only PNG and JPEG are
+accepted), converted to RGB or L (by the number of channels in ``mean``), resized to
+``size`` (bilinear), scaled to [0, 1], normalized with ``mean``/``std`` and laid out NCHW or
+NHWC. A decompression bomb (more than :data:`MAX_PIXELS`) is refused before decoding.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from layers.errors import BadRequest
+
+MAX_PIXELS = 40_000_000  # a 6 MB request cannot be a real photo larger than this
+FORMATS = ("PNG", "JPEG")
+
+
+class ImagePreprocessor:
+    """``images`` (list of bytes) → ``{input: float32 [N, C, H, W] or [N, H, W, C]}``."""
+
+    def __init__(self, config: dict[str, Any], model_input: str) -> None:
+        from PIL import Image
+
+        self._image = Image
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        self.input = model_input
+        self.height, self.width = (int(v) for v in config["size"])
+        self.mean = np.asarray(config["mean"], dtype=np.float32)
+        self.std = np.asarray(config["std"], dtype=np.float32)
+        self.mode = "RGB" if len(self.mean) == 3 else "L"
+        self.nchw = config.get("layout", "NCHW") == "NCHW"
+
+    def decode(self, index: int, data: bytes) -> np.ndarray:
+        """One image → float32 ``[H, W, C]``, normalized."""
+        Image = self._image
+        try:
+            with Image.open(io.BytesIO(data), formats=FORMATS) as img:
+                img.draft(self.mode, (self.width, self.height))  # JPEG: decode at reduced scale
+                pixels = img.convert(self.mode).resize((self.width, self.height), Image.Resampling.BILINEAR)
+        except Image.DecompressionBombError:
+            raise BadRequest(f"image {index} has more than {MAX_PIXELS:,} pixels; send a smaller image.") from None
+        except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            raise BadRequest(
+                f"image {index} is not a readable PNG or JPEG; send the file's bytes (base64 in JSON "
+                "\"data\", or raw with the binary tensor extension)."
+            ) from None
+        arr = np.asarray(pixels, dtype=np.float32).reshape(self.height, self.width, -1) / 255.0
+        return (arr - self.mean) / self.std
+
+    def __call__(self, images: list[bytes]) -> dict[str, np.ndarray]:
+        batch = np.stack([self.decode(i, b) for i, b in enumerate(images)])
+        if self.nchw:
+            batch = batch.transpose(0, 3, 1, 2)
+        return {self.input: np.ascontiguousarray(batch, dtype=np.float32)}
