@@ -241,4 +241,18 @@ def _handler_for(gw: Gateway) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
+        def __getattr__(self, name: str):
+            # any other method (TRACE, CONNECT, PROPFIND…) is routed like the deployed API
+            # routes it (the function answers 405/404 with its JSON error), not the stdlib's 501
+            if name.startswith("do_"):
+                return self._handle
+            raise AttributeError(name)
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """Malformed requests (bad request line, oversized headers) get API Gateway's JSON
+            error instead of the stdlib's HTML page."""
+            self.close_connection = True
+            self.request_version = "HTTP/1.1"  # with status line and headers, whatever was sent
+            self._send(gateway_error(code, self.responses.get(code, (message or "Error",))[0]))
+
     return Handler

@@ -2,7 +2,8 @@
 
 The URL is ``--url``, else the local stack if it is up, else the deployed stack's ``ApiUrl``
 output. Requests to a deployed API are signed with SigV4 (``execute-api``) when credentials
-are available, so IAM-auth models work; a model with ``auth: none`` ignores the signature.
+are available, by the same signer as the tritonclient plugin (:mod:`infra.client`), so
+IAM-auth models work; a model with ``auth: none`` ignores the signature.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from infra.client.sigv4 import NoCredentials, SigV4Signer
 from infra.local.v2_input import InputError, load_request
 from layers import names
 
@@ -60,10 +62,11 @@ def _is_local(url: str) -> bool:
     return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
 
 
-def send(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
+def send(method: str, url: str, body: bytes | None = None,
+         signer: SigV4Signer | None = None) -> tuple[int, bytes]:
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if not _is_local(url):
-        headers = _sign(method, url, body, headers)
+        headers = sign(method, url, body, headers, signer)
     req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
@@ -72,23 +75,14 @@ def send(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
-def _sign(method: str, url: str, body: bytes | None, headers: dict[str, str]) -> dict[str, str]:
-    """SigV4 for ``execute-api`` with the caller's credentials, when there are any."""
-    import botocore.session
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
-    session = botocore.session.get_session()
-    creds = session.get_credentials()
-    if creds is None:
+def sign(method: str, url: str, body: bytes | None, headers: dict[str, str],
+         signer: SigV4Signer | None = None) -> dict[str, str]:
+    """SigV4 for ``execute-api`` (:class:`infra.client.SigV4Signer`, the signer the tritonclient
+    plugin uses) with the caller's credentials; unsigned when there are none (``auth: none``)."""
+    try:
+        return (signer or SigV4Signer()).sign(method, url, body, headers)
+    except NoCredentials:
         return headers
-    host = urlsplit(url).hostname or ""
-    parts = host.split(".")
-    region = parts[2] if len(parts) > 3 and parts[1] == "execute-api" else (
-        session.get_config_variable("region") or "us-east-1")
-    req = AWSRequest(method=method, url=url, data=body or b"", headers=headers)
-    SigV4Auth(creds.get_frozen_credentials(), "execute-api", region).add_auth(req)
-    return dict(req.headers.items())
 
 
 def invoke(args) -> int:
@@ -99,15 +93,17 @@ def invoke(args) -> int:
         return 2
     model_url = f"{base}/v2/models/{args.name}"
 
+    signer = SigV4Signer()  # one credential lookup for both requests
+
     def metadata() -> dict:
-        status, data = send("GET", model_url)
+        status, data = send("GET", model_url, signer=signer)
         if status != 200:
             raise InputError(f"GET {model_url} answered {status}: {data.decode(errors='replace')}")
         return json.loads(data)
 
     try:
         body = load_request(Path(args.input), metadata)
-        status, data = send("POST", f"{model_url}/infer", body)
+        status, data = send("POST", f"{model_url}/infer", body, signer)
     except InputError as exc:
         print(f"modelfn invoke: {exc}", file=sys.stderr)
         return 2

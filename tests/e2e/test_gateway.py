@@ -130,3 +130,31 @@ def test_model_whose_init_failed_is_503_with_the_cause(echo_gateway):
     resp, data = call(echo_gateway, "GET", "/v2/models/broken/ready")
     assert resp.status == 503
     assert "model could not be loaded on purpose" in json.loads(data)["error"]
+
+
+@pytest.mark.parametrize(("method", "path", "route_key"), [
+    ("TRACE", "/v2/models/echo/infer", "ANY /v2/models/echo/{proxy+}"),
+    ("PROPFIND", "/v2/models/echo/ready", "ANY /v2/models/echo/{proxy+}"),
+    ("TRACE", "/v2/health/live", "$default"),
+    ("CONNECT", "/anything", "$default"),
+])
+def test_methods_the_api_does_not_route_reach_the_function_like_any_other(echo_gateway, method, path,
+                                                                          route_key):
+    # the stdlib server would answer these with its own 501 HTML page
+    ev = echoed(echo_gateway, method, path)["event"]
+    assert ev["routeKey"] == route_key and ev["requestContext"]["http"]["method"] == method
+
+
+def test_a_malformed_request_gets_a_json_error_not_an_html_page(echo_gateway):
+    import socket
+
+    u = urlsplit(echo_gateway.url)
+    with socket.create_connection((u.hostname, u.port), timeout=10) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/9.9\r\nHost: x\r\n\r\n")
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"505"
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {"message": "HTTP Version Not Supported"}

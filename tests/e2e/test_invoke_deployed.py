@@ -57,11 +57,3 @@ def test_no_url_anywhere_is_a_clear_error(monkeypatch):
     with pytest.raises(RuntimeError, match="--url") as err:
         invoke.resolve_url(None, "ModelfnStack")
     assert "make up" in str(err.value) and "ModelfnStack" in str(err.value)
-
-
-def test_deployed_requests_are_sigv4_signed_for_execute_api_in_the_urls_region(aws_env):
-    headers = invoke._sign("POST", "https://abc123.execute-api.us-west-2.amazonaws.com/v2/models/m/infer",
-                           b"{}", {"Content-Type": "application/json"})
-    auth = headers["Authorization"]
-    assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
-    assert "/us-west-2/execute-api/aws4_request" in auth and "X-Amz-Date" in headers
