@@ -8,7 +8,10 @@ closer tie is measurement noise, and fp32 is then the safer artifact). Otherwise
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,10 +23,10 @@ import numpy as np
 import onnx
 
 from infra.catalog import ModelSpec
-from infra.pipeline import artifact, fit, gate, measure, processing, quantize
+from infra.pipeline import artifact, fit, gate, measure, processing, quantize, sample_input
 from infra.pipeline.convert import convert
 from infra.pipeline.data import Dataset, load_dataset
-from infra.pipeline.signature import signature
+from infra.pipeline.signature import dim_hints, signature
 from layers import names as layer_names
 from layers.manifest import sha256_file
 from layers.processing import public_signature
@@ -83,21 +86,65 @@ def _dataset(spec: ModelSpec, key: str, sig: dict, block: dict | None = None,
     return load_dataset(path, names, dtypes, key=key)
 
 
-def _feeds_batch1(sig: dict, data: Dataset | None) -> dict[str, np.ndarray]:
-    if data is not None:
-        return data.batch(0, 1)
-    feeds = {}
-    for t in sig["inputs"]:
-        if t["datatype"] not in V2_TO_NUMPY:
-            raise BuildError(f"input {t['name']!r} is {t['datatype']}; add example_input so the "
-                             "build can measure the model")
-        shape = [1 if d < 0 else d for d in t["shape"]]
-        feeds[t["name"]] = np.zeros(shape, V2_TO_NUMPY[t["datatype"]])
-    return feeds
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _perf(path: Path, lat: measure.Latency) -> dict[str, Any]:
+def _data_feeds(sess, data: Dataset, data_name: str, sig: dict) -> dict[str, np.ndarray]:
+    """The smallest leading batch of ``data`` the model runs on (1 row unless it rejects 1)."""
+    first: Exception | None = None
+    quiet = sample_input.quiet_run_options()
+    sizes = sorted({*(2**i for i in range(data.rows.bit_length()) if 2**i <= data.rows), data.rows})
+    for rows in sizes:
+        feeds = data.batch(0, rows)
+        try:
+            sess.run(None, feeds, quiet)
+            return feeds
+        except Exception as exc:  # onnxruntime's own error types
+            first = first or exc
+    inputs = ", ".join(f"{t['name']} {t['datatype']} {t['shape']}" for t in sig["inputs"])
+    raise BuildError(f"the model does not run on {data_name} ({_first_line(first)}); its inputs "
+                     f"are {inputs} (-1 = any size): fix the arrays' shapes or dtypes")
+
+
+def _synthetic_feeds(sess, fp32: Path, sig: dict) -> tuple[dict[str, np.ndarray] | None, dict[str, Any]]:
+    """No data at all: probe with the graph's own hints; (None, why) when nothing runs."""
+    dtypes = {t["name"]: V2_TO_NUMPY[t["datatype"]] for t in sig["inputs"] if t["datatype"] in V2_TO_NUMPY}
+    probe = sample_input.find(sess, dim_hints(onnx.load(fp32, load_external_data=False)), dtypes)
+    info: dict[str, Any] = {"from": "synthetic", "tries": probe.tries}
+    if probe.feeds is not None:
+        return probe.feeds, {**info, "sizes": probe.sizes}
+    info["unmeasured"] = (
+        f"no synthetic input ran ({probe.tries} tried from the graph's dims; last error: "
+        f"{probe.last_error}); latency and batch memory are unmeasured. Add 'example_input' (an "
+        ".npz with one batch keyed by input name) to the catalog entry so the build can measure them")
+    return None, info
+
+
+def _perf(path: Path, lat: measure.Latency | None) -> dict[str, Any]:
+    if lat is None:  # no input ran: unmeasured, never a made-up figure
+        return {"size_bytes": path.stat().st_size, "p50_ms": None, "p95_ms": None}
     return {"size_bytes": path.stat().st_size, "p50_ms": round(lat.p50_ms, 4), "p95_ms": round(lat.p95_ms, 4)}
+
+
+#: os.chdir is per process: builds on several threads (the local stack) take turns
+_CWD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _cwd(path: Path):
+    """Run onnxruntime's quantization tools inside the build's staging directory: they write
+    temporaries into the current directory (``sym_shape_infer_temp.onnx`` and its external
+    data when symbolic shape inference is incomplete), which must not land where the user ran
+    ``modelfn build``, nor collide between two builds there."""
+    with _CWD_LOCK:
+        before = os.getcwd()
+        os.chdir(path)
+        try:
+            yield
+        finally:
+            os.chdir(before)
 
 
 def _round(figures: dict[str, float]) -> dict[str, float]:
@@ -144,13 +191,27 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
 
     gate_name, gate_data = next(((n, d) for n, d in (("validation", validation), ("calibration", calibration),
                                                      ("example_input", example)) if d is not None), (None, None))
-    feeds = _feeds_batch1(sig, example or gate_data)
     try:
         fp32_sess = measure.session(fp32_path)
     except measure.LoadError as exc:
         raise BuildError(f"the converted fp32 model does not load: {exc}") from exc
-    fp32_out = run_gate(fp32_sess) if gate_data else None
-    fp32_lat = measure.latency(fp32_sess, feeds)
+    if (data := example or gate_data) is not None:
+        data_name = "example_input" if example is not None else gate_name
+        feeds: dict[str, np.ndarray] | None = _data_feeds(fp32_sess, data, data_name, sig)
+        feeds_info: dict[str, Any] = {"from": data_name}
+    else:
+        feeds, feeds_info = _synthetic_feeds(fp32_sess, fp32_path, sig)
+        if "unmeasured" in feeds_info:
+            result.notes.append(feeds_info["unmeasured"])
+    if feeds:
+        first = next(iter(feeds.values()))
+        feeds_info["batch"] = int(first.shape[0]) if first.ndim else 1
+    try:
+        fp32_out = run_gate(fp32_sess) if gate_data else None
+    except Exception as exc:  # the gate's rows in batches of EVAL_BATCH
+        raise BuildError(f"the model does not run on all of {gate_name} ({_first_line(exc)}); "
+                         "check every row's shape and dtype") from exc
+    fp32_lat = measure.latency(fp32_sess, feeds) if feeds is not None else None
     del fp32_sess
 
     stage(spec.name, "quantize")
@@ -168,11 +229,13 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     cands: list[dict[str, Any]] = []
     if modes:
         pre = work / "pre.onnx"
-        quant["preprocess"] = quantize.preprocess(fp32_path, pre)
+        with _cwd(work):
+            quant["preprocess"] = quantize.preprocess(fp32_path, pre)
         for mode in modes:
             stage(spec.name, f"quantize {mode}")
-            cands.append(_candidate(mode, pre, work, calibration, gate_data, feeds, fp32_out,
-                                    fp32_lat, spec, settings, stage, run_gate, block))
+            with _cwd(work):
+                cands.append(_candidate(mode, pre, work, calibration, gate_data, feeds, fp32_out,
+                                        fp32_lat, spec, settings, stage, run_gate, block))
     stage(spec.name, "gate")
     passing = [c for c in cands if c["verdict"] == "ok"]
     best = min(passing, key=lambda c: c["p50_ms"]) if passing else None
@@ -203,7 +266,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     stage(spec.name, "measure")
     if shipped_path == fp32_path:
         shipped_perf = _perf(fp32_path, fp32_lat)
-        shipped_p99 = fp32_lat.p99_ms
+        shipped_p99 = fp32_lat.p99_ms if fp32_lat is not None else None
     else:
         shipped_perf = {k: best[k] for k in ("size_bytes", "p50_ms", "p95_ms")}
         shipped_p99 = best["p99_ms"]
@@ -226,12 +289,15 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
             "shipped": {**shipped_perf, **_round(shipped_figures)},
             "gate": {"data": gate_name, "rows": gate_data.rows if gate_data else 0,
                      "tolerance": spec.tolerance.model_dump(exclude_none=True)},
+            "input": {k: v for k, v in feeds_info.items() if k != "unmeasured"},
+            **({"unmeasured": feeds_info["unmeasured"]} if "unmeasured" in feeds_info else {}),
         },
         "target": target_name, "target_reasons": reasons,
         "built_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "fit": fit_info,
-        # batch-1 shapes the build measured with; SnapStart primes the function with them
-        EXAMPLE_SHAPES_KEY: {n: list(a.shape) for n, a in feeds.items()},
+        # the shapes the build measured with (the probe's, for a model with no data);
+        # SnapStart primes the function with them
+        EXAMPLE_SHAPES_KEY: {n: list(a.shape) for n, a in (feeds or {}).items()},
         "build": {"cache_key": key, "pipeline_version": artifact.PIPELINE_VERSION,
                   "fp32_sha256": fp32_sha, **conversion},
     }

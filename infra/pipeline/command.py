@@ -40,7 +40,12 @@ def summary_row(r: BuildResult) -> dict[str, Any]:
             "gate": {k: shipped[k] for k in ("top1_agreement", "max_abs_error", "min_cosine", "accuracy")
                      if k in shipped},
             "target": m["target"], "memory_mb": m.get("fit", {}).get("memory_mb"),
+            "warning": m["metrics"].get("unmeasured"),
             "model_dir": str(r.model_dir)}
+
+
+def _p50(fp32: float | None, shipped: float | None) -> str:
+    return "unmeasured" if fp32 is None or shipped is None else f"{fp32:.3f}→{shipped:.3f}"
 
 
 def _table(results: list[BuildResult], console) -> None:
@@ -56,13 +61,15 @@ def _table(results: list[BuildResult], console) -> None:
             t.add_row(r.name, "-", "-", "-", "-", "-", "[red]failed[/red]")
             continue
         t.add_row(row["model"], row["mode"], _sizes(row["size_fp32"], row["size_shipped"]),
-                  f"{row['p50_fp32_ms']:.3f}→{row['p50_shipped_ms']:.3f}",
+                  _p50(row["p50_fp32_ms"], row["p50_shipped_ms"]),
                   _gate(r.manifest["metrics"]["shipped"]), row["target"],
                   "reused" if r.reused else "[green]built[/green]")
     console.print(t)
     for r in results:
         if r.ok and (why := r.manifest["quantization"].get("fallback_reason")):
             console.print(f"[yellow]{r.name}[/yellow]: {why}")
+        if r.ok and (why := r.manifest["metrics"].get("unmeasured")):
+            console.print(f"[yellow]{r.name}: warning[/yellow]: {why}", highlight=False)
         if not r.ok:
             console.print(f"[red]{r.name}[/red]: {r.error}")
 
@@ -143,8 +150,13 @@ def fit(args: Namespace) -> int:
     if args.rps < 0:
         print("modelfn fit: --rps must be ≥ 0", file=sys.stderr)
         return 2
-    cost = fitting.monthly_cost(facts, manifest.metrics["shipped"]["p50_ms"], args.rps,
-                                architecture=spec.architecture, memory_mb=spec.memory_mb)
+    p50 = manifest.metrics["shipped"]["p50_ms"]
+    if p50 is None:
+        print(f"modelfn fit: {args.name}'s latency is unmeasured ({manifest.metrics.get('unmeasured')}); "
+              f"then rebuild with `modelfn build --force --model {args.name}`", file=sys.stderr)
+        return 2
+    cost = fitting.monthly_cost(facts, p50, args.rps, architecture=spec.architecture,
+                                memory_mb=spec.memory_mb)
     report = {"name": manifest.name, "version": manifest.version, "target": manifest.target,
               "target_reasons": list(manifest.target_reasons), "fit": facts, "cost": cost}
     if args.json:

@@ -27,9 +27,11 @@ from onnx import version_converter
 
 from infra.catalog import ModelSpec
 from infra.pipeline.data import read_arrays
-from infra.pipeline.signature import signature
+from infra.pipeline.signature import dynamic_batch_lost, signature
 
 MIN_OPSET = 13
+#: rows torch exports trace with: torch.export specializes a dim of size 1 to a constant
+EXPORT_MIN_ROWS = 2
 TORCH_OPSET = 18
 SKLEARN_OPSET = 17
 
@@ -55,6 +57,8 @@ def convert(spec: ModelSpec, root: Path, out: Path) -> dict[str, str]:
     else:
         model, notes = _from_torch(spec.source, root, _example(spec))
     _check(model, spec)
+    if kind != "onnx":  # a conversion must keep the batch axis the README promises
+        _check_dynamic_batch(model, f"model {spec.name!r}")
     onnx.save(model, out)
     return notes
 
@@ -80,6 +84,20 @@ def _check(model: onnx.ModelProto, spec: ModelSpec) -> None:
         signature(model)
     except ValueError as exc:
         raise ConversionError(f"model {spec.name!r}: {exc}") from exc
+
+
+def _check_dynamic_batch(model: onnx.ModelProto, who: str) -> None:
+    if lost := dynamic_batch_lost(model):
+        raise ConversionError(
+            f"{who}: the converted graph lost its dynamic batch axis on "
+            f"{', '.join(lost)}, so it would refuse any other number of rows; make the model's "
+            "code independent of the batch size (torch: x.shape[0] or x.flatten(1), not a "
+            "constant, in view/reshape/expand) and rebuild")
+
+
+def _batch_of(arrays: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """``rows`` rows per input, from the example's first row (scalars as they are)."""
+    return {n: np.repeat(a[:1], rows, axis=0) if a.ndim else a for n, a in arrays.items()}
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
@@ -181,6 +199,9 @@ def _from_torch(source: str, root: Path, example: dict[str, np.ndarray]) -> tupl
                               "torch.nn.Module (with its trained weights loaded)")
     module.eval()
     names = list(example)
+    # the exporter specializes size-1 dims: export from at least two rows, whatever the example has
+    if any(a.ndim and len(a) < EXPORT_MIN_ROWS for a in example.values()):
+        example = _batch_of(example, EXPORT_MIN_ROWS)
     args = tuple(torch.from_numpy(np.ascontiguousarray(example[n])) for n in names)
     with torch.no_grad():
         result = module(*args)
@@ -204,7 +225,34 @@ def _from_torch(source: str, root: Path, example: dict[str, np.ndarray]) -> tupl
                                   f"(dynamo: {dynamo_exc}; torchscript: {exc})") from exc
     model = onnx.load_from_string(buf.getvalue())
     _strip_trace_metadata(model)
+    _check_dynamic_batch(model, source)
+    _check_runs_at_other_batches(model, source, example)
     return model, {"converter": f"torch.onnx.export ({exporter})", "opset": str(_default_opset(model))}
+
+
+def _check_runs_at_other_batches(model: onnx.ModelProto, source: str, example: dict[str, np.ndarray]) -> None:
+    """A graph whose inputs say ``batch`` may still bake the export's row count into a
+    Reshape (the TorchScript fallback does when forward() uses a constant): run it at
+    batch 1 and 3 and refuse it, naming the inputs and the fix, if it does not run."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception:
+        return  # the build's own load check reports a model onnxruntime cannot load
+    run = ort.RunOptions()
+    run.log_severity_level = 4
+    for rows in (1, 3):
+        try:
+            sess.run(None, _batch_of(example, rows), run)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConversionError(
+                f"{source}: the exported graph runs only at the export's batch size, not at "
+                f"{rows} row(s) of input(s) {', '.join(example)} ({first}); forward() fixes the "
+                "batch: use x.shape[0] or x.flatten(1), not a constant, in view/reshape/expand") from exc
 
 
 def _strip_trace_metadata(model: onnx.ModelProto) -> None:

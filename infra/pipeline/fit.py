@@ -84,7 +84,7 @@ def payload_bytes(tensors: list[dict[str, Any]]) -> int:
     return total
 
 
-def recommend(*, artifact_bytes: int, peak_rss_mb: float, init_s: float, p99_ms: float,
+def recommend(*, artifact_bytes: int, peak_rss_mb: float, init_s: float, p99_ms: float | None,
               signature: dict[str, list[dict[str, Any]]], instance_type: str,
               requested: str, timeout_s: int) -> tuple[str, list[str], dict[str, Any]]:
     """``(target, reasons, fit)`` for one model; ``fit`` is what the manifest stores."""
@@ -98,8 +98,10 @@ def recommend(*, artifact_bytes: int, peak_rss_mb: float, init_s: float, p99_ms:
         (memory_mb <= names.LAMBDA_MAX_MEMORY_MB,
          f"needs {memory_mb} MB (peak RSS {peak_rss_mb:.0f} MB × {MEMORY_HEADROOM}) vs {names.LAMBDA_MAX_MEMORY_MB} MB"),
         (init_s <= names.LAMBDA_INIT_LIMIT_S, f"init {init_s:.2f} s vs Lambda's {names.LAMBDA_INIT_LIMIT_S} s"),
-        (p99_ms / 1000 <= names.HTTP_API_TIMEOUT_S,
-         f"p99 {p99_ms:.1f} ms at batch 1 vs HTTP API's {names.HTTP_API_TIMEOUT_S} s"),
+        (p99_ms is None or p99_ms / 1000 <= names.HTTP_API_TIMEOUT_S,
+         f"p99 {p99_ms:.1f} ms at batch 1 vs HTTP API's {names.HTTP_API_TIMEOUT_S} s" if p99_ms is not None
+         else "p99 unmeasured (no input ran; add example_input) vs HTTP API's "
+              f"{names.HTTP_API_TIMEOUT_S} s"),
         (max(req_b, resp_b) <= names.LAMBDA_SYNC_PAYLOAD_BYTES,
          f"batch-1 request {req_b / 1024:.0f} KB / response {resp_b / 1024:.0f} KB vs 6 MB"),
         (not gpu, f"GPU required (instance_type {instance_type})" if gpu else "no GPU required"),
@@ -113,10 +115,11 @@ def recommend(*, artifact_bytes: int, peak_rss_mb: float, init_s: float, p99_ms:
         reasons = [f"target {requested} set in the catalog"]
         if requested == "lambda" and fails:
             reasons += [f"warning: ✗ {why}" for why in fails]
-    timeout = min(names.HTTP_API_TIMEOUT_S, max(timeout_s, math.ceil(init_s + 20 * p99_ms / 1000)))
+    timeout = min(names.HTTP_API_TIMEOUT_S, max(timeout_s, math.ceil(init_s + 20 * (p99_ms or 0) / 1000)))
     fit = {
         "memory_mb": min(memory_mb, names.LAMBDA_MAX_MEMORY_MB), "timeout_s": timeout,
-        "peak_rss_mb": round(peak_rss_mb, 1), "init_s": round(init_s, 3), "p99_ms": round(p99_ms, 3),
+        "peak_rss_mb": round(peak_rss_mb, 1), "init_s": round(init_s, 3),
+        "p99_ms": round(p99_ms, 3) if p99_ms is not None else None,
         "image_bytes": image, "artifact_bytes": artifact_bytes,
         "request_bytes": req_b, "response_bytes": resp_b, "gpu_required": gpu,
         "instance_type": instance_type,

@@ -73,10 +73,14 @@ def latency(sess, feeds: dict[str, np.ndarray]) -> Latency:
     return Latency(*(float(np.percentile(ms, q)) for q in (50, 95, 99)), runs=len(times))
 
 
-def probe(model: Path, feeds: dict[str, np.ndarray], work: Path) -> dict[str, float]:
-    """Init time and peak RSS of serving ``model`` at batch 1, in a fresh Python process."""
+def probe(model: Path, feeds: dict[str, np.ndarray] | None, work: Path) -> dict[str, float]:
+    """Init time and peak RSS of serving ``model`` at batch 1, in a fresh Python process.
+    Without ``feeds`` (no input the model runs on) the RSS is after loading only."""
     feeds_path = work / "probe_feeds.npz"
-    np.savez(feeds_path, **feeds)
+    if feeds is None:
+        feeds_path = Path("-")
+    else:
+        np.savez(feeds_path, **feeds)
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, "-m", "infra.pipeline.probe", str(model), str(feeds_path)],

@@ -1,8 +1,9 @@
 """``python -m infra.pipeline.probe MODEL FEEDS``: what a fresh function process would spend.
 
 Prints one JSON line: ``init_s`` (import onnxruntime + create the session, i.e. the cold
-start's model part), ``peak_rss_mb`` after one batch-1 inference, ``baseline_rss_mb`` (the
-interpreter before onnxruntime). Runs alone so nothing else inflates the figures.
+start's model part), ``peak_rss_mb`` after one batch-1 inference (after loading only when
+FEEDS is ``-``: no input runs on the model), ``baseline_rss_mb`` (the interpreter before
+onnxruntime), ``ran``. Runs alone so nothing else inflates the figures.
 """
 
 from __future__ import annotations
@@ -30,17 +31,20 @@ def _rss_mb() -> float:
 def main(model: str, feeds_path: str) -> None:
     import numpy as np
 
-    with np.load(feeds_path, allow_pickle=False) as z:
-        feeds = {k: z[k] for k in z.files}
+    feeds = None
+    if feeds_path != "-":  # "-": no input runs on this model; measure the load alone
+        with np.load(feeds_path, allow_pickle=False) as z:
+            feeds = {k: z[k] for k in z.files}
     baseline = _rss_mb()
     t0 = time.perf_counter()
     import onnxruntime as ort
 
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     init_s = time.perf_counter() - t0
-    sess.run(None, feeds)
+    if feeds is not None:
+        sess.run(None, feeds)
     print(json.dumps({"init_s": round(init_s, 4), "peak_rss_mb": round(_rss_mb(), 1),
-                      "baseline_rss_mb": round(baseline, 1)}))
+                      "baseline_rss_mb": round(baseline, 1), "ran": feeds is not None}))
 
 
 if __name__ == "__main__":

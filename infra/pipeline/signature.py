@@ -57,3 +57,23 @@ def signature(model: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
         "inputs": [_tensor(v, "input") for v in model.graph.input if v.name not in inits],
         "outputs": [_tensor(v, "output") for v in model.graph.output],
     }
+
+
+def dim_hints(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:
+    """Per graph input (initializers excluded), each dim as the graph declares it: a fixed
+    size (int), a symbolic name (``dim_param``, str) or None (unknown). The build probes a
+    model that came without example data with sizes chosen from these hints."""
+    inits = {i.name for i in model.graph.initializer}
+    hints: dict[str, list[int | str | None]] = {}
+    for value in model.graph.input:
+        if value.name in inits or not value.type.HasField("tensor_type"):
+            continue
+        hints[value.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                             for d in value.type.tensor_type.shape.dim]
+    return hints
+
+
+def dynamic_batch_lost(model: onnx.ModelProto) -> list[str]:
+    """Inputs whose first (batch) dim is a fixed size instead of symbolic; [] when all are dynamic."""
+    return [f"{name} (batch fixed at {dims[0]})" for name, dims in dim_hints(model).items()
+            if dims and isinstance(dims[0], int)]

@@ -99,3 +99,65 @@ def torch_module(root: Path, body: str) -> str:
     (pkg / "__init__.py").write_text("")
     (pkg / "model.py").write_text(textwrap.dedent(body))
     return f"{pkg.name}.model"
+
+
+def _ints(name: str, values) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.array(values, np.int64), name)
+
+
+def make_pairs_onnx(path: Path) -> Path:
+    """x [batch, seq] → Reshape [batch, -1, 2] → sum over pairs → MatMul → logits [batch, 3]:
+    ``seq`` must be even, so a probe with every dynamic dim at 1 fails inside the Reshape."""
+    w = numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), "W")
+    nodes = [helper.make_node("Reshape", ["x", "pairs"], ["r"]),
+             helper.make_node("ReduceSum", ["r", "axis1"], ["s"], keepdims=0),
+             helper.make_node("MatMul", ["s", "W"], ["logits"])]
+    graph = helper.make_graph(nodes, "pairs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+                              initializer=[w, _ints("pairs", [0, -1, 2]), _ints("axis1", [1])])
+    return _save(graph, path, 17)
+
+
+def make_if_pad_onnx(path: Path) -> Path:
+    """x [N, L] (L unnamed) → ``If`` L < 2: a ``Pad`` cropping 3 from axis 1 (a negative size:
+    onnxruntime fails inside the If), else x → sum over axis 1 → MatMul → y [N, 2]. Length 1
+    fails; 2 or more run."""
+    crop = helper.make_graph([helper.make_node("Pad", ["x", "crop3"], ["cropped"])], "short", [],
+                             [helper.make_tensor_value_info("cropped", TensorProto.FLOAT, None)])
+    keep = helper.make_graph([helper.make_node("Identity", ["x"], ["kept"])], "long", [],
+                             [helper.make_tensor_value_info("kept", TensorProto.FLOAT, None)])
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "one"], ["length"], axis=0),
+             helper.make_node("Less", ["length", "two"], ["short"]),
+             helper.make_node("If", ["short"], ["b"], then_branch=crop, else_branch=keep),
+             helper.make_node("ReduceSum", ["b", "axis1"], ["s"], keepdims=1),
+             helper.make_node("MatMul", ["s", "W"], ["y"])]
+    w = numpy_helper.from_array(np.ones((1, 2), np.float32), "W")
+    graph = helper.make_graph(nodes, "if_pad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", None])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+                              initializer=[w, _ints("one", 1), _ints("two", 2), _ints("axis1", [1]),
+                                           _ints("crop3", [0, 0, 0, -3])])
+    return _save(graph, path, 17)
+
+
+def make_two_input_onnx(path: Path, hidden: int = 300) -> Path:
+    """x [N, 4] + z [M, 4] → MatMul: onnxruntime's symbolic shape inference cannot merge N
+    and M, so ``quant_pre_process`` writes ``sym_shape_infer_temp.onnx`` (+ external data) into
+    the current directory before it gives up."""
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, hidden)).astype(np.float32), "W")
+    nodes = [helper.make_node("Add", ["x", "z"], ["s"]), helper.make_node("MatMul", ["s", "W"], ["y"])]
+    graph = helper.make_graph(nodes, "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4]),
+                                             helper.make_tensor_value_info("z", TensorProto.FLOAT, ["M", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, hidden])],
+                              initializer=[w])
+    return _save(graph, path, 17)
+
+
+def make_picky_onnx(path: Path) -> Path:
+    """x [N, K] → Reshape [-1, 7, 11] → y: runs only when N·K is a multiple of 77, which no
+    plausible probe size is; only the user's own example can measure it."""
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["y"])]
+    graph = helper.make_graph(nodes, "picky", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "K"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 7, 11])],
+                              initializer=[_ints("shape", [-1, 7, 11])])
+    return _save(graph, path, 17)

@@ -121,3 +121,53 @@ def test_signature_refuses_non_tensor_outputs():
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])], [seq])
     with pytest.raises(SignatureError, match="not a tensor"):
         signature(helper.make_model(graph))
+
+
+@pytest.mark.slow
+def test_torch_example_with_one_row_still_exports_a_dynamic_batch(tmp_path):
+    # given an example_input of exactly one row (the exporter would specialize it to 1)
+    # (a transformer encoder: exported from that one row, its batch came out fixed at 1)
+    body = """
+        import torch
+        from torch import nn
+        class Encoder(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 1)
+            def forward(self, x):
+                return self.enc(x).mean(1)
+        def make():
+            torch.manual_seed(0)
+            return Encoder()
+    """
+    module = torch_module(tmp_path, body)
+    example = write_npz(tmp_path / "ex.npz", x=rows((5, 16), n=1))
+    out = tmp_path / "fp32.onnx"
+    # when
+    notes = convert(_spec(source=f"{module}:make", example_input=example), tmp_path, out)
+    # then the graph's batch dim is symbolic and a gate-sized batch runs
+    assert notes["converter"] == "torch.onnx.export (dynamo)"
+    (x,) = [i for i in onnx.load(out).graph.input if i.name == "x"]
+    assert x.type.tensor_type.shape.dim[0].dim_param
+    assert _run(out, rows((5, 16), n=64))[0].shape == (64, 16)
+
+
+@pytest.mark.slow
+def test_torch_model_that_fixes_its_batch_is_refused_naming_the_input_and_the_fix(tmp_path):
+    body = """
+        import torch
+        class M(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = torch.nn.Linear(6, 3)
+            def forward(self, x):
+                return self.fc(x).view(2, 3)   # the batch baked in as a constant
+        def make():
+            return M()
+    """
+    module = torch_module(tmp_path, body)
+    example = write_npz(tmp_path / "ex.npz", x=rows((6,), n=2))
+    with pytest.raises(ConversionError) as err:
+        convert(_spec(source=f"{module}:make", example_input=example), tmp_path, tmp_path / "o.onnx")
+    msg = str(err.value)
+    assert "lost its dynamic batch axis on x (batch fixed at 2)" in msg and "x.shape[0]" in msg
