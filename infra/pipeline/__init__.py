@@ -33,6 +33,20 @@ def build_catalog(catalog: Catalog, out_dir: str | Path, models: Sequence[str] |
     from infra.pipeline import artifact
 
     specs = [catalog.get(n) for n in models] if models else list(catalog.models)
+    specs = _with_steps_first(catalog, specs)
     artifact.sweep_stale(artifact.models_dir(Path(out_dir)))
     return [build_model(s, catalog.root, Path(out_dir), force=force, on_stage=on_stage, settings=settings)
             for s in specs]
+
+
+def _with_steps_first(catalog: Catalog, specs: list) -> list:
+    """Pipelines after every model, with their steps added: a pipeline merges the steps' builds."""
+    from infra.catalog_processing import step_name
+
+    names = [s.name for s in specs]
+    for spec in specs:
+        for step in spec.pipeline or ():
+            if step_name(step) not in names:
+                names.append(step_name(step))
+    chosen = [catalog.get(n) for n in names]
+    return [s for s in chosen if s.pipeline is None] + [s for s in chosen if s.pipeline is not None]

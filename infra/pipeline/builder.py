@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 
 from infra.catalog import ModelSpec
-from infra.pipeline import artifact, fit, gate, measure, processing, quantize, sample_input
+from infra.pipeline import artifact, compose, fit, gate, measure, processing, quantize, sample_input
 from infra.pipeline.convert import convert
 from infra.pipeline.data import Dataset, load_dataset
 from infra.pipeline.signature import dim_hints, signature
@@ -173,14 +173,20 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     target = artifact.models_dir(out_dir) / spec.name
     stage(spec.name, "convert")
     fp32_path = work / "fp32.onnx"
-    conversion = convert(spec, root, fp32_path)
+    steps = None
+    if spec.source_kind == "pipeline":  # the steps' shipped graphs, merged (infra/pipeline/compose.py)
+        merged, conversion, steps = compose.compose_steps(spec, artifact.models_dir(out_dir))
+        onnx.save(merged, fp32_path)
+    else:
+        conversion = convert(spec, root, fp32_path)
     fp32_sha = sha256_file(fp32_path)
     key = artifact.cache_key(spec, fp32_sha)
     if not force and (cached := artifact.reusable(target, key)):
         result.reused, result.manifest, result.model_dir = True, cached, target
         return
     sig = signature(onnx.load(fp32_path))
-    block, side_files = processing.build_block(spec, sig)
+    block, side_files = (compose.inherited_block(spec, sig, steps, artifact.models_dir(out_dir)) if steps
+                         else processing.build_block(spec, sig))
     example = _dataset(spec, "example_input", sig, block, side_files)
     calibration = _dataset(spec, "calibration", sig, block, side_files)
     validation = _dataset(spec, "validation", sig, block, side_files)
@@ -217,7 +223,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     stage(spec.name, "quantize")
     quant: dict[str, Any] = {"requested": spec.quantize}
     modes: list[str]
-    if spec.quantize == "none":
+    if spec.quantize == "none" or steps:  # a pipeline's steps were each quantized and gated
         modes = []
     elif spec.quantize == "auto":
         modes, quant["auto"] = quantize.candidates(onnx.load(fp32_path), calibration is not None)
@@ -247,7 +253,9 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
             "give a more representative 'calibration' set, or set strict: false to ship fp32")
     if best is None:
         shipped_path, mode = fp32_path, "none"
-        if spec.quantize != "none":
+        if steps:
+            quant["steps"] = {s["name"]: s["quantization"] for s in conversion["steps"]}
+        elif spec.quantize != "none":
             if no_data:
                 why = "no validation, calibration or example data to gate int8 with; add 'validation'"
             elif not cands:
