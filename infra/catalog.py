@@ -44,6 +44,7 @@ class Tolerance(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     top1_agreement: float | None = Field(default=None, ge=0.0, le=1.0)
     max_abs_error: float | None = Field(default=None, ge=0.0)
+    max_score_error: float | None = Field(default=None, ge=0.0)  # postprocess scores only
     min_cosine: float | None = Field(default=None, ge=-1.0, le=1.0)
     min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
 

@@ -193,7 +193,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     out_names = [t["name"] for t in sig["outputs"]]
 
     def run_gate(sess) -> list[np.ndarray]:  # raw outputs, + label/scores with postprocess
-        return processing.with_postprocess(block, out_names, measure.run_all(sess, gate_data))
+        return processing.with_postprocess(block, out_names, processing.run_gate_data(sess, gate_data, block))
 
     gate_name, gate_data = next(((n, d) for n, d in (("validation", validation), ("calibration", calibration),
                                                      ("example_input", example)) if d is not None), (None, None))

@@ -5,6 +5,9 @@ Figures (each computed only where it means something):
 * ``top1_agreement``: share of rows whose argmax (classification outputs: ≥2 classes on the
   last axis) or integer label output is the same for fp32 and the candidate;
 * ``max_abs_error``: largest absolute difference over all float outputs;
+* ``label_agreement`` / ``max_score_error``: with ``postprocess``, the share of rows whose
+  ``label`` is the same and the largest difference of ``scores`` (see
+  :func:`infra.pipeline.processing.label_figures`);
 * ``min_cosine``: smallest per-row cosine similarity of float outputs (embeddings/regression);
 * ``accuracy`` / ``fp32_accuracy``: against the validation set's ``labels``.
 
@@ -90,6 +93,7 @@ def check(figures: dict[str, float], tolerance: Tolerance) -> GateResult:
     limits = [("top1_agreement", tolerance.top1_agreement, ">="),
               ("min_cosine", tolerance.min_cosine, ">="),
               ("max_abs_error", tolerance.max_abs_error, "<="),
+              ("max_score_error", tolerance.max_score_error, "<="),
               ("accuracy", tolerance.min_accuracy, ">=")]
     for key, limit, op in limits:
         if limit is None:

@@ -193,6 +193,22 @@ def _label_ids(labels: list, block: dict[str, Any], key: str, path: Path) -> np.
 # --- the gate sees labels and scores --------------------------------------------------------
 
 
+def run_gate_data(sess, data: Dataset, block: dict[str, Any] | None) -> list[np.ndarray]:
+    """All rows through ``sess`` as the function would run them. Texts go one by one, each
+    trimmed to its own tokens (what a one-text request sends): dynamic int8 quantizes
+    activations per tensor at run time, so rows padded to the data set's longest text would
+    measure another model than the one clients reach."""
+    from infra.pipeline import measure
+
+    pre = (block or {}).get("preprocess")
+    if pre is None or pre["kind"] != "text" or "attention_mask" not in data.inputs:
+        return measure.run_all(sess, data)
+    lengths = data.inputs["attention_mask"].sum(axis=1)
+    rows = [sess.run(None, {k: v[i:i + 1, :max(1, int(n))] for k, v in data.inputs.items()})
+            for i, n in enumerate(lengths)]
+    return [np.concatenate([r[j] for r in rows]) for j in range(len(rows[0]))]
+
+
 def with_postprocess(block: dict[str, Any] | None, output_names: list[str],
                      outputs: list[np.ndarray]) -> list[np.ndarray]:
     """``outputs`` + the scores and label indices the function would return (full, no top-k),

@@ -15,7 +15,7 @@ TEXT_ENTRY = """\
     postprocess: {softmax: true}
     quantize: dynamic
     validation: val.txt
-    tolerance: {top1_agreement: 0.9}
+    tolerance: {top1_agreement: 0.9, max_score_error: 0.05}
     auth: none
     target: lambda
 """

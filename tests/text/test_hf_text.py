@@ -70,10 +70,12 @@ def test_two_sentences_get_labels_and_scores_matching_the_fp32_reference(text_mo
     # when two sentences are sent as one BYTES tensor
     out = by_name(infer_request(model, text_request(texts)))
     # then each gets a label and scores within what the gate measured
-    bound = json.loads((text_model_dir / "manifest.json").read_text())["metrics"]["shipped"]["max_score_error"]
+    gate = json.loads((text_model_dir / "manifest.json").read_text())["metrics"]
+    bound = gate["gate"]["tolerance"]["max_score_error"]
+    assert gate["shipped"]["max_score_error"] <= bound  # measured one text at a time, as served
     assert out["label"].tolist() == [LABELS[i] for i in ref.argmax(1)]
     assert out["scores"].shape == (2, 2)
-    np.testing.assert_allclose(out["scores"], ref, atol=bound + 1e-4)
+    np.testing.assert_allclose(out["scores"], ref, atol=bound)
     np.testing.assert_allclose(out["scores"].sum(1), 1.0, atol=1e-5)
 
 
