@@ -8,17 +8,24 @@ orjson is one small wheel with no dependencies, so every image carries it.
 Where they differ: orjson refuses the ``NaN``/``Infinity`` literals that Python clients'
 ``json.dumps`` (tritonclient's among them) writes, so a body orjson refuses is parsed again by
 the stdlib (on the failure path only); and orjson writes non-finite floats as ``null``, so a
-dump containing ``null`` is redone by the stdlib, which writes ``NaN`` as such clients read it.
+dump holding a ``null`` *value* is redone by the stdlib, which writes ``NaN`` as such clients
+read it. "null" inside a string (a model, output or request id named ``null-…``) is not a
+value: the check looks for the token after ``:``, ``,`` or ``[`` with string contents taken out,
+and only when the four bytes occur at all (one ``bytes.find`` on the common path).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
 
 JSONDecodeError = ValueError  # what loads raises for a body that is not JSON either way
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # a JSON string literal, escapes included
+_NULL_VALUE = re.compile(rb"[:,\[]null(?=[,\]}])")  # compact output: no spaces around tokens
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
@@ -31,6 +38,7 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
 def dumps(obj: Any) -> str:
     """Compact JSON text (``,`` and ``:`` without spaces); UTF-8, not ASCII-escaped."""
     out = orjson.dumps(obj)
-    if b"null" in out:  # a None, or a NaN/Infinity orjson turned into null
+    if b"null" in out and (out == b"null" or _NULL_VALUE.search(_STRING.sub(b'""', out))):
+        # a None, or a NaN/Infinity orjson turned into null
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     return out.decode()

@@ -172,7 +172,15 @@ class Model:
         ``allow_nonfinite``: a non-finite feature is almost always an upstream bug, and most
         models silently turn it into a confident wrong answer.
         """
-        feed = self.validate_inputs(inputs, allow_nonfinite=allow_nonfinite)
+        return self.run(self.validate_inputs(inputs, allow_nonfinite=allow_nonfinite), output_names)
+
+    def run(self, feed: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Run the model on a ``feed`` that already passed the input checks → outputs by name.
+
+        The checks are :meth:`validate_inputs` (numpy callers: batch, SDK) or, on the HTTP path,
+        the V2 decoder (:mod:`layers.protocol`), which checks names, datatypes and shapes as it
+        decodes and then calls :meth:`check_value`: each input is validated once, not twice.
+        """
         names_out = self.validate_output_names(output_names)
         try:
             results = self.session.run(names_out, feed)
@@ -183,6 +191,7 @@ class Model:
     def validate_inputs(
         self, inputs: Mapping[str, np.ndarray], *, allow_nonfinite: bool = False
     ) -> dict[str, np.ndarray]:
+        """Names, dtypes, shapes and values of numpy ``inputs`` against the signature → the feed."""
         expected = self._inputs
         if len(inputs) != len(expected) or any(n not in expected for n in inputs):
             unknown = [n for n in inputs if n not in expected]
@@ -195,21 +204,26 @@ class Model:
         feed = {}
         for name, (spec, want) in expected.items():
             arr = inputs[name]
-            if spec.datatype == "BYTES":
-                arr = _as_text(name, arr)
-            elif arr.dtype != want:
+            if spec.datatype != "BYTES" and arr.dtype != want:
                 raise BadRequest(
                     f"input {name!r} has dtype {arr.dtype} but the model expects {spec.datatype} "
                     f"({want}); convert it before sending."
                 )
             check_shape(name, arr.shape, spec)
-            if not allow_nonfinite and arr.dtype.kind == "f" and not _all_finite(arr):
-                raise BadRequest(
-                    f"input {name!r} contains NaN or Infinity; send finite numbers, or set the "
-                    "request parameter \"allow_nonfinite\": true if the model handles them."
-                )
-            feed[name] = arr
+            feed[name] = self.check_value(spec, arr, allow_nonfinite=allow_nonfinite)
         return feed
+
+    def check_value(self, spec: TensorSpec, arr: np.ndarray, *, allow_nonfinite: bool = False) -> np.ndarray:
+        """The value checks of one input whose name, datatype and shape already fit ``spec``:
+        BYTES become text (see :func:`_as_text`); NaN/Inf are refused unless allowed."""
+        if spec.datatype == "BYTES":
+            return _as_text(spec.name, arr)
+        if not allow_nonfinite and arr.dtype.kind == "f" and not _all_finite(arr):
+            raise BadRequest(
+                f"input {spec.name!r} contains NaN or Infinity; send finite numbers, or set the "
+                "request parameter \"allow_nonfinite\": true if the model handles them."
+            )
+        return arr
 
     def validate_output_names(self, output_names: Sequence[str] | None) -> list[str]:
         known = self._output_names

@@ -1,38 +1,61 @@
-"""Powertools Logger, Metrics and Tracer, configured once for every entry point.
+"""Powertools Logger, Metrics and Tracer: the one observability setup of every entry point.
+
+:func:`setup` returns the process's :class:`Observability` (built once; the API function,
+the SageMaker server, batch and the proxy all take it from here) and
+:meth:`Observability.entry_point` wraps a Lambda-style handler with what every entry point
+records: the Logger's Lambda context (request id, cold start, function), the Metrics flush
+with Powertools' ``ColdStart`` metric (dimensions ``function_name`` and ``service``, what the
+dashboard graphs), and, where tracing can be on, a Tracer subsegment for the handler.
+:meth:`Observability.bind_model` adds the model: ``model_name``/``model_version`` on every
+log line, the ``model`` dimension on every metric, ``model``/``model_version`` annotations on
+the trace. :meth:`Observability.record_request` is the per-request EMF record.
 
 Service name and metrics namespace come from the env that ``infra/environment.py`` sets
 (``POWERTOOLS_SERVICE_NAME`` / ``POWERTOOLS_METRICS_NAMESPACE``), with working defaults.
 
-Tracer costs: constructing Powertools' ``Tracer`` imports the X-Ray SDK. Inside Lambda that
-is ~80 ms with ``auto_patch=False`` (measured in ``bench/bench_coldstart.py``); with the
-default auto-patching it also patches botocore/requests/httplib (~75 ms more) for calls the
-API path never makes. Outside Lambda the SDK's recorder builds a botocore X-Ray client for
+Costs, measured by ``bench/bench_api.py`` (table "per-request observability") on the 2-vCPU
+dev machine: the Logger's context ~2-3 µs, the EMF record (3 metrics, metadata, flush) ~17 µs,
+the Tracer subsegment ~30 µs (the X-Ray SDK re-reads the trace header on every recorder call
+and sends the subsegment over UDP) — only inside Lambda.
+
+Tracer at init: constructing Powertools' ``Tracer`` imports the X-Ray SDK. Inside Lambda
+that is ~50-80 ms with ``auto_patch=False`` (``bench/bench_coldstart.py``); with the default
+auto-patching it also patches botocore/requests/httplib (~75 ms more) for calls the API
+path never makes. Outside Lambda the SDK's recorder builds a botocore X-Ray client for
 centralized sampling (~0.5 s) only to be disabled. So :func:`make_tracer` returns a Tracer
 without auto-patching inside Lambda (unless ``POWERTOOLS_TRACE_DISABLED`` is true) and
 ``None`` elsewhere (SageMaker container, local stack, tests), where tracing would be off
-anyway.
+anyway. A function that calls AWS (batch, proxy) patches what it uses:
+``tracer.provider.patch(["botocore"])``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
+from collections.abc import Callable
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
 from layers import names
 
-
-def service_name() -> str:
-    return os.environ.get(names.ENV_POWERTOOLS_SERVICE) or names.SERVICE_NAME
+Handler = Callable[[Any, Any], Any]
 
 
-def make_logger() -> Logger:
-    return Logger(service=service_name())
+def service_name(default: str | None = None) -> str:
+    return os.environ.get(names.ENV_POWERTOOLS_SERVICE) or default or names.SERVICE_NAME
 
 
-def make_metrics() -> Metrics:
+def make_logger(service: str | None = None) -> Logger:
+    return Logger(service=service or service_name())
+
+
+def make_metrics(service: str | None = None) -> Metrics:
     return Metrics(
-        service=service_name(),
+        service=service or service_name(),
         namespace=os.environ.get(names.ENV_POWERTOOLS_NAMESPACE) or names.METRICS_NAMESPACE,
     )
 
@@ -44,10 +67,86 @@ def tracing_enabled() -> bool:
     return in_lambda and disabled not in ("1", "true", "yes", "on")
 
 
-def make_tracer():
+def make_tracer(service: str | None = None):
     """Powertools Tracer (no auto-patching) when tracing can be on, else ``None``."""
     if not tracing_enabled():
         return None
     from aws_lambda_powertools import Tracer
 
-    return Tracer(service=service_name(), auto_patch=False)
+    return Tracer(service=service or service_name(), auto_patch=False)
+
+
+class Observability:
+    """The Logger, Metrics and (in Lambda) Tracer of one process, and how entry points use them."""
+
+    def __init__(self, service: str | None = None) -> None:
+        self.service = service or service_name()
+        self.logger = make_logger(self.service)
+        self.metrics = make_metrics(self.service)
+        self.tracer = make_tracer(self.service)
+        self.model_name = ""
+        self.model_version = ""
+
+    def bind_model(self, name: str, version: str) -> None:
+        """Every log line, metric and trace from here on names this model."""
+        self.model_name, self.model_version = name, version
+        self.logger.append_keys(model_name=name, model_version=version)
+        self.metrics.set_default_dimensions(model=name)
+
+    def entry_point(self, handler: Handler) -> Handler:
+        """``handler`` with the Logger's Lambda context, the Metrics flush (+ ``ColdStart`` on the
+        first call of the process) and, where tracing is on, a subsegment annotated with the model."""
+        wrapped = self.metrics.log_metrics(handler, capture_cold_start_metric=True)
+        wrapped = self.logger.inject_lambda_context(wrapped, clear_state=False)
+        tracer = self.tracer
+        if tracer is None:
+            return wrapped
+
+        @functools.wraps(handler)
+        def annotated(event: Any, context: Any) -> Any:
+            if self.model_name:
+                tracer.put_annotation(key="model", value=self.model_name)
+                tracer.put_annotation(key="model_version", value=self.model_version)
+            return wrapped(event, context)
+
+        return tracer.capture_lambda_handler(annotated, capture_response=False)
+
+    def record_request(self, *, latency_ms: float, request_id: str, status: Any, path: str = "") -> None:
+        """The per-request EMF record's common part: ``Latency`` and, as metadata (searchable in
+        Logs Insights, no extra log line), request id, model version, path and status. Counts
+        such as ``BatchSize`` are added by the entry point with :meth:`count`."""
+        metrics = self.metrics
+        metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
+        metrics.add_metadata(key="request_id", value=request_id)
+        metrics.add_metadata(key="model_version", value=self.model_version)
+        metrics.add_metadata(key="path", value=path)
+        metrics.add_metadata(key="status", value=status)
+
+    def count(self, name: str, value: float = 1, unit: MetricUnit | str = MetricUnit.Count) -> None:
+        self.metrics.add_metric(name=name, unit=unit, value=value)
+
+    def error(self, exc: BaseException) -> None:
+        """An ``Errors<Class>`` count in this request's record (the error class, by name)."""
+        self.metrics.add_metric(name=f"Errors{type(exc).__name__}", unit=MetricUnit.Count, value=1)
+
+
+_shared: Observability | None = None
+_lock = threading.Lock()
+
+
+def setup(service: str | None = None) -> Observability:
+    """The process's one :class:`Observability` (built on the first call; ``service`` is the
+    default service name when ``POWERTOOLS_SERVICE_NAME`` is unset, used by that first call)."""
+    global _shared
+    if _shared is None:
+        with _lock:
+            if _shared is None:
+                _shared = Observability(service)
+    return _shared
+
+
+def reset() -> None:
+    """Forget the process's setup (tests that import an entry point afresh)."""
+    global _shared
+    with _lock:
+        _shared = None

@@ -58,9 +58,9 @@ def infer(model: Model, request: Any, binary: bytes | memoryview = b"", *,
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest(f"\"id\" must be a string if given; got {request_id!r}.")
     params = _params(request, "the request")
-    arrays = _decode_inputs(model, request.get("inputs"), binary)
+    arrays = _decode_inputs(model, request.get("inputs"), binary, params.get("allow_nonfinite") is True)
     outputs, binary_names = _requested_outputs(model, request.get("outputs"), params)
-    results = model.infer(arrays, outputs, allow_nonfinite=params.get("allow_nonfinite") is True)
+    results = model.run(arrays, outputs)  # the decoder validated every input (no second pass)
 
     response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
     if request_id is not None:
@@ -88,7 +88,10 @@ def _params(obj: dict, where: str) -> dict[str, Any]:
     return params
 
 
-def _decode_inputs(model: Model, inputs: Any, binary: bytes | memoryview) -> dict[str, np.ndarray]:
+def _decode_inputs(model: Model, inputs: Any, binary: bytes | memoryview,
+                   allow_nonfinite: bool) -> dict[str, np.ndarray]:
+    """Decode and validate every input once: name, datatype and shape against the signature
+    while decoding, then the value checks (:meth:`Model.check_value`)."""
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest(
             "the request needs \"inputs\": a non-empty list of {name, shape, datatype, data}; "
@@ -108,7 +111,7 @@ def _decode_inputs(model: Model, inputs: Any, binary: bytes | memoryview) -> dic
         spec = specs[name]
         size = _params(t, f"input {name!r}").get("binary_data_size")
         if size is None:
-            arrays[name] = decode_tensor(t, spec)
+            arrays[name] = model.check_value(spec, decode_tensor(t, spec), allow_nonfinite=allow_nonfinite)
             continue
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise BadRequest(f"input {name!r}: binary_data_size must be a non-negative integer.")
@@ -117,7 +120,8 @@ def _decode_inputs(model: Model, inputs: Any, binary: bytes | memoryview) -> dic
                 f"input {name!r} announces {size} binary bytes but only {len(mv) - offset} follow the "
                 f"JSON header; send the tensor bytes after the header and set {HEADER_LENGTH}."
             )
-        arrays[name] = decode_binary(t, mv[offset:offset + size], spec)
+        arrays[name] = model.check_value(spec, decode_binary(t, mv[offset:offset + size], spec),
+                                         allow_nonfinite=allow_nonfinite)
         offset += size
     if offset != len(mv):
         raise BadRequest(

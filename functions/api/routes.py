@@ -1,84 +1,48 @@
 """The Open Inference Protocol routes for one model, on Powertools' HTTP API resolver.
 
 Used by the Lambda API function and, through the same handler, by the SageMaker server and
-the local stack, so every route behaves the same everywhere. The OpenAPI document and the
+the local stack, so every route behaves the same everywhere. Inference requests normally
+reach :mod:`functions.api.direct` before this resolver (the handler checks first); the
+inference routes here call the same :func:`~functions.api.direct.serve_infer`, for events
+the direct path leaves to the resolver and so that ``/openapi.json`` describes them. The OpenAPI document and the
 Swagger UI are Powertools' (``/openapi.json``, ``/docs``; the UI's JS/CSS are inlined from
 the Powertools package, so ``/docs`` works offline).
 """
 
 from __future__ import annotations
 
-import base64
-import math
-import os
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from layers import names
-from layers.errors import (
-    BadRequest,
-    MethodNotAllowed,
-    ModelfnError,
-    NotFound,
-    PayloadTooLarge,
-    UnsupportedMediaType,
+from functions.api.direct import (
+    JSON,
+    Hooks,
+    Reply,
+    check_model,
+    error_reply,
+    internal_error_reply,
+    max_request_bytes,
+    serve_infer,
 )
+from layers.errors import MethodNotAllowed, ModelfnError
 from layers.model import Model
-from layers.protocol import (
-    HEADER_LENGTH,
-    InferResult,
-    dump_json,
-    infer,
-    join_body,
-    model_metadata,
-    server_metadata,
-    split_body,
-)
+from layers.protocol import dump_json, model_metadata, server_metadata
 
-JSON = "application/json"
-BINARY = "application/octet-stream"
-_ACCEPTED_TYPES = ("application/json", "application/octet-stream", "application/vnd.")
+__all__ = ["Hooks", "build_app", "json_response", "max_request_bytes"]
+
 _NOT_GET = ["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _NOT_POST = ["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-
-def max_request_bytes() -> int:
-    raw = os.environ.get(names.ENV_MAX_REQUEST_BYTES, "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else names.LAMBDA_SYNC_PAYLOAD_BYTES
-
-
-def _check_response_size(size: int, limit: int) -> None:
-    if size > limit:
-        raise PayloadTooLarge(
-            f"the response would be {size:,} bytes; the limit is {limit:,} bytes. Send fewer "
-            "rows per request, request fewer outputs, or use batch inference."
-        )
-
-
-def _b64decode(raw: str) -> bytes:
-    try:
-        return base64.b64decode(raw, validate=True)
-    except ValueError:
-        raise BadRequest(
-            "the body is marked isBase64Encoded but is not valid base64; send the request bytes "
-            "base64-encoded, or as text with isBase64Encoded false."
-        ) from None
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(status_code=status, content_type=JSON, body=dump_json(body), headers=headers)
 
 
-class Hooks:
-    """What the entry point observes (logs, metrics); the defaults do nothing."""
-
-    def on_infer(self, result: InferResult, payload_bytes: int) -> None: ...
-
-    def on_client_error(self, exc: ModelfnError) -> None: ...
-
-    def on_internal_error(self, exc: Exception, request_id: str) -> None: ...
+def _response(reply: Reply) -> Response:
+    return Response(status_code=reply.status, content_type=reply.content_type, body=reply.body,
+                    headers=reply.headers)
 
 
 def build_app(model: Model, hooks: Hooks | None = None, *, swagger: bool = False) -> APIGatewayHttpResolver:
@@ -93,17 +57,8 @@ def build_app(model: Model, hooks: Hooks | None = None, *, swagger: bool = False
     base = "/v2/models/<name>"
     versioned = "/v2/models/<name>/versions/<version>"
 
-    def check_model(name: str, version: str | None = None) -> None:
-        if name != model.name:
-            raise NotFound(
-                f"model {name!r} is not served here; this endpoint serves {model.name!r} "
-                f"(GET /v2/models/{model.name})."
-            )
-        if version is not None and version != model.version:
-            raise NotFound(
-                f"model {model.name!r} version {version!r} is not deployed; the deployed version is "
-                f"{model.version!r} (or leave /versions/... out of the path)."
-            )
+    def check(name: str, version: str | None = None) -> None:
+        check_model(model, name, version)
 
     # --- health and metadata -------------------------------------------------------------
     @app.get("/v2/health/live", summary="Liveness", tags=["health"])
@@ -120,59 +75,27 @@ def build_app(model: Model, hooks: Hooks | None = None, *, swagger: bool = False
 
     @app.get(base, summary="Model metadata: name, versions, inputs/outputs (-1 = dynamic)", tags=["model"])
     def metadata(name: str):
-        check_model(name)
+        check(name)
         return json_response(200, model_metadata(model))
 
     @app.get(versioned, summary="Model metadata of one version", tags=["model"])
     def metadata_version(name: str, version: str):
-        check_model(name, version)
+        check(name, version)
         return json_response(200, model_metadata(model))
 
     @app.get(base + "/ready", summary="Model readiness", tags=["model"])
     def model_ready(name: str):
-        check_model(name)
+        check(name)
         return json_response(200, {"name": model.name, "ready": True})
 
     @app.get(versioned + "/ready", summary="Readiness of one version", tags=["model"])
     def model_ready_version(name: str, version: str):
-        check_model(name, version)
+        check(name, version)
         return json_response(200, {"name": model.name, "ready": True})
 
     # --- inference -----------------------------------------------------------------------
     def do_infer(name: str, version: str | None) -> Response:
-        check_model(name, version)
-        event = app.current_event.raw_event
-        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-        content_type = (headers.get("content-type") or "").strip().lower()
-        if content_type and not content_type.startswith(_ACCEPTED_TYPES):
-            raise UnsupportedMediaType(
-                f"Content-Type {content_type!r} is not supported; send application/json (curl: "
-                "-H 'Content-Type: application/json'), or application/octet-stream with "
-                "Inference-Header-Content-Length for the binary tensor extension."
-            )
-        raw = event.get("body") or ""
-        if event.get("isBase64Encoded"):
-            body: bytes | str = _b64decode(raw)
-            size = len(body)
-        else:  # text body: parsed as str, no encode/decode round trip
-            body, size = raw, len(raw) if raw.isascii() else len(raw.encode("utf-8"))
-        if size > limit:
-            raise PayloadTooLarge(
-                f"the request body is {size:,} bytes; the limit is {limit:,} bytes (Lambda's "
-                "synchronous payload). Send fewer rows per request, use the binary tensor "
-                "extension, or drop a file into the batch bucket."
-            )
-        request, binary = split_body(body, headers.get(HEADER_LENGTH.lower()))
-        result = infer(model, request, binary)
-        hooks.on_infer(result, size)
-        if not result.binary:
-            text = dump_json(result.response)
-            _check_response_size(len(text) if text.isascii() else len(text.encode()), limit)
-            return Response(status_code=200, content_type=JSON, body=text)
-        payload, header_length = join_body(result)
-        _check_response_size(4 * math.ceil(len(payload) / 3), limit)  # base64 in the Lambda response
-        return Response(status_code=200, content_type=BINARY, body=payload,
-                        headers={HEADER_LENGTH: str(header_length)})
+        return _response(serve_infer(model, hooks, app.current_event.raw_event, name, version, limit))
 
     @app.post(base + "/infer", summary="Inference (V2 JSON or binary tensor extension)", tags=["model"])
     def infer_route(name: str):
@@ -207,16 +130,11 @@ def build_app(model: Model, hooks: Hooks | None = None, *, swagger: bool = False
 
     @app.exception_handler(ModelfnError)
     def client_error(exc: ModelfnError):
-        hooks.on_client_error(exc)
-        headers = {"Allow": exc.allow} if isinstance(exc, MethodNotAllowed) and exc.allow else None
-        return json_response(exc.status, exc.body(), headers)
+        return _response(error_reply(exc, hooks))
 
     @app.exception_handler(Exception)
     def internal_error(exc: Exception):
-        """A bug, never a client's fault: the trace goes to the log, the client gets the request id."""
-        request_id = getattr(app.lambda_context, "aws_request_id", None) or "unknown"
-        hooks.on_internal_error(exc, request_id)
-        return json_response(500, {"error": f"internal error; request id {request_id}"})
+        return _response(internal_error_reply(exc, hooks, app.lambda_context))
 
     _add_docs(app, model, hooks, swagger)
     return app

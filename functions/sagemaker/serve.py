@@ -18,6 +18,11 @@ Requests are handled one at a time (a lock around the handler): one inference al
 every core through onnxruntime's intra-op threads, and Powertools' Metrics/Logger keep
 per-invocation state. ``/ping`` does not take the lock, so health checks answer during a
 long inference. SIGTERM/SIGINT stop the server cleanly.
+
+Observability is the setup every entry point shares (:mod:`layers.observability`): each
+invocation is one EMF record and Logger context from the API handler (function name
+``sagemaker``, ``ColdStart`` on the container's first invocation), and the HTTP access lines
+go to the same Logger at DEBUG.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from layers import names
+from layers.observability import setup
 from layers.protocol import HEADER_LENGTH
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
@@ -102,6 +108,7 @@ def make_server(host: str = "0.0.0.0", port: int = 8080) -> ThreadingHTTPServer:
     os.environ.setdefault(names.ENV_MODEL_DIR, names.SAGEMAKER_MODEL_DIR)
     from functions.api import handler as api  # loads and verifies the model
 
+    logger = setup().logger  # the one the API handler binds the model to
     lock = threading.Lock()
     limit = int(os.environ.get(names.ENV_MAX_REQUEST_BYTES, "0") or 0) or names.SAGEMAKER_PAYLOAD_BYTES
 
@@ -170,7 +177,7 @@ def make_server(host: str = "0.0.0.0", port: int = 8080) -> ThreadingHTTPServer:
             self.wfile.write(payload)
 
         def log_message(self, format: str, *args: Any) -> None:
-            api.logger.debug("http " + format % args)
+            logger.debug("http " + format % args)
 
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True

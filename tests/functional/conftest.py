@@ -22,8 +22,11 @@ def import_handler():
     """Import the API handler module afresh (its init runs again, as in a new Lambda sandbox)."""
     from aws_lambda_powertools.metrics.provider.cold_start import reset_cold_start_flag
 
+    from layers import observability
+
     reset_model()
     reset_cold_start_flag()
+    observability.reset()
     sys.modules.pop(HANDLER_MODULE, None)
     return importlib.import_module(HANDLER_MODULE)
 

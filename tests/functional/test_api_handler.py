@@ -197,7 +197,7 @@ def test_unexpected_exception_is_500_with_request_id_and_no_trace(api, lambda_co
     def boom(*_a, **_k):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(type(api.model), "infer", boom)
+    monkeypatch.setattr(type(api.model), "run", boom)
     status, response = call(api, lambda_context, load_event("http_infer"))
     assert status == 500
     assert body_of(response) == {"error": f"internal error; request id {lambda_context.aws_request_id}"}

@@ -158,3 +158,18 @@ def test_module_entry_point_serves_and_stops_on_sigterm(tiny_model_dir, free_por
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def test_invocations_are_observed_through_the_shared_setup(server, api, capsys):
+    # given a fresh container (the API handler imported anew by the fixture)
+    capsys.readouterr()
+    # when two invocations arrive
+    for _ in range(2):
+        assert http(f"{server}/invocations", "POST", infer_body(3))[0] == 200
+    # then each is one EMF record with the model dimension, and the first also a ColdStart
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    requests = [r for r in records if "BatchSize" in r]
+    cold = [r for r in records if "ColdStart" in r]
+    assert len(requests) == 2 and all(r["model"] == "tiny" and r["BatchSize"] == [3.0] for r in requests)
+    assert all(r["model_version"] == api.model.version and r["status"] == 200 for r in requests)
+    assert len(cold) == 1 and cold[0]["function_name"] == "sagemaker"

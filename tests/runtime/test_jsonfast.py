@@ -33,3 +33,29 @@ def test_writes_non_finite_outputs_as_nan_not_null():
 def test_invalid_json_raises_value_error():
     with pytest.raises(ValueError):
         jsonfast.loads(b"{not json")
+
+
+@pytest.mark.parametrize("obj", [
+    {"model_name": "null", "model_version": "nullnullnull", "outputs": [{"name": "null", "data": [1.0]}]},
+    {"id": 'x,null]', "error": 'a "quoted" null, then :null}'},
+    ["null", {"null": "null"}],
+])
+def test_null_inside_strings_stays_on_orjson(obj, monkeypatch):
+    # given a response whose strings (model name, id, output name) contain "null"
+    def stdlib(*_a, **_k):
+        raise AssertionError("fell back to the stdlib")
+
+    monkeypatch.setattr(jsonfast.json, "dumps", stdlib)
+    # when it is written, then orjson writes it and it reads back unchanged
+    assert json.loads(jsonfast.dumps(obj)) == obj
+
+
+@pytest.mark.parametrize(("obj", "text"), [
+    (None, "null"),
+    ([None], "[null]"),
+    ({"a": "null", "b": None}, '{"a":"null","b":null}'),
+    ({"model_name": "null", "data": [float("inf")]}, '{"model_name":"null","data":[Infinity]}'),
+    ({"s": 'esc\\"aped', "data": [float("-inf"), 2.0]}, '{"s":"esc\\\\\\"aped","data":[-Infinity,2.0]}'),
+])
+def test_null_values_still_come_out_as_the_stdlib_writes_them(obj, text):
+    assert jsonfast.dumps(obj) == text

@@ -1,0 +1,82 @@
+"""The one observability setup every entry point takes from layers/observability.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_lambda_powertools.metrics.provider.cold_start import reset_cold_start_flag
+
+from layers import names, observability
+
+
+@pytest.fixture
+def obs(monkeypatch):
+    monkeypatch.delenv(names.ENV_POWERTOOLS_SERVICE, raising=False)
+    monkeypatch.delenv("LAMBDA_TASK_ROOT", raising=False)
+    observability.reset()
+    reset_cold_start_flag()
+    yield observability.setup("modelfn-unit")
+    observability.reset()
+
+
+def emf_lines(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+
+
+def test_setup_is_one_per_process(obs):
+    assert observability.setup() is obs and obs.service == "modelfn-unit"
+    assert obs.tracer is None  # outside Lambda tracing is off and the X-Ray SDK is never imported
+
+
+def test_entry_point_records_cold_start_once_and_one_record_per_request(obs, lambda_context, capsys):
+    # given a handler wrapped by the shared setup, bound to a model
+    obs.bind_model("digits", "abc123def456")
+
+    def handler(event, context):
+        obs.count("BatchSize", event["rows"])
+        obs.record_request(latency_ms=1.5, request_id=context.aws_request_id, status=200, path="/p")
+        return {"ok": True}
+
+    wrapped = obs.entry_point(handler)
+    # when it is called twice
+    assert wrapped({"rows": 4}, lambda_context) == {"ok": True}
+    wrapped({"rows": 2}, lambda_context)
+    # then ColdStart is recorded once (Powertools' metric: function_name + service) and each call
+    # is one record with the model dimension, the version and the request id
+    records = emf_lines(capsys.readouterr().out)
+    cold = [r for r in records if "ColdStart" in r]
+    calls = [r for r in records if "BatchSize" in r]
+    assert len(cold) == 1 and cold[0]["function_name"] == lambda_context.function_name
+    assert [r["BatchSize"] for r in calls] == [[4.0], [2.0]]
+    assert all(r["model"] == "digits" and r["model_version"] == "abc123def456" for r in calls)
+    assert calls[0]["request_id"] == lambda_context.aws_request_id and calls[0]["Latency"] == [1.5]
+    assert calls[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["model", "service"]]
+
+
+def test_logger_carries_the_request_id_and_model(obs, lambda_context):
+    obs.bind_model("digits", "abc123def456")
+    seen = {}
+
+    def handler(event, context):
+        seen.update(obs.logger.get_current_keys())  # what every log line of the request carries
+        obs.count("BatchSize")
+
+    obs.entry_point(handler)({}, lambda_context)
+    line = seen
+    assert line["function_request_id"] == lambda_context.aws_request_id
+    assert line["model_name"] == "digits" and line["model_version"] == "abc123def456"
+
+
+def test_error_counts_by_class(obs, lambda_context, capsys):
+    from layers.errors import BadRequest
+
+    wrapped = obs.entry_point(lambda event, context: obs.error(BadRequest("bad")))
+    wrapped({}, lambda_context)
+    assert any(r.get("ErrorsBadRequest") == [1.0] for r in emf_lines(capsys.readouterr().out))
+
+
+def test_the_original_factories_still_work(obs):
+    assert observability.make_logger().service == observability.service_name()
+    assert observability.make_metrics().namespace == names.METRICS_NAMESPACE
+    assert observability.make_tracer() is None and not observability.tracing_enabled()
