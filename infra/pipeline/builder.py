@@ -281,7 +281,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     facts = measure.probe(shipped_path, feeds, work)
     target_name, reasons, fit_info = fit.recommend(
         artifact_bytes=shipped_path.stat().st_size, peak_rss_mb=facts["peak_rss_mb"],
-        init_s=facts["init_s"], p99_ms=shipped_p99, signature=sig,
+        init_s=facts["init_s"], hash_s=facts.get("hash_s"), p99_ms=shipped_p99, signature=sig,
         instance_type=spec.instance_type, requested=spec.target, timeout_s=spec.timeout_s)
     fit_info["baseline_rss_mb"] = facts["baseline_rss_mb"]
 

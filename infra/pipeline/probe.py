@@ -1,9 +1,12 @@
 """``python -m infra.pipeline.probe MODEL FEEDS``: what a fresh function process would spend.
 
-Prints one JSON line: ``init_s`` (import onnxruntime + create the session, i.e. the cold
-start's model part), ``peak_rss_mb`` after one batch-1 inference (after loading only when
+Prints one JSON line: ``init_s`` (the cold start's model part: verify the artifact's sha256
+as every function does at init, import onnxruntime, create the session), ``hash_s`` (the
+sha256 part of it), ``peak_rss_mb`` after one batch-1 inference (after loading only when
 FEEDS is ``-``: no input runs on the model), ``baseline_rss_mb`` (the interpreter before
-onnxruntime), ``ran``. Runs alone so nothing else inflates the figures.
+onnxruntime), ``ran``. Runs alone so nothing else inflates the figures. The file was just
+written by the build, so it is read from the page cache: on Lambda the first read of an
+image layer is slower, which the fit check's margin has to absorb.
 """
 
 from __future__ import annotations
@@ -35,15 +38,19 @@ def main(model: str, feeds_path: str) -> None:
     if feeds_path != "-":  # "-": no input runs on this model; measure the load alone
         with np.load(feeds_path, allow_pickle=False) as z:
             feeds = {k: z[k] for k in z.files}
+    from layers.manifest import sha256_file  # stdlib only: what the function's init runs
+
     baseline = _rss_mb()
     t0 = time.perf_counter()
+    sha256_file(model)
+    hash_s = time.perf_counter() - t0
     import onnxruntime as ort
 
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     init_s = time.perf_counter() - t0
     if feeds is not None:
         sess.run(None, feeds)
-    print(json.dumps({"init_s": round(init_s, 4), "peak_rss_mb": round(_rss_mb(), 1),
+    print(json.dumps({"init_s": round(init_s, 4), "hash_s": round(hash_s, 4), "peak_rss_mb": round(_rss_mb(), 1),
                       "baseline_rss_mb": round(baseline, 1), "ran": feeds is not None}))
 
 

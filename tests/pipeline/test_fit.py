@@ -58,3 +58,21 @@ def test_cost_lambda_is_cheaper_at_low_rates_sagemaker_at_high_rates():
     assert low["lambda"]["billed_ms"] == pytest.approx(billed_s * 1000, abs=0.01)
     assert low["sagemaker"]["usd"] == pytest.approx(0.115 * fit.HOURS_PER_MONTH)
     assert high["sagemaker"]["instances"] > 1
+
+
+def test_the_init_check_counts_the_sha256_check_every_function_runs_at_init():
+    # given a model whose session starts fast but whose artifact takes long to hash
+    target, reasons, facts = fit.recommend(**{**SMALL, "init_s": 10.5, "hash_s": 9.8})
+    # then the init check fails on the total and says how much of it is the hash
+    [failed] = [r for r in reasons if r.startswith("✗")]
+    assert target == "sagemaker" and "init 10.50 s (sha256 check 9.80 s)" in failed
+    assert facts["hash_s"] == 9.8
+
+
+def test_the_probe_times_the_hash_inside_init(tiny_onnx, tmp_path):
+    import numpy as np
+
+    from infra.pipeline import measure
+
+    facts = measure.probe(tiny_onnx, {"x": np.ones((1, 4), np.float32)}, tmp_path)
+    assert 0 < facts["hash_s"] <= facts["init_s"]

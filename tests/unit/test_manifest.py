@@ -38,3 +38,18 @@ def test_unknown_datatype_is_rejected(tiny_model_dir):
     path.write_text(json.dumps(data))
     with pytest.raises(ManifestError, match="expected one of BOOL"):
         read_manifest(tiny_model_dir)
+
+
+def test_sha256_file_matches_hashlib_across_chunk_boundaries(tmp_path):
+    import hashlib
+
+    from layers.manifest import sha256_file
+
+    data = bytes(range(256)) * 4099  # not a multiple of any chunk size below
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    for chunk in (4093, 1 << 16, len(data), 1 << 24):
+        assert sha256_file(path, chunk=chunk) == hashlib.sha256(data).hexdigest()
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert sha256_file(empty) == hashlib.sha256(b"").hexdigest()
