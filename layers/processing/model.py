@@ -2,7 +2,7 @@
 
 :func:`layers.model.load_model` returns a :class:`ProcessedModel` when the manifest has a
 processing block, so the API handler, SageMaker and batch need no change: they call
-``infer``/``validate_inputs``/``validate_output_names`` and read ``inputs``/``outputs``,
+``infer``/``run``/``validate_inputs``/``check_value``/``validate_output_names`` and read ``inputs``/``outputs``,
 which here are the public signature (text/image BYTES in, label/scores out). The raw
 outputs stay requestable by name; ``label``/``scores`` are computed only when asked for.
 """
@@ -123,6 +123,15 @@ class ProcessedModel:
         if arr.dtype.kind not in "OSU":
             raise BadRequest(f"input {spec.name!r} must be BYTES; got {arr.dtype}.")
         check_shape(spec.name, arr.shape, spec)
+        return {spec.name: self.check_value(spec, arr, allow_nonfinite=allow_nonfinite)}
+
+    def check_value(self, spec: TensorSpec, arr: np.ndarray, *, allow_nonfinite: bool = False) -> np.ndarray:
+        """One input whose name, datatype and shape fit (the V2 decoder checked them) → what
+        :meth:`run` takes: texts as ``str``, images as bytes (see :meth:`Model.check_value`)."""
+        if self.pre is None:
+            return self.inner.check_value(spec, arr, allow_nonfinite=allow_nonfinite)
+        if arr.dtype.kind not in "OSU":
+            raise BadRequest(f"input {spec.name!r} must be BYTES; got {arr.dtype}.")
         if arr.shape[0] == 0:
             raise BadRequest(f"input {spec.name!r} is empty; send at least one {self.kind}.")
         items = arr.tolist()
@@ -130,7 +139,7 @@ class ProcessedModel:
             [_image_bytes(i, v) for i, v in enumerate(items)]
         out = np.empty(len(values), dtype=object)
         out[:] = values
-        return {spec.name: out}
+        return out
 
     def validate_output_names(self, output_names: Sequence[str] | None) -> list[str]:
         known = self._output_names
@@ -146,12 +155,18 @@ class ProcessedModel:
     def infer(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None, *,
               allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
         """Pre-process, run the raw model for what is needed, post-process; outputs by name."""
-        feed = self.validate_inputs(inputs, allow_nonfinite=allow_nonfinite)
+        return self.run(self.validate_inputs(inputs, allow_nonfinite=allow_nonfinite), output_names)
+
+    def run(self, feed: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """:meth:`infer` on a feed whose inputs passed the checks (:meth:`validate_inputs`, or the
+        V2 decoder + :meth:`check_value`)."""
         wanted = self.validate_output_names(output_names)
-        tensors = self.pre(next(iter(feed.values())).tolist()) if self.pre is not None else feed
         post_wanted = self.post is not None and any(n not in self._raw_outputs for n in wanted)
         raw_names = [n for n in self._raw_outputs if n in wanted or (post_wanted and n == self.post.output)]
-        raw = self.inner.infer(tensors, raw_names, allow_nonfinite=allow_nonfinite)
+        if self.pre is not None:  # our tensors, checked by the raw model as any numpy caller's
+            raw = self.inner.infer(self.pre(next(iter(feed.values())).tolist()), raw_names)
+        else:
+            raw = self.inner.run(feed, raw_names)
         if post_wanted:
             raw.update(self.post(raw[self.post.output]))
         return {n: raw[n] for n in wanted}
