@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infra.catalog_processing import (
     PipelineStep,
@@ -61,6 +61,41 @@ class TrainingSpec(BaseModel):
     hyperparameters: dict[str, str | int | float] = Field(default_factory=dict)
 
 
+class BatchSpec(BaseModel):
+    """How the batch path (S3 → SQS → batch function) consumes a burst of objects.
+
+    ``max_concurrency`` (default 2, AWS's minimum for an SQS event source; at most 1,000):
+    batch invocations that run at once, set as the event source's maximum concurrency and the
+    batch function's reserved concurrency, so a burst of uploads never takes the account's
+    concurrency from the API functions. ``batch_size`` (default 10, 1–10,000): S3 objects per
+    invocation; a failed object is reported alone (``ReportBatchItemFailures``).
+    ``max_batching_window_s`` (default 0, at most 300): how long the event source waits to
+    fill a batch; AWS requires at least 1 s when ``batch_size`` is over 10.
+    ``max_receive_count`` (default 3): deliveries before a message goes to the dead-letter
+    queue. ``retry_delay_s`` (default 60): the first retry's delay; each later one waits
+    4× longer (60 s, 240 s, 960 s, …, at most 12 h).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_concurrency: int = Field(default=2, ge=2, le=1000)
+    batch_size: int = Field(default=10, ge=1, le=10_000)
+    max_batching_window_s: int = Field(default=0, ge=0, le=300)
+    max_receive_count: int = Field(default=3, ge=1, le=1000)
+    retry_delay_s: int = Field(default=60, ge=1, le=43_200)
+
+    @model_validator(mode="after")
+    def _window_for_large_batches(self) -> BatchSpec:
+        if self.batch_size > 10 and self.max_batching_window_s < 1:
+            raise ValueError(
+                f"batch_size {self.batch_size} is over 10, which AWS allows only with "
+                "max_batching_window_s of at least 1; set max_batching_window_s: 1 (or more)"
+            )
+        return self
+
+
+DEFAULT_BATCH = BatchSpec()
+
+
 class ModelSpec(BaseModel):
     """One catalog entry. Defaults are the documented catalog defaults (design.md)."""
 
@@ -89,6 +124,7 @@ class ModelSpec(BaseModel):
     preprocess: Preprocess | None = None
     postprocess: Postprocess | None = None
     pipeline: tuple[str | PipelineStep, ...] | None = None
+    batch: BatchSpec = DEFAULT_BATCH
 
     @field_validator("name")
     @classmethod
@@ -157,6 +193,8 @@ def _explain(err: ValidationError, where: str) -> str:
             allowed = ", ".join(ModelSpec.model_fields if len(e["loc"]) == 1 else Tolerance.model_fields)
             if e["loc"] and e["loc"][0] == "training":
                 allowed = ", ".join(TrainingSpec.model_fields)
+            elif e["loc"] and e["loc"][0] == "batch":
+                allowed = ", ".join(BatchSpec.model_fields)
             elif e["loc"] and (fields := nested_fields(e["loc"])) is not None:
                 allowed = ", ".join(fields)
             lines.append(f"{where}: unknown key {key!r}; remove it or use one of: {allowed}")

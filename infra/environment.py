@@ -22,6 +22,7 @@ def function_environment(
     kind: FunctionKind,
     model_dir: str = IMAGE_MODEL_DIR,
     idempotency_table: str | None = None,
+    batch_retry_delay_s: int | None = None,
 ) -> dict[str, str]:
     """Environment variables for one model's function of ``kind``.
 
@@ -30,6 +31,8 @@ def function_environment(
     :param model_dir: directory holding model.onnx + manifest.json; default: the image's.
     :param idempotency_table: DynamoDB table for batch idempotency; default
         :data:`layers.names.DEFAULT_IDEMPOTENCY_TABLE` (batch only).
+    :param batch_retry_delay_s: first retry delay of a failed batch message (catalog
+        ``batch.retry_delay_s``); default :data:`layers.names.DEFAULT_BATCH_RETRY_DELAY_S`.
     """
     env = {
         names.ENV_MODEL_DIR: model_dir,
@@ -39,4 +42,5 @@ def function_environment(
     }
     if kind == "batch":
         env[names.ENV_IDEMPOTENCY_TABLE] = idempotency_table or names.DEFAULT_IDEMPOTENCY_TABLE
+        env[names.ENV_BATCH_RETRY_DELAY_S] = str(batch_retry_delay_s or names.DEFAULT_BATCH_RETRY_DELAY_S)
     return env

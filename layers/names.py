@@ -23,6 +23,9 @@ ENV_IDEMPOTENCY_TABLE = "MODELFN_IDEMPOTENCY_TABLE"
 ENV_BATCH_MEMORY_BUDGET_MB = "MODELFN_BATCH_MEMORY_BUDGET_MB"
 """Memory the batch function may spend on one chunk of rows (default derived from limit)."""
 
+ENV_BATCH_RETRY_DELAY_S = "MODELFN_BATCH_RETRY_DELAY_S"
+"""First retry delay of a failed batch message (s); each later retry waits 4x longer."""
+
 ENV_SAGEMAKER_ENDPOINT = "MODELFN_SAGEMAKER_ENDPOINT"
 """Name of the SageMaker endpoint a proxy function forwards to (sagemaker-target models)."""
 
@@ -32,6 +35,9 @@ ENV_POWERTOOLS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 # --- defaults ------------------------------------------------------------------------------
 DEFAULT_IDEMPOTENCY_TABLE = "modelfn-idempotency"
 DEFAULT_BATCH_BUCKET = "modelfn-batch"
+DEFAULT_BATCH_RETRY_DELAY_S = 60
+BATCH_RETRY_GROWTH = 4
+"""Each retry of a failed batch message waits this many times longer than the one before."""
 METRICS_NAMESPACE = "modelfn"
 SERVICE_NAME = "modelfn"
 
@@ -81,6 +87,7 @@ LAMBDA_INIT_LIMIT_S = 10
 LAMBDA_MAX_TIMEOUT_S = 900
 SAGEMAKER_PAYLOAD_BYTES = 6 * 1024 * 1024
 SAGEMAKER_TIMEOUT_S = 60
+SQS_MAX_VISIBILITY_TIMEOUT_S = 12 * 3600
 
 # --- CloudFormation output keys ------------------------------------------------------------
 OUTPUT_API_URL = "ApiUrl"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from infra.catalog import Catalog, ModelSpec, TrainingSpec
+from infra.catalog import DEFAULT_BATCH, BatchSpec, Catalog, ModelSpec, TrainingSpec
 from layers import names
 from layers.manifest import Manifest, ManifestError, read_manifest
 
@@ -50,6 +50,8 @@ class DeploySpec:
     auth: Literal["iam", "jwt", "none"]
     training: TrainingSpec | None
     manifest: Manifest
+    batch: BatchSpec = DEFAULT_BATCH
+    """The batch path's concurrency, batch size and retries (catalog ``batch``)."""
 
 
 def _memory(spec: ModelSpec, manifest: Manifest) -> tuple[int, Literal["catalog", "fit", "default"]]:
@@ -110,6 +112,7 @@ def load_deploy_spec(spec: ModelSpec, build_dir: Path) -> DeploySpec:
         auth=spec.auth,
         training=spec.training,
         manifest=manifest,
+        batch=spec.batch,
     )
 
 

@@ -4,9 +4,15 @@ The resources are the deployed ones: the ``modelfn-batch`` bucket, one queue (wi
 dead-letter queue) per model, ``ObjectCreated`` notifications filtered on ``<model>/in/``
 exactly as the CDK app configures them, and the idempotency table. moto delivers the
 S3→SQS notifications itself (same process as the server). :class:`QueuePoller` is Lambda's
-SQS event source: it receives a batch (size 1, as deployed), invokes the model's batch function with the
-SQS event, and deletes only what succeeded (``ReportBatchItemFailures``); a failed invoke
-leaves the messages for redelivery after the visibility timeout, then the DLQ.
+SQS event source with the catalog's ``batch`` settings, as deployed: ``max_concurrency``
+pollers (the batch function has as many instances, like its reserved concurrency), each
+gathering up to ``batch_size`` messages (waiting at most ``max_batching_window_s``),
+invoking the batch function with the SQS event and deleting only what succeeded
+(``ReportBatchItemFailures``). A failed message comes back when the visibility timeout the
+function set for it runs out (growing per attempt, layers/batch/retry.py); a failed invoke
+leaves the whole batch for the queue's visibility timeout; after ``max_receive_count``
+deliveries a message goes to the DLQ. :attr:`QueuePoller.peak_concurrency` records the most
+invocations that ran at once.
 """
 
 from __future__ import annotations
@@ -28,9 +34,26 @@ log = logging.getLogger("modelfn.local.s3")
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "modelfn-local", "AWS_SECRET_ACCESS_KEY": "modelfn-local",
                "AWS_SESSION_TOKEN": "modelfn-local", "AWS_DEFAULT_REGION": REGION}
 # the deployed settings (infra/cdk/constructs/batch_pipeline.py), not imported: CDK is heavy
-MAX_RECEIVE_COUNT = 3  # deliveries before a message goes to the dead-letter queue
-BATCH_SIZE = 1  # S3 objects per invocation: one object may be large
 VISIBILITY_FACTOR = 6  # queue visibility timeout = 6 x the batch function's timeout
+SQS_RECEIVE_MAX = 10  # messages one ReceiveMessage call returns at most
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """One model's event source mapping and queue (catalog ``batch``; infra/catalog.py
+    documents the defaults, which are these)."""
+
+    timeout_s: int = 900
+    max_concurrency: int = 2
+    batch_size: int = 10
+    max_batching_window_s: int = 0
+    max_receive_count: int = 3
+
+    @classmethod
+    def of(cls, timeout_s: int, batch) -> QueueSettings:
+        """From the function timeout and a catalog :class:`~infra.catalog.BatchSpec`."""
+        return cls(timeout_s=timeout_s, max_concurrency=batch.max_concurrency, batch_size=batch.batch_size,
+                   max_batching_window_s=batch.max_batching_window_s, max_receive_count=batch.max_receive_count)
 
 
 def queue_name(model: str) -> str:
@@ -47,6 +70,7 @@ class LocalAws:
         self.bucket = names.DEFAULT_BATCH_BUCKET
         self.table = names.DEFAULT_IDEMPOTENCY_TABLE
         self.queue_urls: dict[str, str] = {}
+        self.settings: dict[str, QueueSettings] = {}
 
     def start(self) -> LocalAws:
         """Start serving, with empty state (moto keeps its backends per Python process)."""
@@ -67,21 +91,23 @@ class LocalAws:
                             aws_access_key_id="modelfn-local", aws_secret_access_key="modelfn-local",
                             config=Config(retries={"max_attempts": 2}))
 
-    def create_resources(self, models: dict[str, int]) -> None:
+    def create_resources(self, models: dict[str, QueueSettings]) -> None:
         """Bucket, per-model queue + DLQ + prefix-filtered notification, idempotency table.
 
-        :param models: model name -> its batch function's timeout in seconds.
+        :param models: model name -> its queue and event source settings.
         """
         s3, sqs, ddb = self.client("s3"), self.client("sqs"), self.client("dynamodb")
         s3.create_bucket(Bucket=self.bucket)
+        s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
         configs = []
-        for model, timeout_s in models.items():
+        for model, settings in models.items():
+            self.settings[model] = settings
             dlq = sqs.create_queue(QueueName=queue_name(model) + "-dlq")["QueueUrl"]
             dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             url = sqs.create_queue(QueueName=queue_name(model), Attributes={
-                "VisibilityTimeout": str(VISIBILITY_FACTOR * timeout_s),
+                "VisibilityTimeout": str(VISIBILITY_FACTOR * settings.timeout_s),
                 "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
-                                             "maxReceiveCount": str(MAX_RECEIVE_COUNT)}),
+                                             "maxReceiveCount": str(settings.max_receive_count)}),
             })["QueueUrl"]
             self.queue_urls[model] = url
             configs.append({
@@ -135,22 +161,33 @@ class QueuePoller:
     queue_url: str
     pool: FunctionPool
     aws: LocalAws
+    settings: QueueSettings = field(default_factory=QueueSettings)
+    peak_concurrency: int = 0  # most invocations in flight at once, since start
+    invocations: int = 0
+    _in_flight: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
 
     @property
     def queue_arn(self) -> str:
         return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{self.queue_url.rsplit('/', 1)[-1]}"
 
     def start(self) -> QueuePoller:
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"sqs-{self.model}")
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, daemon=True, name=f"sqs-{self.model}-{i}")
+                         for i in range(self.settings.max_concurrency)]
+        for t in self._threads:
+            t.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        for t in self._threads:
+            t.join(10)
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.peak_concurrency, self.invocations = self._in_flight, 0
 
     def _run(self) -> None:
         sqs = self.aws.client("sqs")
@@ -159,9 +196,7 @@ class QueuePoller:
                 self._stop.wait(1)
                 continue
             try:
-                got = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=BATCH_SIZE,
-                                          WaitTimeSeconds=1, AttributeNames=["All"],
-                                          MessageAttributeNames=["All"]).get("Messages", [])
+                got = self._gather(sqs)
             except Exception as exc:  # the server is stopping, or a transient error
                 if not self._stop.is_set():
                     log.warning("%s: receive failed: %s", self.model, exc)
@@ -170,9 +205,32 @@ class QueuePoller:
             if got and not self._stop.is_set():
                 self._deliver(sqs, got)
 
+    def _gather(self, sqs) -> list[dict]:
+        """Up to ``batch_size`` messages: what is there, or what arrives within the window."""
+        size, window = self.settings.batch_size, self.settings.max_batching_window_s
+        until = time.monotonic() + window
+        got: list[dict] = []
+        while len(got) < size and not self._stop.is_set():
+            wait = 1 if not got else max(0, min(20, int(until - time.monotonic())))
+            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=min(SQS_RECEIVE_MAX, size - len(got)),
+                                        WaitTimeSeconds=wait, AttributeNames=["All"],
+                                        MessageAttributeNames=["All"]).get("Messages", [])
+            got += batch
+            if not got or (not batch and time.monotonic() >= until):
+                break
+        return got
+
     def _deliver(self, sqs, messages: list[dict]) -> None:
         event = {"Records": [to_lambda_record(m, self.queue_arn) for m in messages]}
-        outcome = self.pool.invoke(json.dumps(event).encode(), acquire_timeout_s=self.pool.spec.timeout_s * 2)
+        with self._lock:
+            self._in_flight += 1
+            self.invocations += 1
+            self.peak_concurrency = max(self.peak_concurrency, self._in_flight)
+        try:
+            outcome = self.pool.invoke(json.dumps(event).encode(), acquire_timeout_s=self.pool.spec.timeout_s * 2)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
         if not outcome.ok:
             log.warning("%s: batch invocation failed (%s: %s); the messages will be redelivered",
                         self.model, outcome.error_type, outcome.error_message)

@@ -21,7 +21,7 @@ from infra.environment import function_environment
 from infra.local import processes
 from infra.local.function_pool import FunctionPool, FunctionSpec
 from infra.local.gateway import Gateway, LambdaIntegration, Routes
-from infra.local.s3 import CREDENTIALS, LocalAws, QueuePoller
+from infra.local.s3 import CREDENTIALS, LocalAws, QueuePoller, QueueSettings
 from infra.local.sagemaker import SageMakerIntegration, SageMakerServer
 from layers import names
 from layers.manifest import Manifest, ManifestError
@@ -124,7 +124,8 @@ class LocalStack:
     def _start_services(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.aws = LocalAws(self.host, self.s3_port).start()
-        self.aws.create_resources({s.name: s.deploy.batch_timeout_s for s in self.services.values()
+        self.aws.create_resources({s.name: QueueSettings.of(s.deploy.batch_timeout_s, s.deploy.batch)
+                                   for s in self.services.values()
                                    if s.failure is None and s.target != "sagemaker"})
         starters: list[threading.Thread] = []
         for svc in self.services.values():
@@ -140,9 +141,11 @@ class LocalStack:
                 continue
             for kind, handler, size, timeout_s in (
                     ("api", names.API_HANDLER, self.warm, dspec.api_timeout_s),
-                    ("batch", names.BATCH_HANDLER, 1, dspec.batch_timeout_s)):
+                    # as many instances as the batch function's reserved concurrency
+                    ("batch", names.BATCH_HANDLER, dspec.batch.max_concurrency, dspec.batch_timeout_s)):
                 env = function_environment(model_name=svc.name, kind=kind,
-                                           model_dir=str(self._model_dir(svc.name)))
+                                           model_dir=str(self._model_dir(svc.name)),
+                                           batch_retry_delay_s=dspec.batch.retry_delay_s)
                 fspec = FunctionSpec(name=f"modelfn-{svc.name}-{kind}", handler=handler,
                                      env={**env, **self._aws_env()}, cwd=str(self.cwd),
                                      memory_mb=dspec.memory_mb, timeout_s=timeout_s,
@@ -171,7 +174,8 @@ class LocalStack:
             if svc.batch is not None:
                 if svc.batch.failure:
                     log.warning("%s: batch function failed to init: %s", svc.name, svc.batch.failure)
-                self.pollers.append(QueuePoller(svc.name, self.aws.queue_urls[svc.name], svc.batch, self.aws).start())
+                self.pollers.append(QueuePoller(svc.name, self.aws.queue_urls[svc.name], svc.batch, self.aws,
+                                                settings=self.aws.settings[svc.name]).start())
 
     def _default_integration(self):
         """The shared routes (health, docs) go to the first model that serves."""

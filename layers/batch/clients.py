@@ -30,7 +30,15 @@ def dynamodb_client() -> Any:
     return boto3.client("dynamodb", region_name=region())
 
 
+@functools.cache
+def sqs_client() -> Any:
+    import boto3
+
+    return boto3.client("sqs", region_name=region())
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests start each moto mock with fresh ones)."""
     s3_client.cache_clear()
     dynamodb_client.cache_clear()
+    sqs_client.cache_clear()

@@ -1,9 +1,14 @@
 """The batch function's logic over Powertools: events in, one :class:`BatchJob` per object.
 
 * **SQS** (the deployed path: S3 → per-model queue with a DLQ → this function with
-  ``ReportBatchItemFailures``): :class:`BatchProcessor` + :func:`process_partial_response`,
-  so only failed messages are retried. A message's body is the S3 notification; S3's
-  ``s3:TestEvent`` (sent when a notification is configured) is acknowledged and ignored.
+  ``ReportBatchItemFailures``, up to ``batch.batch_size`` messages per invocation):
+  :class:`BatchProcessor` + :func:`process_partial_response`, so only failed messages are
+  retried, each after its own growing delay (:mod:`layers.batch.retry`). A batch in which
+  every message failed is reported the same way, message by message, never as an
+  invocation error: an invocation error would retry the whole batch at once, without the
+  delay, and count against the canary's rollback alarm. A message's body is the S3
+  notification; S3's ``s3:TestEvent`` (sent when a notification is configured) is
+  acknowledged and ignored.
   Why a queue: a direct S3 → Lambda invocation is retried twice and then dropped, while
   the queue keeps each failed event (then its DLQ) and lets the function report failures
   per message.
@@ -27,7 +32,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -42,7 +46,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 
 from layers import names
-from layers.batch import clients
+from layers.batch import clients, retry
 from layers.batch.deadline import Deadline
 from layers.batch.job import BatchJob, JobResult
 from layers.batch.layout import (
@@ -53,12 +57,13 @@ from layers.batch.layout import (
     route,
 )
 from layers.model import Model
+from layers.observability import make_logger, make_metrics, make_tracer
 
 IDEMPOTENCY_TTL_S = 14 * 24 * 3600
 
-logger = Logger(service=os.environ.get(names.ENV_POWERTOOLS_SERVICE, f"{names.SERVICE_NAME}-batch"))
-metrics = Metrics(namespace=os.environ.get(names.ENV_POWERTOOLS_NAMESPACE, names.METRICS_NAMESPACE))
-tracer = Tracer()
+logger = make_logger()
+metrics = make_metrics()
+tracer = make_tracer()  # None outside Lambda / with tracing off (layers/observability.py)
 
 
 class UnsupportedEvent(ValueError):
@@ -68,9 +73,10 @@ class UnsupportedEvent(ValueError):
 class BatchService:
     """Routes events to :class:`BatchJob` runs, once per object version."""
 
-    def __init__(self, model: Model, *, s3: Any = None, persistence: Any = None, job: BatchJob | None = None):
+    def __init__(self, model: Model, *, s3: Any = None, persistence: Any = None, job: BatchJob | None = None,
+                 sqs: Any = None):
         self.model = model
-        self._s3, self._persistence, self._job = s3, persistence, job
+        self._s3, self._persistence, self._job, self._sqs = s3, persistence, job, sqs
         self.config = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_TTL_S)
         self._run_once = None
 
@@ -105,7 +111,7 @@ class BatchService:
         self._deadline = Deadline(getattr(context, "get_remaining_time_in_millis", None))
         self._request_id = getattr(context, "aws_request_id", "")
         if records and records[0].get("eventSource") == "aws:sqs":
-            processor = BatchProcessor(event_type=EventType.SQS)
+            processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
             return process_partial_response(event=event, record_handler=self._sqs_record,
                                             processor=processor, context=context)
         failures, results = [], []
@@ -124,9 +130,23 @@ class BatchService:
         try:
             return self._sqs_body(record)
         except Exception:
-            logger.exception("message failed; SQS will redeliver it", extra={"message_id": record.message_id})
+            attempt = int(record.attributes.approximate_receive_count or 1)
+            delay = self._delay_retry(record, attempt)
+            logger.exception("message failed; SQS will redeliver it", extra={
+                "message_id": record.message_id, "attempt": attempt, "retry_in_s": delay})
             metrics.add_metric(name="ObjectsRetried", unit=MetricUnit.Count, value=1)
             raise
+
+    def _delay_retry(self, record: SQSRecord, attempt: int) -> int | None:
+        """Set the failed message's next attempt (layers/batch/retry.py); None if that failed
+        (the queue's visibility timeout then applies: later, never lost)."""
+        try:
+            return retry.delay_retry(self._sqs or clients.sqs_client(), queue_arn=record.event_source_arn,
+                                     receipt_handle=record.receipt_handle, receive_count=attempt)
+        except Exception as exc:
+            logger.warning("could not set the retry delay; the queue's visibility timeout applies",
+                           extra={"message_id": record.message_id, "error": f"{type(exc).__name__}: {exc}"})
+            return None
 
     def _sqs_body(self, record: SQSRecord) -> list[dict[str, Any]]:
         body = parse_sqs_body(record.body)
@@ -151,7 +171,6 @@ class BatchService:
         metrics.add_metric(name="ObjectsSkipped", unit=MetricUnit.Count, value=1)
         return {"status": "skipped", "reason": why}
 
-    @tracer.capture_method
     def _run_object(self, *, obj: dict[str, str], ref: ObjectRef) -> dict[str, Any]:
         paths = route(ref.key, self.model.name)
         assert paths is not None  # routed before

@@ -89,4 +89,12 @@ def test_handler_module_imports_and_runs_with_only_model_dir(tiny_model_dir):
                          timeout=120)
     # then it answers without touching AWS
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"batchItemFailures": []}
+    lines = out.stdout.strip().splitlines()
+    assert json.loads(lines[-1]) == {"batchItemFailures": []}
+    # and records its cold start through the shared observability setup (EMF on stdout)
+    emf = [json.loads(line) for line in lines[:-1] if line.startswith("{") and '"_aws"' in line]
+    cold = [e for e in emf if "ColdStart" in e]
+    assert len(cold) == 1 and cold[0]["ColdStart"] in ([1.0], 1.0), emf
+    # the dimensions the dashboard graphs (infra/cdk/constructs/dashboard.py)
+    assert cold[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "modelfn"
+    assert {"function_name", "service"} <= set(cold[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0])

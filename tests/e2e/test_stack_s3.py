@@ -59,3 +59,18 @@ def test_objects_outside_the_in_prefix_trigger_nothing(stack, s3):
     attrs = sqs.get_queue_attributes(QueueUrl=stack.aws.queue_urls["tiny"],
                                      AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     assert attrs["ApproximateNumberOfMessages"] == "0"
+
+
+def test_a_burst_of_uploads_is_processed_whole_within_the_concurrency_bound(stack):
+    """The load test, small (bench/bench_batch_burst.py drops 2,000): every object has exactly
+    one result, none twice, and no more batch invocations ran at once than configured."""
+    from tests.e2e.burst import drop_burst
+
+    # given the tiny model's batch settings (catalog defaults: 2 at once, 10 per batch)
+    # when 300 objects land at once
+    result = drop_burst(stack, "tiny", 300, timeout_s=300)
+    # then
+    assert (result.lost, result.duplicates, result.errors) == (0, 0, 0), result
+    assert (result.left_in_queue, result.dead_letters) == (0, 0), result
+    assert 1 <= result.peak_concurrency <= result.max_concurrency == 2, result
+    assert result.invocations < result.objects, "objects were not batched"

@@ -34,7 +34,9 @@ MODELS = [
     {"name": "heavy-sm", "source": "src/heavy.onnx", "target": "sagemaker",
      "instance_type": "ml.g5.xlarge", "auth": "jwt"},
     {"name": "open-model", "source": "src/open.onnx", "auth": "none", "memory_mb": 1024,
-     "timeout_s": 10},
+     "timeout_s": 10,
+     "batch": {"max_concurrency": 5, "batch_size": 50, "max_batching_window_s": 2, "max_receive_count": 4,
+               "retry_delay_s": 30}},
 ]
 ISSUER = "https://issuer.example.com/"
 
@@ -156,14 +158,17 @@ def test_live_alias_with_canary_rolls_back_on_alarms(template: Template) -> None
         "Name": "live",
         "ProvisionedConcurrencyConfig": {"ProvisionedConcurrentExecutions": 2},
     })
-    alarms = Capture()
     template.all_resources_properties("AWS::CodeDeploy::DeploymentGroup", {
         "DeploymentConfigName": "CodeDeployDefault.LambdaCanary10Percent5Minutes",
-        "AlarmConfiguration": {"Alarms": alarms, "Enabled": True},
+        "AlarmConfiguration": {"Alarms": Match.any_value(), "Enabled": True},
         "AutoRollbackConfiguration": {"Enabled": True, "Events": Match.array_with(
             ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"])},
     })
-    assert len(alarms.as_array()) == 2
+    judged = {k: r["Properties"]["AlarmConfiguration"]["Alarms"]
+              for k, r in resources(template, "AWS::CodeDeploy::DeploymentGroup").items()}
+    # the API canary rolls back on errors or p99; the batch canary on its errors alone
+    assert {k: len(v) for k, v in judged.items()} == {
+        k: (2 if "Api" in k else 1) for k in judged}, judged
     template.has_resource_properties("AWS::CloudWatch::Alarm", {
         "MetricName": "Duration", "ExtendedStatistic": "p99",
         "Dimensions": Match.array_with([Match.object_like({"Name": "Resource"})]),
@@ -227,7 +232,7 @@ def test_each_model_prefix_notifies_its_own_queue(template: Template) -> None:
         "RedrivePolicy": {"deadLetterTargetArn": Match.any_value(), "maxReceiveCount": 3},
     })
     template.all_resources_properties("AWS::Lambda::EventSourceMapping", {
-        "FunctionResponseTypes": ["ReportBatchItemFailures"], "BatchSize": 1,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
     })
     for mapping in resources(template, "AWS::Lambda::EventSourceMapping").values():
         target = json.dumps(mapping["Properties"]["FunctionName"])
@@ -361,3 +366,42 @@ def test_snapstart_is_on_for_api_functions_only_without_provisioned_concurrency(
     assert aliases and all("ProvisionedConcurrencyConfig" not in a for a in aliases)
     assert all("Ref" in json.dumps(a["FunctionVersion"]) or "GetAtt" in json.dumps(a["FunctionVersion"])
                for a in aliases)
+
+
+def _batch_function(template: Template, model: str) -> dict:
+    return next(
+        r["Properties"] for r in resources(template, "AWS::Lambda::Function").values()
+        if r["Properties"].get("Description", "").startswith(f"modelfn {model} ")
+        and r["Properties"]["Description"].endswith("S3 batch inference"))
+
+
+def test_batch_is_bounded_batched_and_reports_item_failures(template: Template) -> None:
+    # given clf-lambda with the catalog's batch defaults and open-model with its own settings
+    mappings = [r["Properties"] for r in resources(template, "AWS::Lambda::EventSourceMapping").values()]
+    assert len(mappings) == 2
+    # then every event source caps concurrency, batches > 1 and reports per-message failures
+    for m in mappings:
+        assert m["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert m["BatchSize"] > 1
+        assert m["ScalingConfig"]["MaximumConcurrency"] >= 2
+    settings = sorted((m["BatchSize"], m["ScalingConfig"]["MaximumConcurrency"],
+                       m.get("MaximumBatchingWindowInSeconds", 0)) for m in mappings)
+    assert settings == [(10, 2, 0), (50, 5, 2)]
+    # and each batch function reserves exactly the concurrency its event source may use
+    assert _batch_function(template, "clf-lambda")["ReservedConcurrentExecutions"] == 2
+    assert _batch_function(template, "open-model")["ReservedConcurrentExecutions"] == 5
+    env = _batch_function(template, "open-model")["Environment"]["Variables"]
+    assert env[names.ENV_BATCH_RETRY_DELAY_S] == "30"
+    queues = [r["Properties"] for r in resources(template, "AWS::SQS::Queue").values() if "RedrivePolicy" in r["Properties"]]
+    assert sorted(q["RedrivePolicy"]["maxReceiveCount"] for q in queues) == [3, 4]
+
+
+def test_batch_canary_ignores_one_transient_failure(template: Template) -> None:
+    alarms = {r["Properties"]["AlarmDescription"]: r["Properties"]
+              for r in resources(template, "AWS::CloudWatch::Alarm").values()}
+    batch = next(v for k, v in alarms.items() if "clf-lambda" in k and "batch" in k and "errors" in k)
+    api = next(v for k, v in alarms.items() if "clf-lambda" in k and "HTTP" in k and "errors" in k)
+    assert (batch["EvaluationPeriods"], batch["DatapointsToAlarm"]) == (3, 2)
+    assert (api["EvaluationPeriods"], api["DatapointsToAlarm"], api["Threshold"]) == (1, 1, 1)
+    dlq = [v for k, v in alarms.items() if "gave up" in k]
+    assert len(dlq) == 2 and all(a["MetricName"] == "ApproximateNumberOfMessagesVisible" for a in dlq)

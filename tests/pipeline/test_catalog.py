@@ -133,3 +133,19 @@ def test_snapstart_with_provisioned_concurrency_is_refused_naming_the_fix(tmp_pa
     msg = _error(tmp_path, [mlp_entry(tmp_path, snapstart=True, provisioned_concurrency=2)])
     assert "model 'mlp'" in msg and "'snapstart'" in msg and "provisioned_concurrency" in msg
     assert "snapstart: false" in msg
+
+
+def test_batch_defaults_are_bounded_and_batched(tmp_path):
+    spec = load_catalog(write_catalog(tmp_path, [mlp_entry(tmp_path)])).get("mlp")
+    b = spec.batch
+    assert (b.max_concurrency, b.batch_size, b.max_batching_window_s, b.max_receive_count, b.retry_delay_s) == \
+        (2, 10, 0, 3, 60)
+
+
+def test_batch_settings_are_checked_against_what_aws_allows(tmp_path):
+    msg = _error(tmp_path, [mlp_entry(tmp_path, batch={"batch_size": 100})])
+    assert "model 'mlp'" in msg and "max_batching_window_s" in msg and "at least 1" in msg
+    msg = _error(tmp_path, [mlp_entry(tmp_path, batch={"max_concurrency": 1})])
+    assert "'batch.max_concurrency'" in msg and "greater than or equal to 2" in msg
+    msg = _error(tmp_path, [mlp_entry(tmp_path, batch={"concurrency": 4})])
+    assert "unknown key 'batch.concurrency'" in msg and "max_concurrency" in msg and "batch_size" in msg

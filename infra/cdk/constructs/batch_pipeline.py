@@ -4,6 +4,15 @@ Why SQS between S3 and Lambda (design.md, agreed with the batch handler): retrie
 backoff, per-record failure reporting (``ReportBatchItemFailures``) and a dead-letter queue
 that keeps what failed ``max_receive_count`` times, instead of S3's fire-and-forget
 asynchronous invoke.
+
+Bounded: the event source's maximum concurrency caps how many batch invocations run at once
+(the stack also reserves that much concurrency for the batch function, so a burst of uploads
+neither starves the API functions nor gets throttled itself). Retries with growing delay: SQS
+has no per-attempt backoff, so the function sets each failed message's visibility timeout
+from its ``ApproximateReceiveCount`` (``layers/batch/retry.py``: ``retry_delay_s`` × 4ⁿ⁻¹);
+the redrive policy only bounds the attempts and keeps what still fails in the DLQ. The
+queue's own visibility timeout (6 × the function timeout, Lambda's guidance) protects a
+message while an invocation holds it.
 """
 
 from __future__ import annotations
@@ -58,13 +67,18 @@ class ModelBatchPipeline(Construct):
         timeout_s: int,
         storage: BatchStorage,
         max_receive_count: int = 3,
-        batch_size: int = 1,
+        batch_size: int = 10,
+        max_batching_window_s: int = 0,
+        max_concurrency: int = 2,
     ) -> None:
         """
         :param function: the model's batch function (its ``live`` alias gets the events).
         :param timeout_s: the batch function's timeout (sets the visibility timeout).
         :param max_receive_count: deliveries before a message moves to the DLQ (default 3).
-        :param batch_size: S3 objects per invocation (default 1: one object may be large).
+        :param batch_size: S3 objects per invocation (default 10); each failed object is
+            reported alone (``ReportBatchItemFailures``).
+        :param max_batching_window_s: wait to fill a batch (default 0: deliver what is there).
+        :param max_concurrency: batch invocations at once (default 2, AWS's minimum).
         """
         super().__init__(scope, id)
         self._prefixes = {
@@ -94,6 +108,8 @@ class ModelBatchPipeline(Construct):
         )
         function.alias.add_event_source(sources.SqsEventSource(
             self._queue, batch_size=batch_size, report_batch_item_failures=True,
+            max_batching_window=cdk.Duration.seconds(max_batching_window_s) if max_batching_window_s else None,
+            max_concurrency=max_concurrency,
         ))
         self._grant(function.role, storage)
         self._dlq_alarm = cw.Alarm(

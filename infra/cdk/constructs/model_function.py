@@ -8,6 +8,7 @@ caller (the HTTP API, the SQS event source) targets the alias, never ``$LATEST``
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cw
@@ -19,6 +20,18 @@ from constructs import Construct
 
 from infra.cdk.nag import acknowledge
 from layers.names import SNAPSTART_MAX_EPHEMERAL_MB
+
+
+@dataclass(frozen=True)
+class RollbackAlarms:
+    """What rolls a canary back. Default (the API): one invocation error in a minute, or p99
+    duration over the threshold in 2 of 3 minutes."""
+
+    error_threshold: int = 1
+    error_periods: int = 1
+    error_datapoints: int = 1
+    latency: bool = True
+
 
 ARCHITECTURES = {"x86_64": lambda_.Architecture.X86_64, "arm64": lambda_.Architecture.ARM_64}
 ALIAS_NAME = "live"
@@ -79,6 +92,7 @@ class ModelFunction(Construct):
         p99_threshold_ms: float | None = None,
         ephemeral_storage_mb: int = 512,
         snapstart: bool = False,
+        rollback_on: RollbackAlarms = RollbackAlarms(),
     ) -> None:
         """
         :param code: the model image (``DockerImageCode.from_image_asset``), CMD included.
@@ -94,6 +108,9 @@ class ModelFunction(Construct):
         :param snapstart: SnapStart on published versions (the ``live`` alias always points at
             one); default off. Lambda refuses it together with provisioned concurrency or more
             than 512 MB of ``/tmp``, so both are refused here, before a deploy would fail.
+        :param rollback_on: the alarms the canary judges; default :class:`RollbackAlarms`
+            (one error, or p99 over the threshold). ``latency_alarm`` exists either way (for
+            dashboards and paging); it rolls back only when ``rollback_on.latency``.
         """
         if snapstart and provisioned_concurrency is not None:
             raise ValueError(f"{description}: SnapStart and provisioned concurrency cannot both be "
@@ -137,8 +154,9 @@ class ModelFunction(Construct):
             self, "ErrorsAlarm",
             alarm_description=f"{description}: function errors on the live alias (rolls back)",
             metric=self._alias.metric_errors(period=cdk.Duration.minutes(1), statistic="Sum"),
-            threshold=1,
-            evaluation_periods=1,
+            threshold=rollback_on.error_threshold,
+            evaluation_periods=rollback_on.error_periods,
+            datapoints_to_alarm=rollback_on.error_datapoints,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
@@ -157,7 +175,7 @@ class ModelFunction(Construct):
             self, "Deployment",
             alias=self._alias,
             deployment_config=deployment_config,
-            alarms=[self._error_alarm, self._latency_alarm],
+            alarms=[self._error_alarm, *([self._latency_alarm] if rollback_on.latency else [])],
             auto_rollback=codedeploy.AutoRollbackConfig(
                 failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
             ),

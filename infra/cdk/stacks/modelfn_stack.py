@@ -30,7 +30,7 @@ from infra.cdk.constructs.batch_pipeline import ModelBatchPipeline
 from infra.cdk.constructs.batch_storage import BatchStorage
 from infra.cdk.constructs.dashboard import EndpointPanel, FunctionPanel, ModelDashboard, QueuePanel
 from infra.cdk.constructs.http_api import ModelHttpApi
-from infra.cdk.constructs.model_function import ModelFunction
+from infra.cdk.constructs.model_function import ModelFunction, RollbackAlarms
 from infra.cdk.constructs.sagemaker_endpoint import VARIANT_NAME, SageMakerModelEndpoint
 from infra.cdk.constructs.sagemaker_proxy import SageMakerProxyFunction
 from infra.cdk.constructs.training_pipeline import ModelTrainingPipeline
@@ -42,6 +42,10 @@ from layers import names
 PLATFORMS = {"x86_64": ecr_assets.Platform.LINUX_AMD64, "arm64": ecr_assets.Platform.LINUX_ARM64}
 #: /tmp of each batch function: big enough for multi-GB inputs; Lambda bills it per GB-s.
 BATCH_EPHEMERAL_STORAGE_MB = 10_240
+#: The batch canary rolls back on invocation errors in 2 of 3 minutes (a failed object is a
+#: reported item failure, not an invocation error), and not on duration, which follows the
+#: size of the objects users drop.
+BATCH_ROLLBACK = RollbackAlarms(error_threshold=1, error_periods=3, error_datapoints=2, latency=False)
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,14 @@ class ModelfnStack(cdk.Stack):
             environment=function_environment(
                 model_name=spec.name, kind="batch",
                 idempotency_table=self._storage.table.table_name,
+                batch_retry_delay_s=spec.batch.retry_delay_s,
             ),
+            # as much as the event source may use: a burst of uploads neither takes the
+            # account's concurrency from the API functions nor gets throttled itself
+            reserved_concurrency=spec.batch.max_concurrency,
+            # a failed object is a reported item failure, retried later: the canary judges
+            # sustained invocation errors (crashes, timeouts), never one transient retry
+            rollback_on=BATCH_ROLLBACK,
             # The batch job streams its input through /tmp (layers/batch/job.py); a file larger
             # than this gets an error record saying so.
             ephemeral_storage_mb=BATCH_EPHEMERAL_STORAGE_MB,
@@ -211,6 +222,9 @@ class ModelfnStack(cdk.Stack):
         self._batch_pipelines[spec.name] = ModelBatchPipeline(
             group, "BatchPipeline", model_name=spec.name, function=batch_fn,
             timeout_s=spec.batch_timeout_s, storage=self._storage,
+            max_receive_count=spec.batch.max_receive_count, batch_size=spec.batch.batch_size,
+            max_batching_window_s=spec.batch.max_batching_window_s,
+            max_concurrency=spec.batch.max_concurrency,
         )
         return api_fn, batch_fn
 
