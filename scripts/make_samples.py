@@ -7,6 +7,9 @@ datasets (no download):
 * ``digits_mlp.pt`` / ``digits_cnn.pt`` (weights for ``samples.digits:mlp`` / ``:cnn``)
 * ``digits_{example,calib,val}.npz`` (flat [N, 64]) and ``digits_img_{example,calib,val}.npz``
   ([N, 1, 8, 8]); validation files carry ``labels``.
+* ``sentiment/`` (a tiny BERT text classifier, trained on template sentences, saved as a
+  Hugging Face directory with its tokenizer) + ``sentiment_val.jsonl`` / ``sentiment_calib.txt``
+  (see ``samples/text.py``).
 
 Run: ``python scripts/make_samples.py [--out DIR]`` (``make samples`` does).
 """
@@ -97,13 +100,20 @@ def make_digits(out: Path) -> list[str]:
     return lines
 
 
+def make_text(out: Path) -> str:
+    sys.path.insert(0, str(ROOT))
+    from samples.text import make_sentiment
+
+    return make_sentiment(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=ROOT / "samples" / "generated")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    for line in [make_iris(args.out), *make_digits(args.out)]:
+    for line in [make_iris(args.out), *make_digits(args.out), make_text(args.out)]:
         print(line)
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0

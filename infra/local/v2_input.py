@@ -1,6 +1,7 @@
 """V2 inference requests from user files, for ``modelfn invoke`` and the ``up`` banner.
 
-A ``.json`` file is sent as written; ``.npz`` (arrays keyed by input name; a single-input
+A ``.json`` file is sent as written; ``.txt`` (one text per line) and ``.png``/``.jpg`` go to
+models with a ``text``/``image`` BYTES input; ``.npz`` (arrays keyed by input name; a single-input
 model takes its one array by any key), ``.npy`` and ``.csv`` (single-input models, one row
 per request row) are encoded against the model's metadata (``GET /v2/models/NAME``).
 """
@@ -70,5 +71,31 @@ def load_request(path: Path, fetch_metadata) -> bytes:
         except (OSError, ValueError) as exc:
             raise InputError(f"{path} is not a readable JSON V2 request ({exc})") from exc
         return body
+    if path.suffix.lower() in RAW_SUFFIXES:
+        return json.dumps(raw_request(path, fetch_metadata())).encode()
     arrays = load_arrays(path)
     return json.dumps(v2_request(arrays, fetch_metadata())).encode()
+
+
+RAW_SUFFIXES = (".txt", ".png", ".jpg", ".jpeg")
+
+
+def raw_request(path: Path, metadata: dict[str, Any]) -> dict:
+    """A text model's request from a .txt (one text per line), an image model's from a PNG/JPEG
+    (base64 in JSON ``data``, as KServe clients send images)."""
+    import base64
+
+    inputs = metadata.get("inputs") or []
+    if len(inputs) != 1 or inputs[0]["datatype"] != "BYTES":
+        raise InputError(f"{path.name} holds raw text/image, but model {metadata.get('name')!r} takes "
+                         f"{[(t['name'], t['datatype']) for t in inputs]}; send .npz/.npy/.csv tensors or .json")
+    try:
+        if path.suffix.lower() == ".txt":
+            data = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        else:
+            data = [base64.b64encode(path.read_bytes()).decode()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} could not be read ({exc})") from exc
+    if not data:
+        raise InputError(f"{path} holds no text; put one text per line")
+    return {"inputs": [{"name": inputs[0]["name"], "shape": [len(data)], "datatype": "BYTES", "data": data}]}

@@ -120,6 +120,7 @@ def test_the_sample_catalog_is_well_formed():
     assert specs["iris-classifier"].source_kind == "sklearn"
     assert (specs["digits-mlp"].source_kind, specs["digits-mlp"].quantize) == ("torch", "dynamic")
     assert (specs["digits-cnn"].quantize, specs["digits-cnn"].calibration is not None) == ("static", True)
+    assert (specs["sentiment"].source_kind, specs["sentiment"].preprocess.kind) == ("hf", "text")
 
 
 def test_snapstart_defaults_on_and_gives_way_to_provisioned_concurrency(tmp_path):
