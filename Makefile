@@ -20,10 +20,11 @@ help:
 	@echo "make lint   ruff"
 
 # The venv is (re)installed only when the files that define it change.
-$(STAMP): pyproject.toml layers/requirements.txt
+$(STAMP): pyproject.toml layers/requirements.txt layers/requirements-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r layers/requirements.txt -e '.[dev,torch]'
+	$(PY) -m pip install -q --no-deps -r layers/requirements-nodeps.txt
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json

@@ -278,12 +278,19 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     else:
         shipped_perf = {k: best[k] for k in ("size_bytes", "p50_ms", "p95_ms")}
         shipped_p99 = best["p99_ms"]
-    facts = measure.probe(shipped_path, feeds, work)
+    facts = measure.probe(shipped_path, feeds, work, (block, side_files))
     target_name, reasons, fit_info = fit.recommend(
         artifact_bytes=shipped_path.stat().st_size, peak_rss_mb=facts["peak_rss_mb"],
         init_s=facts["init_s"], hash_s=facts.get("hash_s"), p99_ms=shipped_p99, signature=sig,
         instance_type=spec.instance_type, requested=spec.target, timeout_s=spec.timeout_s)
     fit_info["baseline_rss_mb"] = facts["baseline_rss_mb"]
+    if block is not None and block.get("preprocess"):  # in init_s; the library's share of the image
+        fit_info["preprocess_init_s"] = facts.get("preprocess_init_s", 0.0)
+        fit_info["preprocess_library_bytes"] = fit.library_bytes(block["preprocess"]["kind"])
+        reasons.append(f"· {block['preprocess']['kind']} pre-processing: "
+                       f"{', '.join(fit.PREPROCESS_LIBRARIES[block['preprocess']['kind']])} "
+                       f"{fit_info['preprocess_library_bytes'] / 1e6:.1f} MB of the image, "
+                       f"{fit_info['preprocess_init_s']:.3f} s of the init above")
 
     stage(spec.name, "package")
     digest = sha256_file(shipped_path)

@@ -51,12 +51,25 @@ BYTES_PER_DATATYPE = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2,
 
 @functools.cache
 def runtime_image_bytes() -> int:
-    """Base image + the installed size of what layers/requirements.txt ships (with deps)."""
+    """Base image + the installed size of what layers/requirements.txt ships (with deps) and
+    of layers/requirements-nodeps.txt (without)."""
     reqs = Path(names.__file__).with_name("requirements.txt")
-    todo = [Requirement(line.split("#")[0].strip()) for line in reqs.read_text().splitlines()
-            if line.split("#")[0].strip()]
+    nodeps = reqs.with_name("requirements-nodeps.txt")
     seen: set[str] = set()
-    total = LAMBDA_PYTHON_BASE_IMAGE_BYTES
+    total = LAMBDA_PYTHON_BASE_IMAGE_BYTES + closure_bytes(_requirements(nodeps), deps=False, seen=seen)
+    return total + closure_bytes(_requirements(reqs), seen=seen)
+
+
+def _requirements(path: Path) -> list[Requirement]:
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return [Requirement(line.split("#")[0].strip()) for line in lines if line.split("#")[0].strip()]
+
+
+def closure_bytes(todo: list[Requirement], *, deps: bool = True, seen: set[str] | None = None) -> int:
+    """Installed size of ``todo`` (with what they depend on, unless ``deps`` is off); the
+    names in ``seen`` are skipped and the counted ones added to it."""
+    seen = set() if seen is None else seen
+    total = 0
     while todo:
         req = todo.pop()
         key = req.name.lower().replace("_", "-")
@@ -68,11 +81,21 @@ def runtime_image_bytes() -> int:
         except md.PackageNotFoundError:
             continue
         total += sum(f.size or 0 for f in dist.files or [])
-        for dep in dist.requires or []:
+        for dep in (dist.requires or []) if deps else []:
             r = Requirement(dep)
             if r.marker is None or any(r.marker.evaluate({"extra": e}) for e in req.extras or {""}):
                 todo.append(r)
     return total
+
+
+#: The runtime packages each kind of pre-processing uses (their closure is in every image,
+#: since layers/requirements.txt is one set; this is the share a text/image model needs).
+PREPROCESS_LIBRARIES = {"text": ("tokenizers",), "image": ("pillow",)}
+
+
+def library_bytes(kind: str) -> int:
+    """Installed size of the pre-processing library for ``kind`` (as the image installs it)."""
+    return closure_bytes([Requirement(n) for n in PREPROCESS_LIBRARIES.get(kind, ())], deps=False)
 
 
 def payload_bytes(tensors: list[dict[str, Any]]) -> int:

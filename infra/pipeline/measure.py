@@ -73,9 +73,11 @@ def latency(sess, feeds: dict[str, np.ndarray]) -> Latency:
     return Latency(*(float(np.percentile(ms, q)) for q in (50, 95, 99)), runs=len(times))
 
 
-def probe(model: Path, feeds: dict[str, np.ndarray] | None, work: Path) -> dict[str, float]:
+def probe(model: Path, feeds: dict[str, np.ndarray] | None, work: Path,
+          processing: tuple[dict, dict[str, Path]] | None = None) -> dict[str, float]:
     """Init time and peak RSS of serving ``model`` at batch 1, in a fresh Python process.
-    Without ``feeds`` (no input the model runs on) the RSS is after loading only."""
+    Without ``feeds`` (no input the model runs on) the RSS is after loading only. With
+    ``processing`` (block, side files) init includes building the tokenizer/image decoder."""
     feeds_path = work / "probe_feeds.npz"
     if feeds is None:
         feeds_path = Path("-")
@@ -83,7 +85,12 @@ def probe(model: Path, feeds: dict[str, np.ndarray] | None, work: Path) -> dict[
         np.savez(feeds_path, **feeds)
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-m", "infra.pipeline.probe", str(model), str(feeds_path)],
+    args = [str(model), str(feeds_path)]
+    if processing is not None and processing[0] is not None:
+        (work / "probe_processing.json").write_text(json.dumps(
+            {"block": processing[0], "files": {k: str(v) for k, v in processing[1].items()}}))
+        args.append(str(work / "probe_processing.json"))
+    proc = subprocess.run([sys.executable, "-m", "infra.pipeline.probe", *args],
                           capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

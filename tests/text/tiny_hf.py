@@ -21,19 +21,9 @@ SENTENCES = [
 
 def make_tokenizer(directory: Path) -> Path:
     """A BERT-style WordPiece ``tokenizer.json`` over :data:`WORDS` (lower-cased, [CLS] x [SEP])."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from samples.text import make_tokenizer as wordpiece
 
-    vocab = {t: i for i, t in enumerate([*SPECIAL, *WORDS])}
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok.save(str(directory / "tokenizer.json"))
-    return directory / "tokenizer.json"
+    return wordpiece([*SPECIAL, *WORDS], directory)
 
 
 def make_text_classifier(directory: Path, *, hidden: int = 64, layers: int = 2, seed: int = 2) -> Path:

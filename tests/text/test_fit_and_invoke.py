@@ -1,0 +1,42 @@
+"""The fit report accounts for the tokenizer; ``modelfn invoke`` sends .txt/.png to raw-input models."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from infra.local.v2_input import InputError, load_request
+from tests.text.tiny_image import png
+
+TEXT_META = {"name": "sentiment", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}]}
+IMAGE_META = {"name": "shades", "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}]}
+
+
+def test_fit_counts_the_tokenizer_in_image_size_and_init(text_model_dir):
+    manifest = json.loads((text_model_dir / "manifest.json").read_text())
+    fit = manifest["fit"]
+    assert fit["preprocess_library_bytes"] > 1_000_000  # the tokenizers wheel, installed
+    assert 0 < fit["preprocess_init_s"] <= fit["init_s"]
+    assert any(r.startswith("· text pre-processing: tokenizers") for r in manifest["target_reasons"])
+
+
+def test_invoke_sends_a_txt_as_one_text_per_line(tmp_path):
+    (tmp_path / "reviews.txt").write_text("a great movie\n\nthe plot was boring\n")
+    body = json.loads(load_request(tmp_path / "reviews.txt", lambda: TEXT_META))
+    assert body == {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
+                                "data": ["a great movie", "the plot was boring"]}]}
+
+
+def test_invoke_sends_an_image_base64_encoded(tmp_path):
+    (tmp_path / "p.png").write_bytes(png(100))
+    (tensor,) = json.loads(load_request(tmp_path / "p.png", lambda: IMAGE_META))["inputs"]
+    assert tensor["shape"] == [1] and base64.b64decode(tensor["data"][0]) == png(100)
+
+
+def test_invoke_refuses_raw_files_for_tensor_models(tmp_path):
+    (tmp_path / "reviews.txt").write_text("a great movie\n")
+    meta = {"name": "iris", "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]}
+    with pytest.raises(InputError, match="takes"):
+        load_request(tmp_path / "reviews.txt", lambda: meta)
