@@ -1,9 +1,9 @@
 """PNG/JPEG bytes → one float32 batch tensor, decoded with Pillow.
 
 Pillow was chosen by measurement (``bench/results/preprocess.md``, 640×480 → normalized
-224×224, fresh processes, shared 2-vCPU machine): 20 MB installed, ~30 ms import, PNG ~24 ms
-and JPEG ~8 ms per image. OpenCV headless decodes about as fast but is 160 MB and ~10× the
-import; pypng (0.2 MB) is ~25× slower on PNG and has no JPEG; onnxruntime-extensions' PyPI
+224×224, fresh processes, shared 2-vCPU machine, two runs): 20 MB installed, 29-52 ms
+import, PNG 24-37 ms and JPEG 8-10 ms per image. OpenCV headless is 160 MB and 10-12× the
+import for no faster decode (PNG 17-51 ms, JPEG 9-30 ms); pypng (0.2 MB) is ~25× slower on PNG and has no JPEG; onnxruntime-extensions' PyPI
 wheel registers no image-decode op (in-graph decoding needs a source build with OpenCV
 codecs). It is imported only by image models, so other models' cold starts do not pay for it. Each image is decoded (only PNG and JPEG are
 accepted), converted to RGB or L (by the number of channels in ``mean``), resized to

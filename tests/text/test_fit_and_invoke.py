@@ -40,3 +40,15 @@ def test_invoke_refuses_raw_files_for_tensor_models(tmp_path):
     meta = {"name": "iris", "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]}
     with pytest.raises(InputError, match="takes"):
         load_request(tmp_path / "reviews.txt", lambda: meta)
+
+
+def test_the_image_context_and_the_sagemaker_tarball_carry_the_tokenizer(text_model_dir, tmp_path):
+    import tarfile
+
+    from infra.cdk.staging import stage_model_image, write_model_tarball
+
+    ctx = stage_model_image(dest=tmp_path / "ctx", model_dir=text_model_dir)
+    assert (ctx / "model" / "tokenizer.json").read_bytes() == (text_model_dir / "tokenizer.json").read_bytes()
+    tarball = write_model_tarball(model_dir=text_model_dir, dest=tmp_path / "model.tar.gz")
+    with tarfile.open(tarball) as tar:
+        assert sorted(tar.getnames()) == ["manifest.json", "model.onnx", "tokenizer.json"]
