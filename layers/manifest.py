@@ -150,11 +150,18 @@ def read_manifest(model_dir: str | Path, *, verify: bool = True) -> Manifest:
         raise ManifestError(f"{mpath} is not valid JSON ({exc}); rebuild with `modelfn build`.") from exc
     manifest = Manifest.from_dict(data)
     if verify:
-        actual = sha256_file(opath)
-        if actual != manifest.sha256:
-            raise ManifestError(
-                f"{opath} has sha256 {actual[:12]}… but manifest.json says "
-                f"{manifest.sha256[:12]}…: the artifact was changed after it was built. "
-                "Rebuild with `modelfn build` instead of editing model.onnx by hand."
-            )
+        verify_artifact(model_dir, manifest)
     return manifest
+
+
+def verify_artifact(model_dir: str | Path, manifest: Manifest, actual: str | None = None) -> None:
+    """Refuse (:class:`ManifestError`) an artifact whose sha256 (``actual``, or computed now)
+    is not the manifest's: a function must not serve anything but what was built and gated."""
+    opath = Path(model_dir) / MODEL_FILE
+    actual = actual or sha256_file(opath)
+    if actual != manifest.sha256:
+        raise ManifestError(
+            f"{opath} has sha256 {actual[:12]}… but manifest.json says "
+            f"{manifest.sha256[:12]}…: the artifact was changed after it was built. "
+            "Rebuild with `modelfn build` instead of editing model.onnx by hand."
+        )

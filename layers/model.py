@@ -1,8 +1,9 @@
 """Load the model once per process and run it: the transport-agnostic core of every entry point.
 
-:func:`load_model` verifies the artifact's sha256 against ``manifest.json`` *before* creating
-the session (a function must refuse to serve anything but the gated build), checks the
-session agrees with the manifest's signature and refuses models with non-tensor outputs
+:func:`load_model` verifies the artifact's sha256 against ``manifest.json`` (on a second thread
+while the session loads; the model is returned only once it matched: a function must refuse
+to serve anything but the gated build), checks the session agrees with the manifest's
+signature and refuses models with non-tensor outputs
 (e.g. sklearn's ZipMap ``seq(map(...))``, which has no V2 datatype; the build refuses them
 too, this is defence in depth). :func:`get_model` is the process-wide instance from
 ``MODEL_DIR``, created at import/init by the handlers, never per request.
@@ -50,7 +51,14 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 from layers import names
 from layers.codec import check_shape, to_numpy_dtype
 from layers.errors import BadRequest
-from layers.manifest import Manifest, ManifestError, TensorSpec, read_manifest
+from layers.manifest import (
+    Manifest,
+    ManifestError,
+    TensorSpec,
+    read_manifest,
+    sha256_file,
+    verify_artifact,
+)
 
 # onnxruntime's type strings for the V2 datatypes it can hold.
 _ORT_TO_V2 = {
@@ -265,11 +273,24 @@ def _as_text(name: str, arr: np.ndarray) -> np.ndarray:
 
 
 def load_model(model_dir: str | Path, manifest: Manifest | None = None, **options: Any) -> Model:
-    """Verify ``model_dir``'s artifact, then create its one session (``options`` → session_options).
+    """Verify ``model_dir``'s artifact and create its one session (``options`` → session_options).
+
+    The sha256 is computed on a second thread while onnxruntime loads the file (both release
+    the GIL: hashing in OpenSSL, loading in C++), so init costs about the longer of the two
+    instead of their sum, which matters for large artifacts against Lambda's 10 s init; the
+    model is returned only once the digest matched, and a mismatch is reported before any
+    error onnxruntime had with the file. A caller passing ``manifest`` has verified it.
 
     A manifest with a processing block yields a :class:`layers.processing.model.ProcessedModel`
     (same interface: text/image in, label/scores out) around the raw model."""
-    manifest = manifest or read_manifest(model_dir, verify=True)
+    path = Path(model_dir) / names.MODEL_FILE
+    digest: _Digest | None = None
+    if manifest is None:
+        manifest = read_manifest(model_dir, verify=False)
+        if names.MANIFEST_PROCESSING in manifest.extra:
+            verify_artifact(model_dir, manifest)  # before the side files are read
+        else:
+            digest = _Digest(path)
     if names.MANIFEST_PROCESSING in manifest.extra:
         from layers.processing.model import ProcessedModel
 
@@ -277,16 +298,38 @@ def load_model(model_dir: str | Path, manifest: Manifest | None = None, **option
     threads = options.pop("threads", None) or intra_op_threads()
     so = session_options(threads=threads, **options)
     try:
-        session = ort.InferenceSession(
-            str(Path(model_dir) / names.MODEL_FILE), sess_options=so, providers=["CPUExecutionProvider"]
-        )
+        session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as exc:
+        if digest is not None:
+            verify_artifact(model_dir, manifest, digest.result())
         raise ManifestError(
-            f"onnxruntime cannot load {Path(model_dir) / names.MODEL_FILE}: {_first_line(exc)}. "
-            "Rebuild it with `modelfn build`."
+            f"onnxruntime cannot load {path}: {_first_line(exc)}. Rebuild it with `modelfn build`."
         ) from exc
+    if digest is not None:
+        verify_artifact(model_dir, manifest, digest.result())
     _check_signature(manifest, session)
     return Model(manifest=manifest, session=session, threads=threads)
+
+
+class _Digest(threading.Thread):
+    """The artifact's sha256, computed on its own thread from construction on."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="modelfn-sha256", daemon=True)
+        self.path, self.value, self.error = path, "", None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.value = sha256_file(self.path)
+        except BaseException as exc:  # re-raised on the loading thread by result()
+            self.error = exc
+
+    def result(self) -> str:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 def _check_signature(manifest: Manifest, session: ort.InferenceSession) -> None:

@@ -1,4 +1,4 @@
-"""Model loading: sha256 before anything, threads from the CPUs really available, refusals."""
+"""Model loading: sha256 checked before the model is served, threads from the CPUs really available, refusals."""
 
 from __future__ import annotations
 
@@ -39,6 +39,24 @@ def test_tampered_artifact_is_refused_before_loading(tiny_model_dir):
     with pytest.raises(ManifestError, match="sha256") as err:
         load_model(tiny_model_dir)
     assert "modelfn build" in str(err.value)
+
+
+@pytest.mark.parametrize("tamper", ["loadable", "garbage"])
+def test_a_tampered_artifact_is_refused_whatever_onnxruntime_makes_of_it(tiny_model_dir, tamper):
+    # given an artifact changed after the build: still a valid graph (a weight edited), or garbage
+    import onnx
+
+    path = tiny_model_dir / "model.onnx"
+    if tamper == "loadable":
+        graph = onnx.load(path)
+        graph.graph.initializer[0].raw_data = bytes(len(graph.graph.initializer[0].raw_data))
+        onnx.save(graph, path)
+    else:
+        path.write_bytes(b"not a model")
+    # when it loads (the sha256 is computed while onnxruntime reads the file)
+    # then the sha256 mismatch is what stops it, not onnxruntime's own error
+    with pytest.raises(ManifestError, match="sha256"):
+        load_model(tiny_model_dir)
 
 
 def test_get_model_needs_model_dir(monkeypatch):
