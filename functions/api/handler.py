@@ -7,7 +7,8 @@ init error, instead of a function that answers 500 to every request.
 Request path: ``POST /v2/models/<name>[/versions/<v>]/infer`` goes straight to the protocol
 (:mod:`functions.api.direct`); every other route goes to the Powertools resolver
 (:mod:`functions.api.routes`), which is built, and its module imported, on the first such
-request (``app`` below), so a cold start answering an inference never pays for it. Both
+request (``app`` below), so a cold start answering an inference never pays for it (under
+SnapStart it is built at init, which the snapshot holds). Both
 paths answer identically (``tests/functional/test_direct_path.py``).
 
 Observability (:mod:`layers.observability`, the setup every entry point shares): one EMF
@@ -31,7 +32,7 @@ from layers.errors import ModelfnError
 from layers.model import get_model
 from layers.observability import setup
 from layers.protocol import InferResult
-from layers.snapstart import register_hooks
+from layers.snapstart import register_hooks, snapstart_active
 
 obs = setup()
 logger, metrics, tracer = obs.logger, obs.metrics, obs.tracer
@@ -93,6 +94,8 @@ def _serve(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 _handle = obs.entry_point(_serve)
+if snapstart_active():  # init goes into the snapshot, so nothing waits for it: build everything
+    _resolver()
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -168,3 +168,14 @@ def test_a_cold_start_answering_inference_never_imports_the_resolver(tiny_model_
                          check=True).stdout
     assert "LOADED []" in out
     assert "LIVE 200 True" in out
+
+
+def test_under_snapstart_the_resolver_is_built_at_init(monkeypatch, tiny_model_dir):
+    # given a SnapStart init (its cost goes into the snapshot, not into a user's request)
+    monkeypatch.setenv(names.ENV_MODEL_DIR, str(tiny_model_dir))
+    monkeypatch.setenv(names.ENV_LAMBDA_INIT_TYPE, names.INIT_TYPE_SNAPSTART)
+    # when the handler is imported, then the resolver is already there
+    assert import_handler()._app is not None
+    # and on an ordinary on-demand init it is not
+    monkeypatch.delenv(names.ENV_LAMBDA_INIT_TYPE)
+    assert import_handler()._app is None
