@@ -187,40 +187,6 @@ def hash_throughput(report: Report) -> None:
                 "read of an image layer comes from its lazy-loading cache, slower than a warm page cache.")
 
 
-INIT_SEQUENTIAL = """
-import time; t0 = time.perf_counter()
-import onnxruntime as ort
-from layers.manifest import read_manifest
-from layers.model import session_options
-read_manifest({model_dir!r}, verify=True)
-ort.InferenceSession({model!r}, sess_options=session_options(), providers=["CPUExecutionProvider"])
-print("MS", (time.perf_counter() - t0) * 1000)
-"""
-
-INIT_OVERLAPPED = """
-import time; t0 = time.perf_counter()
-import onnxruntime as ort
-from layers.model import load_model
-load_model({model_dir!r})
-print("MS", (time.perf_counter() - t0) * 1000)
-"""
-
-
-def init_overlap(report: Report, root: Path) -> None:
-    """Model init with the sha256 check before the session vs overlapped with it (load_model)."""
-    model_dir = build_mlp(root / "mlp-6x2048", 64, [2048] * 6, 10)
-    size_mb = (model_dir / "model.onnx").stat().st_size / 1e6
-    fmt = {"model_dir": str(model_dir), "model": str(model_dir / "model.onnx")}
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
-    res = sample({"verify, then create the session": (INIT_SEQUENTIAL.format(**fmt), env),
-                  "layers.model.load_model (sha256 on a second thread)": (INIT_OVERLAPPED.format(**fmt), env)})
-    first = next(iter(res.values()))["ms"]
-    report.table(f"Model init with the sha256 check, {size_mb:.0f} MB MLP (median of {ROUNDS} fresh processes)",
-                 ["init", "ms", "× sequential"], [[k, round(v["ms"], 1), round(v["ms"] / first, 2)] for k, v in res.items()])
-    report.note("Overlapping needs a free CPU: on a loaded 2-vCPU machine both threads share one, so the "
-                "gain shows on an idle host (Lambda gives 2+ vCPUs from 3,538 MB, where large models land).")
-
-
 def main() -> None:
     report = Report("coldstart", "Cold start: handler import + first request vs bare onnxruntime")
     load = os.getloadavg()[0]
@@ -275,8 +241,6 @@ def main() -> None:
         report.table("Import costs in a fresh process (ms, median)", ["import", "ms"],
                      [[k, round(v["ms"] - base, 1)] for k, v in costs.items() if k != "python -c pass"])
     hash_throughput(report)
-    with tempfile.TemporaryDirectory() as tmp:
-        init_overlap(report, Path(tmp))
     report.note(f"Load average when the run started: {load:.1f} on {os.cpu_count()} CPUs (shared machine).")
     labels = ["mlp-small", "mlp-3x1024"]
     report.bar_plot("coldstart.png", "Cold start: import + init + first request", labels, plot, "ms")

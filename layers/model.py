@@ -1,16 +1,20 @@
 """Load the model once per process and run it: the transport-agnostic core of every entry point.
 
-:func:`load_model` verifies the artifact's sha256 against ``manifest.json`` (on a second thread
-while the session loads; the model is returned only once it matched: a function must refuse
-to serve anything but the gated build), checks the session agrees with the manifest's
-signature and refuses models with non-tensor outputs
+:func:`load_model` verifies the artifact's sha256 against ``manifest.json`` *before* creating
+the session (a function must refuse to serve anything but the gated build), checks the
+session agrees with the manifest's signature and refuses models with non-tensor outputs
 (e.g. sklearn's ZipMap ``seq(map(...))``, which has no V2 datatype; the build refuses them
 too, this is defence in depth). :func:`get_model` is the process-wide instance from
 ``MODEL_DIR``, created at import/init by the handlers, never per request.
 
-Session settings (see :func:`session_settings`; measured by ``bench/bench_api.py``, table
-"onnxruntime session settings", V2 request path on a 64-256-256-10 MLP at batch 1 and a
-64-3×1024-10 MLP at batch 32, variants alternating, on a shared 2-vCPU machine):
+Session settings (see :func:`session_options`; first measured through the V2 request path on a
+64-256-256-10 MLP at batch 1 and a 64-3×1024-10 MLP at batch 32, variants alternating, on a
+shared 2-vCPU machine). Against a *default* ``InferenceSession`` (2 threads, spinning on) on
+the 64-3×1024-10 MLP, raw ``session.run`` (``bench/bench_api.py``, table "Session options"):
+batch 32 0.93× and 0.91× the default's p50 in two runs, batch 1 1.03× and 1.13× (spinning
+on instead: batch 1 1.02×/0.97×, batch 32 1.23×/1.05×), both runs at load average 20+ on
+2 vCPUs, so the batch-1 gap is within what that load moves. The choice below stays; an
+idle host should re-check batch 1, where spinning saves a thread wake-up per run:
 
 * ``intra_op_num_threads`` = CPUs this process may really use: the cgroup CPU quota (v2
   ``cpu.max``, v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``) and the affinity mask, never
@@ -51,14 +55,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 from layers import names
 from layers.codec import check_shape, to_numpy_dtype
 from layers.errors import BadRequest
-from layers.manifest import (
-    Manifest,
-    ManifestError,
-    TensorSpec,
-    read_manifest,
-    sha256_file,
-    verify_artifact,
-)
+from layers.manifest import Manifest, ManifestError, TensorSpec, read_manifest
 
 # onnxruntime's type strings for the V2 datatypes it can hold.
 _ORT_TO_V2 = {
@@ -273,63 +270,32 @@ def _as_text(name: str, arr: np.ndarray) -> np.ndarray:
 
 
 def load_model(model_dir: str | Path, manifest: Manifest | None = None, **options: Any) -> Model:
-    """Verify ``model_dir``'s artifact and create its one session (``options`` → session_options).
+    """Verify ``model_dir``'s artifact, then create its one session (``options`` → session_options).
 
-    The sha256 is computed on a second thread while onnxruntime loads the file (both release
-    the GIL: hashing in OpenSSL, loading in C++), so init costs about the longer of the two
-    instead of their sum, which matters for large artifacts against Lambda's 10 s init; the
-    model is returned only once the digest matched, and a mismatch is reported before any
-    error onnxruntime had with the file. A caller passing ``manifest`` has verified it.
+    The sha256 check comes first, on this thread: hashing on a second thread while onnxruntime
+    loads the file measured 1.15× *slower* than one after the other on the shared 2-vCPU
+    machine (``bench/bench_coldstart.py`` at the time; no idle CPU to overlap on), so it stays
+    sequential and the fit report's init check counts both. A caller passing ``manifest`` has
+    verified it.
 
     A manifest with a processing block yields a :class:`layers.processing.model.ProcessedModel`
     (same interface: text/image in, label/scores out) around the raw model."""
-    path = Path(model_dir) / names.MODEL_FILE
-    digest: _Digest | None = None
-    if manifest is None:
-        manifest = read_manifest(model_dir, verify=False)
-        if names.MANIFEST_PROCESSING in manifest.extra:
-            verify_artifact(model_dir, manifest)  # before the side files are read
-        else:
-            digest = _Digest(path)
+    manifest = manifest or read_manifest(model_dir, verify=True)
     if names.MANIFEST_PROCESSING in manifest.extra:
         from layers.processing.model import ProcessedModel
 
         return ProcessedModel.load(model_dir, manifest, load_model, **options)
+    path = Path(model_dir) / names.MODEL_FILE
     threads = options.pop("threads", None) or intra_op_threads()
     so = session_options(threads=threads, **options)
     try:
         session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        if digest is not None:
-            verify_artifact(model_dir, manifest, digest.result())
         raise ManifestError(
             f"onnxruntime cannot load {path}: {_first_line(exc)}. Rebuild it with `modelfn build`."
         ) from exc
-    if digest is not None:
-        verify_artifact(model_dir, manifest, digest.result())
     _check_signature(manifest, session)
     return Model(manifest=manifest, session=session, threads=threads)
-
-
-class _Digest(threading.Thread):
-    """The artifact's sha256, computed on its own thread from construction on."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(name="modelfn-sha256", daemon=True)
-        self.path, self.value, self.error = path, "", None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.value = sha256_file(self.path)
-        except BaseException as exc:  # re-raised on the loading thread by result()
-            self.error = exc
-
-    def result(self) -> str:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.value
 
 
 def _check_signature(manifest: Manifest, session: ort.InferenceSession) -> None:

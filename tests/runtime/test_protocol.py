@@ -144,3 +144,35 @@ def test_every_datatype_json_and_binary_through_the_model(tmp_path):
         assert out["datatype"] == t["datatype"] and out["data"] == t["data"]
     result = infer(m, {"inputs": inputs, "parameters": {"binary_data_output": True}})
     assert len(result.binary) == len(inputs)
+
+
+@pytest.mark.parametrize("transport", ["json", "binary"])
+def test_each_input_is_validated_once_per_request(tiny, monkeypatch, transport):
+    # given counters on the shape check and the NaN/Inf scan, wherever they are called from
+    import layers.codec
+    import layers.model
+
+    calls = {"shape": 0, "finite": 0}
+    real_shape, real_finite = layers.codec.check_shape, layers.model._all_finite
+
+    def shape(*a, **k):
+        calls["shape"] += 1
+        return real_shape(*a, **k)
+
+    def finite(*a, **k):
+        calls["finite"] += 1
+        return real_finite(*a, **k)
+
+    monkeypatch.setattr(layers.codec, "check_shape", shape)
+    monkeypatch.setattr(layers.model, "check_shape", shape)
+    monkeypatch.setattr(layers.model, "_all_finite", finite)
+    x = np.full((2, 4), 0.5, np.float32)
+    if transport == "json":
+        result = infer(tiny, {"inputs": [x_tensor(2)]})
+    else:
+        tensor = {"name": "x", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}}
+        result = infer(tiny, {"inputs": [tensor]}, x.tobytes())
+    # when one request with one input is served, then each check ran once, and the answer is right
+    assert calls == {"shape": 1, "finite": 1}
+    np.testing.assert_allclose(np.asarray(result.response["outputs"][0]["data"]).reshape(2, 3),
+                               tiny.session.run(None, {"x": x})[0], rtol=1e-6)
