@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import Report, percentile_ms
+from bench.report import Report
 
 # Wall µs per call of the shared entry point with and without the Tracer, in Lambda's env.
 TRACER_CODE = """
@@ -96,40 +96,63 @@ def _tracer_us() -> float:
     return got["traced"] - got["untraced"]
 
 
+def _spin_until_return():
+    """Spinning workers inside a run (no wake-up between ops), stopped when ``run`` returns, so
+    they do not spin on the CPU the Python thread needs for JSON (onnxruntime's
+    ``session.force_spinning_stop``)."""
+    from layers.model import session_options
+
+    so = session_options(spinning=True)
+    so.add_session_config_entry("session.force_spinning_stop", "1")
+    return so
+
+
 def session_options_vs_default(report: Report, root: Path) -> dict[str, float]:
-    """Raw ``session.run`` p50 for the options the runtime chooses vs onnxruntime's defaults."""
+    """p50 of the options the runtime chooses vs onnxruntime's defaults, raw ``session.run`` and
+    through the V2 JSON request path (parse, protocol, run, write), at batch 1 and 32."""
     import onnxruntime as ort
 
-    from bench.bench_api import blocks, p50_us
-    from layers.model import available_cpus, session_options
+    from bench.bench_api import blocks, json_body, p50_us
+    from layers.manifest import read_manifest
+    from layers.model import Model, available_cpus, session_options
+    from layers.protocol import infer, join_body, split_body
 
     cpus = available_cpus()
-    path = str(root / "mlp-3x1024" / "model.onnx")
+    model_dir = root / "mlp-3x1024"
+    path, manifest = str(model_dir / "model.onnx"), read_manifest(model_dir)
+    default = "onnxruntime default InferenceSession"
     variants = {
         "runtime-chosen (threads=CPUs, no spinning, sequential)": session_options(),
-        "onnxruntime default InferenceSession": None,
+        default: None,
         "runtime-chosen + spinning on": session_options(spinning=True),
+        "runtime-chosen + spinning, stopped when run returns": _spin_until_return(),
         "runtime-chosen, 1 intra-op thread": session_options(threads=1),
     }
-    sessions = {k: ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
-                if so is not None else ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-                for k, so in variants.items()}
-    rows, figures = [], {}
+    models = {}
+    for k, so in variants.items():
+        kwargs = {"sess_options": so} if so is not None else {}
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"], **kwargs)
+        models[k] = Model(manifest=manifest, session=session, threads=cpus)
     results = {}
-    for batch, block in ((1, 200), (32, 40)):
+    for batch, block in ((1, 100), (32, 20)):
         x = np.random.default_rng(batch).standard_normal((batch, 64)).astype(np.float32)
-        fns = {k: (lambda s=s, x=x: s.run(None, {"x": x})) for k, s in sessions.items()}
+        body = json_body("x", x)
+        fns = {}
+        for k, m in models.items():
+            fns[("raw", k)] = lambda m=m, x=x: m.session.run(None, {"x": x})
+            fns[("V2", k)] = lambda m=m, body=body: join_body(infer(m, split_body(body, None)[0]))
         results[batch] = blocks(fns, rounds=10, block=block)
-    default = "onnxruntime default InferenceSession"
+    rows, figures = [], {}
     for k in variants:
         row = [k]
         for batch in (1, 32):
-            v, d = results[batch][k], results[batch][default]
-            row += [round(p50_us(v), 1), round(percentile_ms(v, 95) * 1000, 1), round(p50_us(v) / p50_us(d), 3)]
-            figures[f"{k} b{batch}"] = p50_us(v)
+            for kind in ("raw", "V2"):
+                v, d = results[batch][(kind, k)], results[batch][(kind, default)]
+                row += [round(p50_us(v), 1), round(p50_us(v) / p50_us(d), 3)]
+                figures[f"{k} {kind} b{batch}"] = p50_us(v)
         rows.append(row)
-    report.table(f"Session options, MLP 64-1024-1024-1024-10, raw session.run ({cpus} CPUs available; "
-                 "variants alternating in blocks)",
-                 ["options", "b1 p50 µs", "b1 p95 µs", "b1 / default", "b32 p50 µs", "b32 p95 µs", "b32 / default"],
-                 rows)
+    report.table(f"Session options, MLP 64-1024-1024-1024-10 ({cpus} CPUs available; p50 µs and ratio to the "
+                 "default session; raw session.run and the V2 JSON request path; variants alternating in blocks)",
+                 ["options", "b1 raw µs", "b1 raw / default", "b1 V2 µs", "b1 V2 / default",
+                  "b32 raw µs", "b32 raw / default", "b32 V2 µs", "b32 V2 / default"], rows)
     return figures

@@ -10,11 +10,14 @@ too, this is defence in depth). :func:`get_model` is the process-wide instance f
 Session settings (see :func:`session_options`; first measured through the V2 request path on a
 64-256-256-10 MLP at batch 1 and a 64-3×1024-10 MLP at batch 32, variants alternating, on a
 shared 2-vCPU machine). Against a *default* ``InferenceSession`` (2 threads, spinning on) on
-the 64-3×1024-10 MLP, raw ``session.run`` (``bench/bench_api.py``, table "Session options"):
-batch 32 0.93× and 0.91× the default's p50 in two runs, batch 1 1.03× and 1.13× (spinning
-on instead: batch 1 1.02×/0.97×, batch 32 1.23×/1.05×), both runs at load average 20+ on
-2 vCPUs, so the batch-1 gap is within what that load moves. The choice below stays; an
-idle host should re-check batch 1, where spinning saves a thread wake-up per run:
+the 64-3×1024-10 MLP (``bench/bench_api.py``, table "Session options", four runs at load
+average 20+): through the V2 JSON request path the choice below took 0.61-0.82× the
+default's p50 at batch 32 and 1.06-1.08× at batch 1 (raw ``session.run``: 0.90-1.02× and
+1.01-1.14×). The batch-1 gap (~8 µs) is what spinning saves by not waking a worker per op;
+at batch 32 the spinning workers take the CPU the Python thread needs for JSON (spinning on,
+otherwise the same: 1.03-1.12× the default; stopping the spin when ``run`` returns,
+``session.force_spinning_stop``, did not help). So spinning stays off, a measured
+trade-off: batch 1 is ≤ 8 % slower than a default session, batch 32 18-39 % faster.
 
 * ``intra_op_num_threads`` = CPUs this process may really use: the cgroup CPU quota (v2
   ``cpu.max``, v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``) and the affinity mask, never
