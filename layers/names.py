@@ -29,6 +29,9 @@ ENV_BATCH_RETRY_DELAY_S = "MODELFN_BATCH_RETRY_DELAY_S"
 ENV_SAGEMAKER_ENDPOINT = "MODELFN_SAGEMAKER_ENDPOINT"
 """Name of the SageMaker endpoint a proxy function forwards to (sagemaker-target models)."""
 
+ENV_RETRAIN_STATE_MACHINES = "MODELFN_RETRAIN_STATE_MACHINES"
+"""JSON ``{model name: state machine ARN}`` for the retraining starter function."""
+
 ENV_POWERTOOLS_SERVICE = "POWERTOOLS_SERVICE_NAME"
 ENV_POWERTOOLS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 
@@ -58,6 +61,22 @@ TEXT_INPUT = "text"
 IMAGE_INPUT = "image"
 LABEL_OUTPUT = "label"
 SCORES_OUTPUT = "scores"
+
+# --- training (the SageMaker container contract, functions/training/train.py) -------------
+TRAIN_PREFIX = "train"
+"""New objects under ``s3://<bucket>/<model>/train/`` retrain the model."""
+ENV_TRAINING_ENTRY_POINT = "MODELFN_ENTRY_POINT"
+"""The user's ``module:function`` or ``script.py[:function]`` (else hyperparameter below)."""
+ENV_TRAINING_CODE_DIR = "MODELFN_CODE_DIR"
+"""Directory the entry point is imported from (else channel ``code``, else /opt/ml/code)."""
+HP_ENTRY_POINT = "modelfn_entry_point"
+"""Hyperparameter that carries the entry point into a SageMaker training job."""
+TRAINED_TORCH_FILE = "model.pt"
+"""A returned ``nn.Module``, saved whole with ``torch.save`` (the build converts it)."""
+TRAINED_SKLEARN_FILE = "model.joblib"
+"""A returned sklearn estimator, saved with ``joblib.dump``."""
+TRAINING_REPORT_FILE = "training.json"
+"""What the run did: entry point, hyperparameters, data fingerprint, device, seconds."""
 
 # --- batch layout (s3://<bucket>/<model>/{in,out,errors}/<key>) ----------------------------
 BATCH_IN = "in"

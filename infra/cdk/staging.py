@@ -156,11 +156,17 @@ def stage_proxy_code(*, dest: Path) -> Path:
     return sync_tree(dest, files)
 
 
-def stage_training_image(*, dest: Path) -> Path:
-    """The Docker build context of the GPU training image."""
+def stage_training_image(*, dest: Path, code: dict[str, Path] | None = None) -> Path:
+    """The Docker build context of a training image: the runner, and the user's ``code``
+    (relative path → file) under ``code/`` (it becomes ``/opt/ml/code``)."""
     files: dict[str, Path | bytes] = {
         f"functions/training/{k}": v for k, v in _source_files(TRAINING_DIR).items()
     }
+    files["layers/__init__.py"] = REPO_ROOT / "layers" / "__init__.py"  # the runner's shared names
+    files["layers/names.py"] = REPO_ROOT / "layers" / "names.py"
+    files["code/.keep"] = b""  # the COPY of code/ needs the folder even without user code
+    for rel, path in (code or {}).items():
+        files[f"code/{rel}"] = path
     files["Dockerfile"] = (TRAINING_DIR / "Dockerfile").read_bytes()
     return sync_tree(dest, files)
 

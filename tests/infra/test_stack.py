@@ -314,11 +314,9 @@ def test_sagemaker_model_gets_an_autoscaled_endpoint_and_a_proxy(template: Templ
     assert "Ref" in invoke[0]["Resource"]  # the one endpoint's ARN, not a wildcard
 
 
-def test_training_pipeline_trains_then_builds(template: Template) -> None:
+def test_training_state_machine_is_traced_and_logged(template: Template) -> None:
+    # what it does when it runs: tests/infra/test_training_state_machine.py
     machine = next(iter(resources(template, "AWS::StepFunctions::StateMachine").values()))
-    definition = json.dumps(machine["Properties"]["DefinitionString"])
-    assert "createTrainingJob.sync" in definition and "codebuild:startBuild.sync" in definition
-    assert "ml.g5.xlarge" in definition
     assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
     assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
 

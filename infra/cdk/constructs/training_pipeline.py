@@ -1,12 +1,22 @@
-"""GPU training for one model: Step Functions → SageMaker training job (.sync) → CodeBuild.
+"""Training for one model: Step Functions → the user's SageMaker training job → CodeBuild.
 
-The training job runs functions/training/train.py on the catalog's ``training.instance_type``
-and writes ``model.onnx`` into its ``model.tar.gz``. CodeBuild then runs the normal build
-(``modelfn build --model NAME``: export → quantize → accuracy gate → manifest) on that
-artifact and publishes ``build/models/<name>/`` to ``s3://<artifacts>/<name>/builds/``, from
-where ``make synth && cdk deploy`` rolls the new version out through the canary. Why
-CodeBuild: the build needs the repository, onnxruntime and minutes of CPU, beyond a
-Lambda's 15 minutes/10 GB comfort zone, and Step Functions waits on it natively (.sync).
+The training job runs the user's entry point (catalog ``training.entry_point``) through the
+runner in the model's training image (PyTorch, CUDA or CPU by instance type; the user's code
+is its last layer, infra/cdk/training_image.py). Its ``train`` channel is the model's data
+prefix (by default ``s3://<batch bucket>/<model>/train/``, where new objects also start a
+retraining, retraining_trigger.py); the catalog's hyperparameters, instance type and
+``max_runtime_s`` go to CreateTrainingJob. CodeBuild then runs the normal build on the job's
+``model.tar.gz`` and publishes ``build/models/<name>/`` to
+``s3://<artifacts>/<name>/builds/<build number>/``.
+
+Why a polling loop (Create → Describe → Choice → Wait) instead of the ``.sync`` integrations:
+every transition and the job's own ``FailureReason`` appear in the execution history and the
+final error; it needs no EventBridge managed rule in the account; and the same definition runs
+unchanged in moto's Step Functions (tests/infra/test_training_state_machine.py), which
+forwards request/response calls but cannot emulate ``.sync`` for SageMaker or CodeBuild. A
+one-hour job polled each minute costs ~200 state transitions (half a cent).
+Why CodeBuild for the build: it needs the repository, onnxruntime and minutes of CPU, beyond a
+Lambda's 15 minutes/10 GB comfort zone.
 """
 
 from __future__ import annotations
@@ -26,9 +36,15 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.catalog import TrainingSpec
 from infra.cdk.nag import acknowledge
 from infra.cdk.sagemaker_iam import grant_sagemaker_logs_and_metrics
+from infra.cdk.training_image import TrainingImage
+from layers import names
+
+#: Training job names: ``<model[:20]>-<uuid>`` (63 characters at most).
+JOB_NAME_PREFIX_CHARS = 20
+#: CodeBuild's terminal statuses other than SUCCEEDED.
+BUILD_FAILED = ("FAILED", "FAULT", "STOPPED", "TIMED_OUT")
 
 
 class ModelTrainingPipeline(Construct):
@@ -57,42 +73,110 @@ class ModelTrainingPipeline(Construct):
         *,
         model_name: str,
         catalog_source: str,
-        training: TrainingSpec,
-        image: tasks.DockerImage,
+        image: TrainingImage,
+        instance_type: str,
+        hyperparameters: Mapping[str, str],
+        max_runtime_s: int,
+        entry_point: str | None = None,
+        data_bucket: s3.IBucket,
+        data_prefix: str,
         source: s3_assets.Asset,
         artifacts: s3.IBucket,
         encryption_key: kms.IKey,
         volume_gb: int = 30,
+        poll_interval_s: int = 60,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         """
-        :param catalog_source: the model's ``source`` relative to the catalog (an .onnx path
-            the trained model replaces before the build).
-        :param image: the shared training image (functions/training/Dockerfile).
+        :param catalog_source: the model's ``source`` relative to the catalog (the path the
+            trained model replaces before the build).
+        :param image: the training image with the runner and the user's code
+            (training_image.training_image).
+        :param hyperparameters: the catalog's, as SageMaker strings.
+        :param data_bucket: / :param data_prefix: the ``train`` channel (an S3 prefix).
+        :param entry_point: the user's ``module:function`` or script relative to the code
+            directory (catalog ``training.entry_point``); default none: the runner's own.
         :param source: the zipped repository subset CodeBuild builds from.
-        :param artifacts: bucket for training data (``<name>/train/``), job output
-            (``<name>/training-output/``) and published builds (``<name>/builds/``).
+        :param artifacts: bucket for job output (``<name>/training-output/``) and published
+            builds (``<name>/builds/``), encrypted with ``encryption_key``.
         :param volume_gb: training instance storage (default 30 GB).
+        :param poll_interval_s: seconds between status checks of the job and the build
+            (default 60).
         """
         super().__init__(scope, id)
-        self._prefixes = {k: f"{model_name}/{k}/" for k in ("train", "training-output", "builds")}
+        self._prefixes = {
+            "train": data_prefix,
+            **{k: f"{model_name}/{k}/" for k in ("training-output", "builds")},
+        }
         self._training_role = iam.Role(
             self, "TrainingRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"modelfn {model_name}: SageMaker training job role",
         )
         grant_sagemaker_logs_and_metrics(self._training_role, kind="TrainingJobs", sid_prefix="Training")
+        self._grant_pull(image)
+        self._project = self._build_project(model_name, catalog_source, source, artifacts, encryption_key)
+        self._grant_build(artifacts, encryption_key)
+        definition = self._definition(
+            model_name=model_name, entry_point=entry_point, image=image.image,
+            instance_type=instance_type, hyperparameters=hyperparameters,
+            max_runtime_s=max_runtime_s, data_bucket=data_bucket, artifacts=artifacts,
+            encryption_key=encryption_key, volume_gb=volume_gb,
+            poll=cdk.Duration.seconds(poll_interval_s),
+        )
+        self._state_machine = sfn.StateMachine(
+            self, "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            timeout=cdk.Duration.seconds(max_runtime_s + 2 * 3600),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=logs.LogGroup(
+                    self, "Logs", retention=log_retention,
+                    removal_policy=cdk.RemovalPolicy.DESTROY,
+                ),
+                level=sfn.LogLevel.ALL,
+                include_execution_data=True,
+            ),
+        )
+        self._acknowledge(model_name, artifacts, data_bucket)
+
+    def _grant_pull(self, image: TrainingImage) -> None:
+        """A ``training.image`` in ECR: pulls from its one repository (CDK grants the built one's)."""
+        if image.repository_arn is None:
+            return
+        self._training_role.add_to_principal_policy(iam.PolicyStatement(
+            sid="PullTrainingImageToken", actions=["ecr:GetAuthorizationToken"], resources=["*"],
+        ))
+        self._training_role.add_to_principal_policy(iam.PolicyStatement(
+            sid="PullTrainingImage", resources=[image.repository_arn],
+            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+        ))
+
+    def _definition(
+        self, *, model_name: str, entry_point: str | None, image: tasks.DockerImage,
+        instance_type: str, hyperparameters: Mapping[str, str], max_runtime_s: int,
+        data_bucket: s3.IBucket, artifacts: s3.IBucket, encryption_key: kms.IKey,
+        volume_gb: int, poll: cdk.Duration,
+    ) -> sfn.IChainable:
+        name = sfn.Pass(
+            self, "NameJob",
+            parameters={"name": sfn.JsonPath.format(
+                "{}-{}", model_name[:JOB_NAME_PREFIX_CHARS], sfn.JsonPath.uuid())},
+            result_path="$.job",
+        )
         train = tasks.SageMakerCreateTrainingJob(
             self, "Train",
-            training_job_name=sfn.JsonPath.format("{}-{}", model_name[:20], sfn.JsonPath.uuid()),
+            training_job_name=sfn.JsonPath.string_at("$.job.name"),
             role=self._training_role,
             algorithm_specification=tasks.AlgorithmSpecification(
-                training_image=image, training_input_mode=tasks.InputMode.FILE,
+                training_image=image,
+                training_input_mode=tasks.InputMode.FILE,
             ),
-            hyperparameters={k: str(v) for k, v in training.hyperparameters.items()},
+            hyperparameters={k: str(v) for k, v in hyperparameters.items()},
+            environment=None if entry_point is None else {names.ENV_TRAINING_ENTRY_POINT: entry_point},
             input_data_config=[tasks.Channel(
                 channel_name="train",
                 data_source=tasks.DataSource(s3_data_source=tasks.S3DataSource(
-                    s3_location=tasks.S3Location.from_bucket(artifacts, self._prefixes["train"]),
+                    s3_location=tasks.S3Location.from_bucket(data_bucket, self._prefixes["train"]),
                     s3_data_type=tasks.S3DataType.S3_PREFIX,
                 )),
             )],
@@ -104,18 +188,81 @@ class ModelTrainingPipeline(Construct):
             ),
             resource_config=tasks.ResourceConfig(
                 instance_count=1,
-                instance_type=ec2.InstanceType(training.instance_type.removeprefix("ml.")),
+                instance_type=ec2.InstanceType(instance_type.removeprefix("ml.")),
                 volume_size=cdk.Size.gibibytes(volume_gb),
                 volume_encryption_key=encryption_key,
             ),
-            stopping_condition=tasks.StoppingCondition(
-                max_runtime=cdk.Duration.seconds(training.max_runtime_s)
-            ),
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            result_selector={"artifact.$": "$.ModelArtifacts.S3ModelArtifacts"},
+            stopping_condition=tasks.StoppingCondition(max_runtime=cdk.Duration.seconds(max_runtime_s)),
+            integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        stack = cdk.Stack.of(self)
+        describe = tasks.CallAwsService(
+            self, "CheckTraining",
+            service="sagemaker", action="describeTrainingJob",
+            parameters={"TrainingJobName": sfn.JsonPath.string_at("$.job.name")},
+            iam_resources=[stack.format_arn(
+                service="sagemaker", resource="training-job",
+                resource_name=f"{model_name[:JOB_NAME_PREFIX_CHARS]}-*".lower(),
+            )],
             result_path="$.training",
         )
-        self._project = codebuild.Project(
+        describe.add_retry(max_attempts=3, interval=cdk.Duration.seconds(10), backoff_rate=2)
+        start_build = tasks.CodeBuildStartBuild(
+            self, "BuildTrained",
+            project=self._project,
+            integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
+            environment_variables_override={
+                "MODEL_ARTIFACT": codebuild.BuildEnvironmentVariable(
+                    value=sfn.JsonPath.string_at("$.training.ModelArtifacts.S3ModelArtifacts")
+                ),
+            },
+            result_selector={"id.$": "$.Build.Id"},
+            result_path="$.build",
+        )
+        check_build = tasks.CallAwsService(
+            self, "CheckBuild",
+            service="codebuild", action="batchGetBuilds",
+            parameters={"Ids": sfn.JsonPath.array(sfn.JsonPath.string_at("$.build.id"))},
+            iam_resources=[self._project.project_arn],
+            # ArrayGetItem, not $.Builds[0]: an index path yields a list in some evaluators
+            result_selector={"build.$": "States.ArrayGetItem($.Builds, 0)"},
+            result_path="$.buildStatus",
+        )
+        check_build.add_retry(max_attempts=3, interval=cdk.Duration.seconds(10), backoff_rate=2)
+        training_done = (
+            sfn.Choice(self, "TrainingDone?")
+            .when(sfn.Condition.string_equals("$.training.TrainingJobStatus", "Completed"),
+                  start_build.next(check_build).next(
+                      sfn.Choice(self, "BuildDone?")
+                      .when(sfn.Condition.string_equals("$.buildStatus.build.BuildStatus", "SUCCEEDED"),
+                            sfn.Pass(self, "Summarize", parameters={
+                                "training_job": sfn.JsonPath.string_at("$.job.name"),
+                                "artifact": sfn.JsonPath.string_at(
+                                    "$.training.ModelArtifacts.S3ModelArtifacts"),
+                                "build": sfn.JsonPath.string_at("$.build.id"),
+                            }).next(sfn.Succeed(self, "Built")))
+                      .when(sfn.Condition.or_(*(sfn.Condition.string_equals(
+                                "$.buildStatus.build.BuildStatus", s) for s in BUILD_FAILED)),
+                            sfn.Fail(self, "BuildFailed", error="BuildFailed", cause_path=sfn.JsonPath.format(
+                                "CodeBuild build {} ended {}; its log is in CloudWatch under "
+                                "/aws/codebuild/", sfn.JsonPath.string_at("$.build.id"),
+                                sfn.JsonPath.string_at("$.buildStatus.build.BuildStatus"))))
+                      .otherwise(sfn.Wait(self, "WaitBuild", time=sfn.WaitTime.duration(poll))
+                                 .next(check_build))))
+            .when(sfn.Condition.string_equals("$.training.TrainingJobStatus", "Failed"),
+                  sfn.Fail(self, "TrainingFailed", error="TrainingFailed",
+                           cause_path="$.training.FailureReason"))
+            .when(sfn.Condition.string_equals("$.training.TrainingJobStatus", "Stopped"),
+                  sfn.Fail(self, "TrainingStopped", error="TrainingStopped",
+                           cause="the training job was stopped before it completed"))
+            .otherwise(sfn.Wait(self, "WaitTraining", time=sfn.WaitTime.duration(poll)).next(describe))
+        )
+        return name.next(train).next(describe).next(training_done)
+
+    def _build_project(self, model_name: str, catalog_source: str, source: s3_assets.Asset,
+                       artifacts: s3.IBucket, encryption_key: kms.IKey) -> codebuild.Project:
+        return codebuild.Project(
             self, "Build",
             description=f"modelfn {model_name}: build the trained model (quantize + gate)",
             source=codebuild.Source.s3(bucket=source.bucket, path=source.s3_object_key),
@@ -125,57 +272,43 @@ class ModelTrainingPipeline(Construct):
             ),
             encryption_key=encryption_key,
             timeout=cdk.Duration.hours(1),
-            build_spec=codebuild.BuildSpec.from_object(_buildspec(model_name, catalog_source)),
+            build_spec=codebuild.BuildSpec.from_object(buildspec(model_name, catalog_source)),
             environment_variables={
                 "ARTIFACTS_BUCKET": codebuild.BuildEnvironmentVariable(value=artifacts.bucket_name),
             },
         )
-        self._grant_build(model_name, artifacts)
-        build = tasks.CodeBuildStartBuild(
-            self, "BuildTrained",
-            project=self._project,
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            environment_variables_override={
-                "MODEL_ARTIFACT": codebuild.BuildEnvironmentVariable(
-                    value=sfn.JsonPath.string_at("$.training.artifact")
-                ),
-            },
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        self._state_machine = sfn.StateMachine(
-            self, "StateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(train.next(build)),
-            timeout=cdk.Duration.seconds(training.max_runtime_s + 2 * 3600),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=logs.LogGroup(
-                    self, "Logs", retention=log_retention,
-                    removal_policy=cdk.RemovalPolicy.DESTROY,
-                ),
-                level=sfn.LogLevel.ALL,
-                include_execution_data=True,
-            ),
-        )
-        self._acknowledge(model_name, artifacts)
 
-    def _grant_build(self, model_name: str, artifacts: s3.IBucket) -> None:
+    def _grant_build(self, artifacts: s3.IBucket, encryption_key: kms.IKey) -> None:
+        """Exactly what the buildspec's S3 calls need (tests/infra/test_training_iam.py).
+
+        ``aws s3 cp`` of the job output: HeadObject + GetObject (+ KMS decrypt);
+        ``aws s3 sync`` to ``builds/``: ListObjectsV2 under the destination prefix, PutObject
+        or multipart uploads of each file (+ KMS data keys; decrypt for multipart).
+        """
         self._project.add_to_role_policy(iam.PolicyStatement(
             sid="ReadTrainedModel",
             actions=["s3:GetObject"],
             resources=[artifacts.arn_for_objects(f"{self._prefixes['training-output']}*")],
         ))
+        artifacts.grant_put(self._project, f"{self._prefixes['builds']}*")
+        encryption_key.grant_decrypt(self._project)
         self._project.add_to_role_policy(iam.PolicyStatement(
-            sid="PublishBuild",
-            actions=["s3:PutObject"],
-            resources=[artifacts.arn_for_objects(f"{self._prefixes['builds']}*")],
+            sid="ListOwnBuilds",
+            actions=["s3:ListBucket"],
+            resources=[artifacts.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{self._prefixes['builds']}*"]}},
         ))
 
-    def _acknowledge(self, model_name: str, artifacts: s3.IBucket) -> None:
+    def _acknowledge(self, model_name: str, artifacts: s3.IBucket, data_bucket: s3.IBucket) -> None:
         """Every wildcard left is generated by CDK grants or names AWS-chosen resources."""
         stack = cdk.Stack.of(self)
-        bucket = f"<{stack.get_logical_id(artifacts.node.default_child)}.Arn>"
+
+        def logical(bucket: s3.IBucket) -> str:
+            return f"<{stack.get_logical_id(bucket.node.default_child)}.Arn>"
+
         project = f"<{stack.get_logical_id(self._project.node.default_child)}>"
         arn = "arn:<AWS::Partition>:{}:<AWS::Region>:<AWS::AccountId>:{}"
+        job_prefix = model_name[:JOB_NAME_PREFIX_CHARS].lower()
         findings = {
             "Resource::*": "ecr:GetAuthorizationToken, X-Ray and PutMetricData (limited to the "
                            "SageMaker namespace by condition) have no resource-level permissions",
@@ -183,20 +316,21 @@ class ModelTrainingPipeline(Construct):
                                       "volumes; limited to that one key",
             "Action::kms:GenerateDataKey*": "CDK's grant on the training key for SSE-KMS objects "
                                             "and volumes; limited to that one key",
-            "Action::s3:GetObject*": "CDK's grant for the training channel / build source; "
-                                     "limited to this model's prefixes and the source asset",
+            "Action::s3:GetObject*": "CDK's grant for the training channel, code and build "
+                                     "source; limited to this model's prefixes and the assets",
             "Action::s3:GetBucket*": "CDK's grant for the training channel / build source "
                                      "(bucket location and versioning reads)",
             "Action::s3:List*": "SageMaker lists the training channel prefix before copying it",
             "Action::s3:DeleteObject*": "CDK's read-write grant on this model's training-output "
                                         "prefix (SageMaker replaces partial uploads)",
-            "Action::s3:Abort*": "SageMaker uploads model.tar.gz as a multipart upload",
-            f"Resource::{bucket}/{self._prefixes['train']}*": "training data under this model's "
-                                                             "own train/ prefix only",
-            f"Resource::{bucket}/{self._prefixes['training-output']}*": "job output under this "
-                                                                      "model's own prefix only",
-            f"Resource::{bucket}/{self._prefixes['builds']}*": "published builds under this "
-                                                             "model's own prefix only",
+            "Action::s3:Abort*": "SageMaker and aws s3 sync upload large files as multipart "
+                                 "uploads; limited to this model's output prefixes",
+            f"Resource::{logical(data_bucket)}/{self._prefixes['train']}*": "training data under "
+                                                                           "this model's train/ prefix",
+            f"Resource::{logical(artifacts)}/{self._prefixes['training-output']}*": "job output under "
+                                                                                   "this model's prefix",
+            f"Resource::{logical(artifacts)}/{self._prefixes['builds']}*": "published builds under "
+                                                                         "this model's prefix",
             "Resource::" + arn.format("logs", "log-group:/aws/sagemaker/TrainingJobs:*"):
                 "SageMaker writes each job's logs to streams it names in this log group",
             "Resource::" + arn.format("logs", f"log-group:/aws/codebuild/{project}:*"):
@@ -204,14 +338,16 @@ class ModelTrainingPipeline(Construct):
             "Resource::" + arn.format("codebuild", f"report-group/{project}-*"):
                 "CodeBuild's generated grant on its own project's report groups",
             "Resource::" + arn.format("sagemaker", "training-job/*"):
-                "training job names are generated per execution (name + UUID); Step Functions "
-                "needs create/describe/stop on them",
+                "training job names are generated per execution (name + UUID); CDK's "
+                "CreateTrainingJob grant covers create/describe/stop on them",
+            "Resource::" + arn.format("sagemaker", f"training-job/{job_prefix}-*"):
+                "this model's training jobs (name + UUID per execution), polled by the state machine",
         }
         for finding, reason in findings.items():
             acknowledge(self, f"AwsSolutions-IAM5[{finding}]", f"{model_name}: {reason}")
 
 
-def _buildspec(model_name: str, catalog_source: str) -> dict:
+def buildspec(model_name: str, catalog_source: str) -> dict:
     """CodeBuild: unpack the trained model over the catalog source, build, publish."""
     return {
         "version": "0.2",
@@ -222,7 +358,10 @@ def _buildspec(model_name: str, catalog_source: str) -> dict:
             },
             "build": {
                 "commands": [
-                    'aws s3 cp "$MODEL_ARTIFACT" /tmp/trained.tar.gz',
+                    # SageMaker may report the artifact as an https:// S3 URL; the CLI wants s3://
+                    'ARTIFACT="$MODEL_ARTIFACT"; case "$ARTIFACT" in https://*) '
+                    'ARTIFACT="s3://${ARTIFACT#https://*/}";; esac; '
+                    'aws s3 cp "$ARTIFACT" /tmp/trained.tar.gz',
                     "mkdir -p /tmp/trained && tar -xzf /tmp/trained.tar.gz -C /tmp/trained",
                     f'mkdir -p "$(dirname {catalog_source})"',
                     f"cp /tmp/trained/model.onnx {catalog_source}",

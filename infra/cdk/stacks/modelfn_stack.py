@@ -21,7 +21,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
-from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.catalog import Catalog
@@ -36,6 +35,7 @@ from infra.cdk.constructs.sagemaker_proxy import SageMakerProxyFunction
 from infra.cdk.constructs.training_pipeline import ModelTrainingPipeline
 from infra.cdk.deploy_spec import DeploySpec
 from infra.cdk.nag import acknowledge
+from infra.cdk.training_image import DEFAULT_FRAMEWORK_VERSION, training_image
 from infra.environment import function_environment
 from layers import names
 
@@ -265,11 +265,6 @@ class ModelfnStack(cdk.Stack):
             server_access_logs_bucket=self._storage.logs_bucket,
             server_access_logs_prefix="training/", removal_policy=cdk.RemovalPolicy.RETAIN,
         )
-        image = tasks.DockerImage.from_asset(
-            self, "TrainingImage",
-            directory=str(staging.stage_training_image(dest=self._stage_dir / "training-image")),
-            platform=ecr_assets.Platform.LINUX_AMD64,
-        )
         by_name = {m.name: m for m in catalog.models}
         data = [p for m in catalog.models for p in (m.source_path, m.example_input,
                                                    m.calibration, m.validation) if p is not None]
@@ -283,9 +278,18 @@ class ModelfnStack(cdk.Stack):
                     ".onnx file; point source at the .onnx path the trained model will replace"
                 )
             rel = Path(model.source).resolve().relative_to(catalog.root.resolve()).as_posix()
+            group = self.node.find_child(construct_id(spec.name))
+            context = staging.stage_training_image(dest=self._stage_dir / "training-image" / spec.name)
             self._training[spec.name] = ModelTrainingPipeline(
-                self.node.find_child(construct_id(spec.name)), "Training",
-                model_name=spec.name, catalog_source=rel, training=spec.training, image=image,
+                group, "Training",
+                model_name=spec.name, catalog_source=rel,
+                image=training_image(group, "TrainingImage", context_dir=context,
+                                     instance_type=spec.training.instance_type,
+                                     framework_version=DEFAULT_FRAMEWORK_VERSION),
+                instance_type=spec.training.instance_type,
+                hyperparameters={k: str(v) for k, v in spec.training.hyperparameters.items()},
+                max_runtime_s=spec.training.max_runtime_s,
+                data_bucket=self._storage.bucket, data_prefix=f"{spec.name}/{names.TRAIN_PREFIX}/",
                 source=source, artifacts=artifacts, encryption_key=key,
                 log_retention=self._settings.log_retention,
             )
