@@ -146,13 +146,18 @@ def stage_sagemaker_image(*, dest: Path) -> Path:
 
 def stage_proxy_code(*, dest: Path) -> Path:
     """The zip source of the SageMaker proxy function: its handler and the shared names."""
+    return stage_function_code(dest=dest, package="proxy")
+
+
+def stage_function_code(*, dest: Path, package: str) -> Path:
+    """The zip source of a thin boto3-only function: ``functions/<package>/`` + the names."""
     files: dict[str, Path | bytes] = {
         "functions/__init__.py": REPO_ROOT / "functions" / "__init__.py",
         "layers/__init__.py": REPO_ROOT / "layers" / "__init__.py",
         "layers/names.py": REPO_ROOT / "layers" / "names.py",
     }
-    for k, v in _source_files(REPO_ROOT / "functions" / "proxy").items():
-        files[f"functions/proxy/{k}"] = v
+    for k, v in _source_files(REPO_ROOT / "functions" / package).items():
+        files[f"functions/{package}/{k}"] = v
     return sync_tree(dest, files)
 
 

@@ -15,6 +15,7 @@ BUILD_SIDE = {"aws_cdk", "infra", "torch", "onnx", "sklearn", "skl2onnx", "moto"
 @pytest.mark.parametrize(("module", "forbidden"), [
     ("functions.api.handler", BUILD_SIDE | {"boto3"}),  # the request path needs no AWS SDK
     ("functions.batch.handler", BUILD_SIDE),  # boto3 (S3, DynamoDB) is in the Lambda base image
+    ("functions.retrain.handler", BUILD_SIDE),  # a zip function: boto3 from the Lambda runtime
 ])
 def test_handler_import_loads_no_build_side_package(module, forbidden, tiny_model_dir):
     # given a fresh interpreter with only MODEL_DIR set, as a Lambda init has

@@ -4,7 +4,8 @@ Lambda-target model → one image (staged context) → an API function and a bat
 both behind ``live`` aliases with canaries; its V2 routes on the HTTP API; its S3 prefix →
 SQS → batch function. SageMaker-target model → endpoint + proxy function on the same routes
 (no batch path: a model too heavy for Lambda is too heavy for the Lambda batch function).
-Models with ``training:`` also get a Step Functions training pipeline.
+Models with ``training:`` also get a Step Functions training pipeline, and new objects under
+their ``<model>/train/`` prefix start it (one retraining trigger for all of them).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from infra.cdk.constructs.batch_storage import BatchStorage
 from infra.cdk.constructs.dashboard import EndpointPanel, FunctionPanel, ModelDashboard, QueuePanel
 from infra.cdk.constructs.http_api import ModelHttpApi
 from infra.cdk.constructs.model_function import ModelFunction, RollbackAlarms
+from infra.cdk.constructs.retraining_trigger import ModelRetrainingTrigger
 from infra.cdk.constructs.sagemaker_endpoint import VARIANT_NAME, SageMakerModelEndpoint
 from infra.cdk.constructs.sagemaker_proxy import SageMakerProxyFunction
 from infra.cdk.constructs.training_pipeline import ModelTrainingPipeline
@@ -70,7 +72,7 @@ def construct_id(model_name: str) -> str:
 class ModelfnStack(cdk.Stack):
     """Public attributes: ``api``, ``storage``, ``functions`` (name → (api, batch)),
     ``endpoints`` (name → endpoint), ``proxies``, ``batch_pipelines``, ``training``,
-    ``dashboard``."""
+    ``retraining``, ``dashboard``."""
 
     @property
     def api(self) -> ModelHttpApi:
@@ -99,6 +101,11 @@ class ModelfnStack(cdk.Stack):
     @property
     def training(self) -> Mapping[str, ModelTrainingPipeline]:
         return MappingProxyType(self._training)
+
+    @property
+    def retraining(self) -> ModelRetrainingTrigger | None:
+        """New data under ``<model>/train/`` → the model's state machine (None: no training)."""
+        return self._retraining
 
     @property
     def dashboard(self) -> ModelDashboard:
@@ -131,6 +138,7 @@ class ModelfnStack(cdk.Stack):
         self._proxies: dict[str, SageMakerProxyFunction] = {}
         self._batch_pipelines: dict[str, ModelBatchPipeline] = {}
         self._training: dict[str, ModelTrainingPipeline] = {}
+        self._retraining: ModelRetrainingTrigger | None = None
         panels: list[FunctionPanel] = []
         endpoint_panels: list[EndpointPanel] = []
         queue_panels: list[QueuePanel] = []
@@ -293,6 +301,12 @@ class ModelfnStack(cdk.Stack):
                 source=source, artifacts=artifacts, encryption_key=key,
                 log_retention=self._settings.log_retention,
             )
+        self._retraining = ModelRetrainingTrigger(
+            self, "Retraining", bucket=self._storage.bucket,
+            state_machines={name: p.state_machine for name, p in self._training.items()},
+            code_dir=staging.stage_function_code(dest=self._stage_dir / "retrain", package="retrain"),
+            log_retention=self._settings.log_retention,
+        )
 
     def _acknowledge_bucket_notifications(self) -> None:
         handler = self.node.try_find_child("BucketNotificationsHandler050a0587b7544547bf325f094a3db834")

@@ -1,0 +1,170 @@
+"""Retraining on new data: objects under ``<model>/train/`` start the model's state machine.
+
+EventBridge rule (S3 "Object Created" in the batch bucket, one key prefix per trained model)
+→ SQS queue → the starter function (functions/retrain/handler.py) through an event source
+mapping that batches for ``debounce_s``. Why this shape: S3 sends one event per object, and a
+data drop is often hundreds of files; the batching window gathers a burst into one
+invocation, which starts at most one execution per model and none while one runs, and the
+function's reserved concurrency of one keeps two batches from racing. The queue also keeps
+the events through a throttle or a failed start (retries, then a dead-letter queue with an
+alarm) instead of losing them. Why EventBridge and not a bucket notification: S3 allows only
+one notification per overlapping prefix/event, and EventBridge leaves the batch prefixes'
+SQS notifications untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.cdk.nag import acknowledge
+from layers import names
+
+RETRAIN_HANDLER = "functions.retrain.handler.handler"
+#: SQS event source mappings take up to 10,000 messages per batch when a window is set.
+MAX_BATCH = 10_000
+
+
+class ModelRetrainingTrigger(Construct):
+    """Public attributes: ``rule``, ``queue``, ``dead_letter_queue``, ``function``."""
+
+    @property
+    def rule(self) -> events.Rule:
+        return self._rule
+
+    @property
+    def queue(self) -> sqs.Queue:
+        return self._queue
+
+    @property
+    def dead_letter_queue(self) -> sqs.Queue:
+        return self._dead_letter_queue
+
+    @property
+    def function(self) -> lambda_.Function:
+        return self._function
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        bucket: s3.Bucket,
+        state_machines: Mapping[str, sfn.IStateMachine],
+        code_dir: Path,
+        debounce_s: int = 300,
+        timeout_s: int = 60,
+        max_receive_count: int = 5,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+    ) -> None:
+        """
+        :param bucket: the batch bucket (its EventBridge notifications are turned on).
+        :param state_machines: model name → its training state machine.
+        :param code_dir: the staged starter source (staging.stage_function_code).
+        :param debounce_s: batching window: uploads within it start one run (default 300 s,
+            Lambda's maximum).
+        :param timeout_s: the starter's timeout (default 60 s).
+        :param max_receive_count: deliveries before a batch moves to the DLQ (default 5).
+        """
+        super().__init__(scope, id)
+        bucket.enable_event_bridge_notification()
+        self._dead_letter_queue = sqs.Queue(
+            self, "DeadLetters", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        self._queue = sqs.Queue(
+            self, "Events", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+            # Lambda's guidance: 6× the timeout plus the batching window.
+            visibility_timeout=cdk.Duration.seconds(6 * timeout_s + debounce_s),
+            retention_period=cdk.Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self._dead_letter_queue,
+                                                  max_receive_count=max_receive_count),
+        )
+        self._rule = events.Rule(
+            self, "NewTrainingData",
+            description="modelfn: new objects under <model>/train/ retrain the model",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"], detail_type=["Object Created"],
+                detail={"bucket": {"name": [bucket.bucket_name]},
+                        "object": {"key": [{"prefix": f"{m}/{names.TRAIN_PREFIX}/"}
+                                           for m in sorted(state_machines)]}},
+            ),
+            targets=[targets.SqsQueue(self._queue, dead_letter_queue=self._dead_letter_queue)],
+        )
+        log_group = logs.LogGroup(self, "Logs", retention=log_retention,
+                                  removal_policy=cdk.RemovalPolicy.DESTROY)
+        role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                        description="modelfn: retraining starter execution role")
+        log_group.grant_write(role)
+        self._function = lambda_.Function(
+            self, "Starter",
+            description="modelfn: start a training run per model for new training data",
+            runtime=lambda_.Runtime.PYTHON_3_11,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=RETRAIN_HANDLER,
+            code=lambda_.Code.from_asset(str(code_dir)),
+            memory_size=256,
+            timeout=cdk.Duration.seconds(timeout_s),
+            reserved_concurrent_executions=1,
+            environment={names.ENV_RETRAIN_STATE_MACHINES: cdk.Stack.of(self).to_json_string(
+                {m: sm.state_machine_arn for m, sm in sorted(state_machines.items())})},
+            tracing=lambda_.Tracing.ACTIVE,
+            logging_format=lambda_.LoggingFormat.JSON,
+            log_group=log_group,
+            role=role,
+        )
+        self._function.add_event_source(sources.SqsEventSource(
+            self._queue, batch_size=MAX_BATCH, max_batching_window=cdk.Duration.seconds(debounce_s),
+            max_concurrency=2,
+        ))
+        for _, machine in sorted(state_machines.items()):
+            machine.grant_start_execution(self._function)
+        self._function.add_to_role_policy(iam.PolicyStatement(
+            sid="SeeRunningExecutions", actions=["states:ListExecutions"],
+            resources=[sm.state_machine_arn for _, sm in sorted(state_machines.items())],
+        ))
+        cw.Alarm(
+            self, "DeadLettersAlarm",
+            alarm_description="modelfn retraining: new-data events gave up; see the DLQ",
+            metric=self._dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=cdk.Duration.minutes(5)),
+            threshold=1, evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+        self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        for rule, why in (
+            ("AwsSolutions-SQS3", "this queue is the dead-letter queue of the retraining events"),
+            ("Serverless-SQSRedrivePolicy", "this queue is itself the dead-letter queue"),
+        ):
+            acknowledge(self._dead_letter_queue, rule, why)
+        acknowledge(self._function.role, "AwsSolutions-IAM5[Resource::*]",
+                    "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions")
+        for rule, why in (
+            ("AwsSolutions-L1", "pinned to python3.11 like the proxy and the model images, so "
+                                "the runtime is tested on one Python version"),
+            ("Serverless-LambdaLatestVersion", "pinned to python3.11 like the proxy and the model "
+                                               "images, so the runtime is tested on one version"),
+            ("Serverless-LambdaDLQ", "invoked only by its SQS event source mapping; failed "
+                                     "batches go to the queue's redrive DLQ"),
+            ("Serverless-LambdaEventSourceMappingDestination",
+             "SQS event source mappings support no on-failure destination; the queue's redrive "
+             "DLQ keeps failed batches"),
+        ):
+            acknowledge(self._function, rule, why)
+
