@@ -29,6 +29,9 @@ ENV_BATCH_RETRY_DELAY_S = "MODELFN_BATCH_RETRY_DELAY_S"
 ENV_SAGEMAKER_ENDPOINT = "MODELFN_SAGEMAKER_ENDPOINT"
 """Name of the SageMaker endpoint a proxy function forwards to (sagemaker-target models)."""
 
+ENV_BATCH_MODEL = "MODELFN_BATCH_MODEL"
+"""The model whose ``<model>/in/`` objects the asynchronous-inference glue function submits."""
+
 ENV_RETRAIN_STATE_MACHINES = "MODELFN_RETRAIN_STATE_MACHINES"
 """JSON ``{model name: state machine ARN}`` for the retraining starter function."""
 
@@ -107,6 +110,11 @@ LAMBDA_MAX_TIMEOUT_S = 900
 SAGEMAKER_PAYLOAD_BYTES = 6 * 1024 * 1024
 SAGEMAKER_TIMEOUT_S = 60
 SQS_MAX_VISIBILITY_TIMEOUT_S = 12 * 3600
+SAGEMAKER_ASYNC_TIMEOUT_S = 3600
+"""The longest an asynchronous inference (one batch object on a heavy model) may run."""
+SAGEMAKER_BATCH_ROUTE = "/batch"
+"""Custom attribute ``route=POST /batch``: the serving container runs one S3 object through the
+batch job (asynchronous inference of a heavy model, functions/async_batch)."""
 
 # --- CloudFormation output keys ------------------------------------------------------------
 OUTPUT_API_URL = "ApiUrl"

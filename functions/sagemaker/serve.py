@@ -14,6 +14,12 @@ the local gateway use this so V2 routes work unchanged for sagemaker-target mode
 paths (``/v2/...``, ``/docs``) are served directly, which helps when running the container
 locally.
 
+``route=POST /batch`` is the asynchronous-inference batch path of a heavy model
+(functions/async_batch/handler.py): the body is an S3 event notification for one object under
+``<model>/in/``, and the container runs the same batch job as the Lambda batch function
+(layers/batch: ``out/<key>.jsonl`` or ``errors/<key>.json``, idempotent per object version),
+answering a small JSON summary that SageMaker stores as the inference's output.
+
 Requests are handled one at a time (a lock around the handler): one inference already uses
 every core through onnxruntime's intra-op threads, and Powertools' Metrics/Logger keep
 per-invocation state. ``/ping`` does not take the lock, so health checks answer during a
@@ -34,6 +40,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,6 +52,7 @@ from layers.observability import setup
 from layers.protocol import HEADER_LENGTH
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+BATCH_ROUTE = names.SAGEMAKER_BATCH_ROUTE
 
 
 @dataclass
@@ -61,6 +69,17 @@ class InvocationContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return names.SAGEMAKER_TIMEOUT_S * 1000
+
+
+@dataclass
+class BatchInvocationContext(InvocationContext):
+    """An asynchronous invocation: the batch job's deadline counts down from its start."""
+
+    started: float = field(default_factory=time.monotonic)
+    budget_s: int = names.SAGEMAKER_ASYNC_TIMEOUT_S
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.started + self.budget_s - time.monotonic()) * 1000))
 
 
 def parse_custom_attributes(value: str | None) -> tuple[str | None, str | None, str | None]:
@@ -110,6 +129,15 @@ def make_server(host: str = "0.0.0.0", port: int = 8080) -> ThreadingHTTPServer:
 
     logger = setup().logger  # the one the API handler binds the model to
     lock = threading.Lock()
+    services: list[Any] = []
+
+    def batch_service():
+        """The batch job over the same model, built on the first batch invocation."""
+        if not services:
+            from layers.batch.service import BatchService
+
+            services.append(BatchService(api.model))
+        return services[0]
     limit = int(os.environ.get(names.ENV_MAX_REQUEST_BYTES, "0") or 0) or names.SAGEMAKER_PAYLOAD_BYTES
 
     class Handler(BaseHTTPRequestHandler):
@@ -144,6 +172,9 @@ def make_server(host: str = "0.0.0.0", port: int = 8080) -> ThreadingHTTPServer:
             method, target = self.command, self.path
             if urlsplit(target).path == "/invocations":
                 r_method, r_path, r_len = parse_custom_attributes(self.headers.get(CUSTOM_ATTRIBUTES))
+                if (r_method, r_path) == ("POST", BATCH_ROUTE):
+                    self._batch(body)
+                    return
                 method = r_method or "POST"
                 target = r_path or f"/v2/models/{api.model.name}/infer"
                 if r_len is not None:
@@ -153,6 +184,17 @@ def make_server(host: str = "0.0.0.0", port: int = 8080) -> ThreadingHTTPServer:
             with lock:
                 response = api.handler(event, context)
             self._send_lambda_response(response)
+
+        def _batch(self, body: bytes) -> None:
+            try:
+                event = json.loads(body)
+            except ValueError:
+                self._send(400, {"Content-Type": "application/json"}, json.dumps(
+                    {"error": "a batch invocation's body must be an S3 event notification (JSON)"}).encode())
+                return
+            with lock:
+                result = batch_service().handle(event, BatchInvocationContext())
+            self._send(200, {"Content-Type": "application/json"}, json.dumps(result, default=str).encode())
 
         def _send_lambda_response(self, response: dict[str, Any]) -> None:
             raw = response.get("body") or ""

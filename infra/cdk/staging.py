@@ -149,13 +149,21 @@ def stage_proxy_code(*, dest: Path) -> Path:
     return stage_function_code(dest=dest, package="proxy")
 
 
-def stage_function_code(*, dest: Path, package: str) -> Path:
-    """The zip source of a thin boto3-only function: ``functions/<package>/`` + the names."""
+#: The stdlib-only batch modules (layout, error records) a zip function may carry.
+BATCH_LAYOUT_FILES = ("__init__.py", "layout.py", "upload.py")
+
+
+def stage_function_code(*, dest: Path, package: str, batch_layout: bool = False) -> Path:
+    """The zip source of a thin boto3-only function: ``functions/<package>/`` + the names
+    (+ with ``batch_layout`` the batch bucket layout, :data:`BATCH_LAYOUT_FILES`)."""
     files: dict[str, Path | bytes] = {
         "functions/__init__.py": REPO_ROOT / "functions" / "__init__.py",
         "layers/__init__.py": REPO_ROOT / "layers" / "__init__.py",
         "layers/names.py": REPO_ROOT / "layers" / "names.py",
     }
+    if batch_layout:
+        for name in BATCH_LAYOUT_FILES:
+            files[f"layers/batch/{name}"] = REPO_ROOT / "layers" / "batch" / name
     for k, v in _source_files(REPO_ROOT / "functions" / package).items():
         files[f"functions/{package}/{k}"] = v
     return sync_tree(dest, files)

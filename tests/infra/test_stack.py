@@ -90,15 +90,16 @@ def test_synthesizes_exactly_the_expected_resources(template: Template) -> None:
     counts = collections.Counter(r["Type"] for r in template.to_json()["Resources"].values())
     # then exactly these resources, no more, no fewer
     assert dict(counts) == {
-        # 2 lambda models × (api + batch) + the proxy + the retraining starter + CDK's
-        # S3-notification handler
-        "AWS::Lambda::Function": 7, "AWS::Lambda::Version": 5, "AWS::Lambda::Alias": 5,
-        "AWS::Lambda::Permission": 26,  # one per route
-        "AWS::Lambda::EventSourceMapping": 3,
-        "AWS::IAM::Role": 16, "AWS::IAM::Policy": 11,
-        "AWS::Logs::LogGroup": 8,  # 6 functions, API access logs, state machine
+        # 2 lambda models × (api + batch) + the proxy + the async-batch glue + the retraining
+        # starter + CDK's S3-notification handler
+        "AWS::Lambda::Function": 8, "AWS::Lambda::Version": 5, "AWS::Lambda::Alias": 5,
+        "AWS::Lambda::Permission": 26 + 1,  # one per route, SNS → the async-batch glue
+        "AWS::Lambda::EventSourceMapping": 4,
+        "AWS::IAM::Role": 19, "AWS::IAM::Policy": 13,
+        "AWS::Logs::LogGroup": 9,  # 7 functions, API access logs, state machine
         "AWS::CodeDeploy::Application": 4, "AWS::CodeDeploy::DeploymentGroup": 4,
-        "AWS::CloudWatch::Alarm": 4 * 2 + 2 + 1,  # errors + p99 per model function, DLQs
+        # errors + p99 per model function, DLQs, the async endpoint's scale-from-zero step
+        "AWS::CloudWatch::Alarm": 4 * 2 + 2 + 1 + 2,
         "AWS::CloudWatch::Dashboard": 1,
         "AWS::ApiGatewayV2::Api": 1, "AWS::ApiGatewayV2::Stage": 1,
         "AWS::ApiGatewayV2::Integration": 3,
@@ -106,14 +107,16 @@ def test_synthesizes_exactly_the_expected_resources(template: Template) -> None:
         "AWS::ApiGatewayV2::Authorizer": 1,  # JWT; IAM and none need no authorizer resource
         "AWS::S3::Bucket": 3, "AWS::S3::BucketPolicy": 3,  # batch, access logs, training
         "Custom::S3BucketNotifications": 1,
-        # lambda models' batch queues + the retraining queue, each with its DLQ
-        "AWS::SQS::Queue": 3 * 2, "AWS::SQS::QueuePolicy": 3 * 2,
+        # every model's batch queue + the retraining queue, each with its DLQ
+        "AWS::SQS::Queue": 4 * 2, "AWS::SQS::QueuePolicy": 4 * 2,
+        "AWS::SNS::Topic": 1, "AWS::SNS::TopicPolicy": 1, "AWS::SNS::Subscription": 1,
         "AWS::Events::Rule": 1,  # new objects under <model>/train/ → retraining
         "AWS::DynamoDB::Table": 1,
-        "AWS::SageMaker::Model": 1, "AWS::SageMaker::EndpointConfig": 1,
-        "AWS::SageMaker::Endpoint": 1,
-        "AWS::ApplicationAutoScaling::ScalableTarget": 1,
-        "AWS::ApplicationAutoScaling::ScalingPolicy": 1,
+        # the real-time endpoint and the asynchronous (batch) one
+        "AWS::SageMaker::Model": 2, "AWS::SageMaker::EndpointConfig": 2,
+        "AWS::SageMaker::Endpoint": 2,
+        "AWS::ApplicationAutoScaling::ScalableTarget": 2,
+        "AWS::ApplicationAutoScaling::ScalingPolicy": 1 + 2,
         "AWS::StepFunctions::StateMachine": 1, "AWS::CodeBuild::Project": 1,
         "AWS::KMS::Key": 1,
     }
@@ -227,7 +230,7 @@ def test_each_model_prefix_notifies_its_own_queue(template: Template) -> None:
     notif = next(iter(resources(template, "Custom::S3BucketNotifications").values()))
     configs = notif["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
     prefixes = sorted(c["Filter"]["Key"]["FilterRules"][0]["Value"] for c in configs)
-    assert prefixes == ["clf-lambda/in/", "open-model/in/"]
+    assert prefixes == ["clf-lambda/in/", "heavy-sm/in/", "open-model/in/"]  # heavy-sm: async
     assert all(c["Events"] == ["s3:ObjectCreated:*"] for c in configs)
     template.has_resource_properties("AWS::SQS::Queue", {
         "VisibilityTimeout": 6 * names.LAMBDA_MAX_TIMEOUT_S,
@@ -235,7 +238,8 @@ def test_each_model_prefix_notifies_its_own_queue(template: Template) -> None:
         "RedrivePolicy": {"deadLetterTargetArn": Match.any_value(), "maxReceiveCount": 3},
     })
     batch_mappings = [m["Properties"] for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
-                      if "Retraining" not in json.dumps(m)]  # test_retraining.py checks that one
+                      if "Retraining" not in json.dumps(m) and "AsyncBatch" not in json.dumps(m)]
+    # the retraining and async-batch mappings: test_retraining.py, test_async_batch_stack.py
     assert len(batch_mappings) == 2
     for mapping in batch_mappings:
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

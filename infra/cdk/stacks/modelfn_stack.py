@@ -2,8 +2,8 @@
 
 Lambda-target model → one image (staged context) → an API function and a batch function,
 both behind ``live`` aliases with canaries; its V2 routes on the HTTP API; its S3 prefix →
-SQS → batch function. SageMaker-target model → endpoint + proxy function on the same routes
-(no batch path: a model too heavy for Lambda is too heavy for the Lambda batch function).
+SQS → batch function. SageMaker-target model → endpoint + proxy function on the same routes, and
+its ``<model>/in/`` prefix → SageMaker Asynchronous Inference (sagemaker_async_batch.py).
 Models with ``training:`` also get a Step Functions training pipeline, and new objects under
 their ``<model>/train/`` prefix start it (one retraining trigger for all of them).
 """
@@ -32,6 +32,7 @@ from infra.cdk.constructs.dashboard import EndpointPanel, FunctionPanel, ModelDa
 from infra.cdk.constructs.http_api import ModelHttpApi
 from infra.cdk.constructs.model_function import ModelFunction, RollbackAlarms
 from infra.cdk.constructs.retraining_trigger import ModelRetrainingTrigger
+from infra.cdk.constructs.sagemaker_async_batch import SageMakerAsyncBatch
 from infra.cdk.constructs.sagemaker_endpoint import VARIANT_NAME, SageMakerModelEndpoint
 from infra.cdk.constructs.sagemaker_proxy import SageMakerProxyFunction
 from infra.cdk.constructs.training_pipeline import ModelTrainingPipeline
@@ -95,6 +96,11 @@ class ModelfnStack(cdk.Stack):
         return MappingProxyType(self._proxies)
 
     @property
+    def async_batches(self) -> Mapping[str, SageMakerAsyncBatch]:
+        """Sagemaker-target models' S3 batch path (asynchronous inference)."""
+        return MappingProxyType(self._async_batches)
+
+    @property
     def batch_pipelines(self) -> Mapping[str, ModelBatchPipeline]:
         return MappingProxyType(self._batch_pipelines)
 
@@ -136,6 +142,7 @@ class ModelfnStack(cdk.Stack):
         self._functions: dict[str, tuple[ModelFunction, ModelFunction]] = {}
         self._endpoints: dict[str, SageMakerModelEndpoint] = {}
         self._proxies: dict[str, SageMakerProxyFunction] = {}
+        self._async_batches: dict[str, SageMakerAsyncBatch] = {}
         self._batch_pipelines: dict[str, ModelBatchPipeline] = {}
         self._training: dict[str, ModelTrainingPipeline] = {}
         self._retraining: ModelRetrainingTrigger | None = None
@@ -259,6 +266,13 @@ class ModelfnStack(cdk.Stack):
             log_retention=self._settings.log_retention,
         )
         self._endpoints[spec.name], self._proxies[spec.name] = endpoint, proxy
+        self._async_batches[spec.name] = SageMakerAsyncBatch(
+            group, "AsyncBatch", model_name=spec.name, image=self._sagemaker_image,
+            model_data=model_data, instance_type=spec.instance_type, storage=self._storage,
+            code_dir=staging.stage_function_code(dest=self._stage_dir / "async-batch",
+                                                 package="async_batch", batch_layout=True),
+            log_retention=self._settings.log_retention,
+        )
         self._api.add_model(name=spec.name, target=proxy.alias, auth=spec.auth)
         return proxy
 
