@@ -192,8 +192,13 @@ def make_server(host: str = "0.0.0.0", port: int = 8080) -> ThreadingHTTPServer:
                 self._send(400, {"Content-Type": "application/json"}, json.dumps(
                     {"error": "a batch invocation's body must be an S3 event notification (JSON)"}).encode())
                 return
+            from layers.batch.service import metrics as batch_metrics
+
             with lock:
-                result = batch_service().handle(event, BatchInvocationContext())
+                try:
+                    result = batch_service().handle(event, BatchInvocationContext())
+                finally:  # one EMF record per object, as the batch function's decorator does
+                    batch_metrics.flush_metrics(raise_on_empty_metrics=False)
             self._send(200, {"Content-Type": "application/json"}, json.dumps(result, default=str).encode())
 
         def _send_lambda_response(self, response: dict[str, Any]) -> None:

@@ -3,7 +3,8 @@
 The build step downloads the job's ``model.tar.gz`` (``aws s3 cp``: HeadObject, GetObject)
 and publishes the build (``aws s3 sync``: ListObjectsV2 under the destination prefix, then a
 PutObject or a multipart upload per file). A user holding only the project role's resolved
-policy makes the same calls against moto with IAM enforcement on. moto does not evaluate
+policy makes the same calls against moto with IAM enforcement on (every request after the
+setup: :func:`enforced`). moto does not evaluate
 ``s3:prefix`` conditions (it ignores StringLike), so the prefix scoping of ListBucket is
 asserted on the template instead.
 """
@@ -27,8 +28,6 @@ pytestmark = pytest.mark.slow
 
 MODEL = next(m for m in MODELS if "training" in m)["name"]
 ARTIFACT = f"{MODEL}/training-output/{MODEL}-0b6c/output/model.tar.gz"
-#: Unauthenticated calls the test makes to set up (bucket, object, user, policy, key).
-SETUP_CALLS = 5
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +45,13 @@ def _build_role_policy(template: dict) -> tuple[dict, str]:
     return resolve(role_policy(template, role)), resolve.name(bucket)
 
 
+def enforced(calls):
+    """Run ``calls()`` with moto's IAM enforcement on for every request it makes."""
+    return set_initial_no_auth_action_count(0)(calls)()
+
+
 def _client_with(policy: dict, bucket: str):
-    """Set up the bucket and a user holding ``policy`` (the only unauthenticated calls)."""
+    """Set up the bucket and a user holding ``policy`` (moto enforces nothing yet)."""
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key=ARTIFACT, Body=b"trained")
@@ -67,11 +71,14 @@ def _denied(call, **kwargs) -> bool:
     return False
 
 
-@set_initial_no_auth_action_count(SETUP_CALLS)
 @mock_aws
 def test_the_build_step_downloads_and_publishes_under_the_synthesized_policy(template) -> None:
     policy, bucket = _build_role_policy(template)
     s3 = _client_with(policy, bucket)
+    enforced(lambda: _build_step_calls(s3, bucket))
+
+
+def _build_step_calls(s3, bucket: str) -> None:
     dest = f"{MODEL}/builds/7/"
     # aws s3 cp "$MODEL_ARTIFACT" /tmp/trained.tar.gz
     s3.head_object(Bucket=bucket, Key=ARTIFACT)
@@ -93,7 +100,6 @@ def test_the_build_step_downloads_and_publishes_under_the_synthesized_policy(tem
     assert _denied(s3.delete_object, Bucket=bucket, Key=ARTIFACT)
 
 
-@set_initial_no_auth_action_count(SETUP_CALLS)
 @mock_aws
 def test_without_list_bucket_aws_s3_sync_is_denied(template) -> None:
     # given the policy without its ListBucket statement (what the build role had before)
@@ -102,7 +108,7 @@ def test_without_list_bucket_aws_s3_sync_is_denied(template) -> None:
     stripped["Statement"] = [s for s in stripped["Statement"] if "s3:ListBucket" not in _actions(s)]
     s3 = _client_with(stripped, bucket)
     # then the sync's first call, ListObjectsV2 on the destination, is refused
-    assert _denied(s3.list_objects_v2, Bucket=bucket, Prefix=f"{MODEL}/builds/7/")
+    assert enforced(lambda: _denied(s3.list_objects_v2, Bucket=bucket, Prefix=f"{MODEL}/builds/7/"))
 
 
 def test_list_bucket_is_scoped_to_the_models_builds_prefix(template) -> None:
