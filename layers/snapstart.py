@@ -47,6 +47,9 @@ def primer_inputs(model: Any) -> dict[str, np.ndarray]:
     The build records the shapes it measured with under ``example_shapes``; without them every
     dynamic dimension is 1.
     """
+    custom = getattr(model, "primer_inputs", None)  # text/image models (layers/processing)
+    if callable(custom) and (feeds := custom()) is not None:
+        return feeds
     shapes = model.manifest.extra.get(EXAMPLE_SHAPES_KEY) or {}
     feeds = {}
     for spec in model.inputs:

@@ -52,3 +52,22 @@ def test_the_image_context_and_the_sagemaker_tarball_carry_the_tokenizer(text_mo
     tarball = write_model_tarball(model_dir=text_model_dir, dest=tmp_path / "model.tar.gz")
     with tarfile.open(tarball) as tar:
         assert sorted(tar.getnames()) == ["manifest.json", "model.onnx", "tokenizer.json"]
+
+
+def test_raw_jsonl_gate_data_is_tokenized_like_requests_and_labels_map_to_classes(text_model_dir, tmp_path):
+    from infra.pipeline.data import DataError
+    from infra.pipeline.processing import TOKENIZER_FILE, load_raw
+
+    block = json.loads((text_model_dir / "manifest.json").read_text())["processing"]
+    files = {TOKENIZER_FILE: text_model_dir / TOKENIZER_FILE}
+    (tmp_path / "val.jsonl").write_text('{"text": "a great movie", "label": "positive"}\n\n'
+                                        '{"text": "bad", "label": 0}\n')
+    data = load_raw(tmp_path / "val.jsonl", block, files, key="validation")
+    assert data.labels.tolist() == [1, 0] and data.rows == 2
+    assert data.inputs["input_ids"].shape == (2, 5)  # [CLS] a great movie [SEP]; "bad" padded
+    (tmp_path / "bad.jsonl").write_text('{"text": "x", "label": "neutral"}\n')
+    with pytest.raises(DataError, match="neutral"):
+        load_raw(tmp_path / "bad.jsonl", block, files, key="validation")
+    (tmp_path / "worse.jsonl").write_text('{"txt": "x"}\n')
+    with pytest.raises(DataError, match="line 1"):
+        load_raw(tmp_path / "worse.jsonl", block, files, key="validation")

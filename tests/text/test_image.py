@@ -117,3 +117,47 @@ def test_a_preprocess_size_the_model_cannot_take_fails_the_build(tmp_path):
         "models:\n  - name: x\n    source: img.onnx\n    preprocess: {image: {size: [16, 16]}}\n    quantize: none\n")
     (result,) = build_catalog(load_catalog(tmp_path / "models.yaml"), tmp_path / "build")
     assert not result.ok and "[3, 16, 16]" in result.error and "[3, 8, 8]" in result.error
+
+
+def test_hf_image_classifier_from_a_config_takes_png_bytes(tmp_path):
+    # given a tiny ViT saved with save_pretrained (random weights) and an image preprocess
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(image_size=16, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=64, num_labels=2,
+                       id2label=dict(enumerate(IMAGE_LABELS)), label2id={n: i for i, n in enumerate(IMAGE_LABELS)})
+    torch.manual_seed(0)
+    vit = ViTForImageClassification(config).eval()
+    vit.save_pretrained(tmp_path / "vit")
+    (tmp_path / "models.yaml").write_text("""models:
+  - name: vit
+    source: hf:vit
+    preprocess: {image: {size: [16, 16], mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}}
+    postprocess: {top_k: 1}
+    quantize: none
+""")
+    build(tmp_path / "models.yaml", tmp_path / "build")
+    model = load_model(tmp_path / "build" / "models" / "vit")
+    assert [(s.name, s.shape) for s in model.outputs] == [("logits", (-1, 2)), ("label", (-1, 1)), ("scores", (-1, 1))]
+    # when
+    image = png(90, size=16)
+    arr = np.empty(1, dtype=object)
+    arr[0] = image
+    got = model.infer({"image": arr})
+    # then the logits are transformers' own on the documented pre-processing
+    from PIL import Image
+
+    x = (np.asarray(Image.open(io.BytesIO(image)).convert("RGB"), np.float32) / 255.0 - 0.5) / 0.5
+    with torch.no_grad():
+        want = vit(pixel_values=torch.from_numpy(x.transpose(2, 0, 1)[None].copy())).logits.numpy()
+    np.testing.assert_allclose(got["logits"], want, rtol=1e-4, atol=1e-4)
+    assert got["label"].tolist() == [[IMAGE_LABELS[int(want.argmax())]]]
+
+
+def test_snapstart_primes_text_and_image_models_with_real_inputs(image_dir, text_model_dir):
+    from layers import snapstart
+
+    for model_dir in (image_dir, text_model_dir):
+        model = load_model(model_dir)
+        assert snapstart.prime(model), model_dir.name  # the primer ran through pre/post-processing
