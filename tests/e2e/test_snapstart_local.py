@@ -4,6 +4,7 @@ hooks, a restore, the after-restore hooks, then invokes; on-demand functions run
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 
 import pytest
@@ -48,6 +49,11 @@ def test_api_function_primes_before_the_snapshot_and_counts_the_restore_as_the_c
         # when it starts and serves two requests
         pool.start()
         assert pool.failure is None
+        # the function's output reaches `lines` through a reader thread, which may lag the
+        # start under load: wait (bounded) for the restore line the runtime wrote before serving
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any("restored from snapshot" in ln for ln in lines):
+            time.sleep(0.05)
         booted = list(lines)
         event = {"version": "2.0", "routeKey": "$default", "rawPath": "/v2/health/live",
                  "rawQueryString": "", "headers": {},
