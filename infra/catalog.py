@@ -26,7 +26,10 @@ from infra.catalog_processing import (
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
 TORCH_SOURCE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-SOURCE_SUFFIXES = (".onnx", ".joblib", ".pkl")
+SOURCE_SUFFIXES = (".onnx", ".joblib", ".pkl", ".pt")
+#: A whole ``nn.Module`` saved with ``torch.save`` (what a training entry point's torch result
+#: becomes); its classes must be importable from the catalog's directory.
+TORCH_FILE_SUFFIXES = (".pt",)
 HF_PREFIX = "hf:"
 #: What calibration/validation may be besides an .npz when the model has ``preprocess``:
 #: raw texts (.txt one per line, .jsonl objects with "text"/"image" and optional "label")
@@ -52,13 +55,109 @@ class Tolerance(BaseModel):
 DEFAULT_TOLERANCE = Tolerance(top1_agreement=0.99, min_cosine=0.99)
 
 
+#: Instance families with a GPU (SageMaker ``ml.<family>.<size>``): the training image runs
+#: the entry point on CUDA there, and on CPU everywhere else.
+GPU_FAMILY_RE = re.compile(r"^ml\.(g|p)\d")
+INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+#: ``module:function`` importable from the catalog's directory, or ``path/to/script.py`` with
+#: an optional ``:function`` (default :data:`DEFAULT_ENTRY_FUNCTION`).
+SCRIPT_ENTRY_RE = re.compile(r"^(?P<path>[^:]+\.py)(?::(?P<func>[A-Za-z_]\w*))?$")
+DEFAULT_ENTRY_FUNCTION = "train"
+#: Hyperparameter keys with this prefix carry modelfn's own settings to the training container.
+RESERVED_HYPERPARAMETER_PREFIX = "modelfn_"
+#: The torch version of the training image modelfn builds (functions/training/Dockerfile).
+DEFAULT_FRAMEWORK_VERSION = "2.13.0"
+
+
 class TrainingSpec(BaseModel):
-    """Optional GPU training on SageMaker (Step Functions → training job → rebuild)."""
+    """The user's own training code, run under SageMaker's container contract.
+
+    On AWS a Step Functions execution starts a SageMaker training job; locally ``modelfn
+    train`` runs the same entry point in the same layout. Defaults (design.md "Catalog"):
+
+    * ``entry_point``: required; ``module:function`` next to the catalog or a script path
+      (``train.py`` or ``train.py:function``, default function ``train``), called as
+      ``fn(data_dir: Path, hyperparameters: dict, model_dir: Path)``.
+    * ``data``: where the training data lives: an ``s3://bucket/prefix`` (SageMaker's
+      ``train`` channel) or, locally, a folder relative to the catalog; default none
+      (``modelfn train --data DIR``; on AWS the model's ``<name>/train/`` prefix).
+    * ``hyperparameters``: passed to the entry point (SageMaker sends them as strings; the
+      runner decodes JSON numbers/booleans back), default ``{}``.
+    * ``instance_type``: ``ml.g5.xlarge`` (GPU families ``ml.g*``/``ml.p*`` train on CUDA).
+    * ``max_runtime_s``: 3600 (SageMaker's stopping condition; locally a timeout).
+    * ``image``: none = modelfn's training image (PyTorch ``framework_version``, CUDA
+      wheels); or the URI of your own image that follows the same contract.
+    * ``framework_version``: the torch version of modelfn's training image (2.13.0).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    entry_point: str
+    data: str | None = None
+    hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
     instance_type: str = "ml.g5.xlarge"
     max_runtime_s: int = Field(default=3600, ge=60, le=432_000)
-    hyperparameters: dict[str, str | int | float] = Field(default_factory=dict)
+    image: str | None = None
+    framework_version: str = DEFAULT_FRAMEWORK_VERSION
+
+    @field_validator("entry_point")
+    @classmethod
+    def _entry_point(cls, v: str) -> str:
+        if not (TORCH_SOURCE_RE.match(v) or SCRIPT_ENTRY_RE.match(v)):
+            raise ValueError(
+                f"{v!r} is not an entry point: use 'module:function' (a module next to the "
+                "catalog) or a script path 'train.py' / 'train.py:function'"
+            )
+        return v
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, v: str) -> str:
+        if not INSTANCE_TYPE_RE.match(v):
+            raise ValueError(f"{v!r} is not a SageMaker instance type; use e.g. ml.g5.xlarge or ml.m5.large")
+        return v
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _hyperparameters(cls, v: dict) -> dict:
+        reserved = sorted(k for k in v if k.startswith(RESERVED_HYPERPARAMETER_PREFIX))
+        if reserved:
+            raise ValueError(f"hyperparameter names starting with {RESERVED_HYPERPARAMETER_PREFIX!r} are "
+                             f"reserved for modelfn ({reserved}); rename them")
+        return v
+
+    @property
+    def gpu(self) -> bool:
+        """Whether ``instance_type`` has a GPU (the job trains on CUDA)."""
+        return bool(GPU_FAMILY_RE.match(self.instance_type))
+
+    @property
+    def data_is_s3(self) -> bool:
+        return bool(self.data and self.data.startswith("s3://"))
+
+    def entry(self, root: Path) -> tuple[Path, str, str]:
+        """``(directory to import from, module name, function name)`` for ``entry_point``."""
+        m = SCRIPT_ENTRY_RE.match(self.entry_point)
+        if m:
+            script = Path(m["path"])
+            script = script if script.is_absolute() else root / script
+            return script.parent, script.stem, m["func"] or DEFAULT_ENTRY_FUNCTION
+        module, func = self.entry_point.split(":")
+        return root, module, func
+
+
+class PromotionSpec(BaseModel):
+    """How a newly trained version must compare with the live one to replace it.
+
+    Both run on the model's ``validation`` set, measured side by side in one run:
+    accuracy (against its ``labels``) may drop by at most ``max_accuracy_drop`` (absolute,
+    default 0.01), batch-1 p50 latency may grow to at most ``max_latency_ratio`` × the live
+    one's (default 1.5), and the artifact to at most ``max_size_ratio`` × (default 2.0).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_accuracy_drop: float = Field(default=0.01, ge=0.0, le=1.0)
+    max_latency_ratio: float = Field(default=1.5, ge=1.0)
+    max_size_ratio: float = Field(default=2.0, ge=1.0)
 
 
 class BatchSpec(BaseModel):
@@ -102,7 +201,7 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    source: str = ""  # required unless ``pipeline`` is given (checked in _check_files)
+    source: str = ""  # required unless ``pipeline`` or ``training`` is given (checked in _check_files)
     example_input: Path | None = None
     quantize: Literal["auto", "dynamic", "static", "none"] = "auto"
     calibration: Path | None = None
@@ -125,6 +224,7 @@ class ModelSpec(BaseModel):
     postprocess: Postprocess | None = None
     pipeline: tuple[str | PipelineStep, ...] | None = None
     batch: BatchSpec = DEFAULT_BATCH
+    promotion: PromotionSpec = PromotionSpec()
 
     @field_validator("name")
     @classmethod
@@ -144,21 +244,24 @@ class ModelSpec(BaseModel):
         return self.snapstart
 
     @property
-    def source_kind(self) -> Literal["onnx", "sklearn", "torch", "hf", "pipeline"]:
+    def source_kind(self) -> Literal["onnx", "sklearn", "torch", "hf", "pipeline", "none"]:
         if self.pipeline is not None:
             return "pipeline"
+        if not self.source:
+            return "none"  # a model with training: before its first `modelfn train`
         if self.source.startswith(HF_PREFIX):
             return "hf"
         if self.source.endswith(".onnx"):
             return "onnx"
         if self.source.endswith((".joblib", ".pkl")):
             return "sklearn"
-        return "torch"
+        return "torch"  # a "pkg.module:factory" or a whole module saved with torch.save (.pt)
 
     @property
     def source_path(self) -> Path | None:
         """The source file (an hf source's directory), or None for torch factories and pipelines."""
-        if self.source_kind in ("torch", "pipeline"):
+        if self.source_kind in ("pipeline", "none") or (
+                self.source_kind == "torch" and not self.source.endswith(TORCH_FILE_SUFFIXES)):
             return None
         return Path(self.source.removeprefix(HF_PREFIX))
 
@@ -191,10 +294,9 @@ def _explain(err: ValidationError, where: str) -> str:
         key = ".".join(str(p) for p in e["loc"]) or "(entry)"
         if e["type"] == "extra_forbidden":
             allowed = ", ".join(ModelSpec.model_fields if len(e["loc"]) == 1 else Tolerance.model_fields)
-            if e["loc"] and e["loc"][0] == "training":
-                allowed = ", ".join(TrainingSpec.model_fields)
-            elif e["loc"] and e["loc"][0] == "batch":
-                allowed = ", ".join(BatchSpec.model_fields)
+            nested = {"training": TrainingSpec, "promotion": PromotionSpec, "batch": BatchSpec}
+            if len(e["loc"]) > 1 and e["loc"][0] in nested:
+                allowed = ", ".join(nested[e["loc"][0]].model_fields)
             elif e["loc"] and (fields := nested_fields(e["loc"])) is not None:
                 allowed = ", ".join(fields)
             lines.append(f"{where}: unknown key {key!r}; remove it or use one of: {allowed}")
@@ -210,6 +312,18 @@ def _resolve(root: Path, value: Path | None) -> Path | None:
     return None if value is None else (value if value.is_absolute() else root / value)
 
 
+def _resolve_training(root: Path, training: TrainingSpec) -> TrainingSpec:
+    """Script entry points and local data folders become absolute (relative to the catalog)."""
+    update: dict[str, str] = {}
+    m = SCRIPT_ENTRY_RE.match(training.entry_point)
+    if m:
+        script = str(_resolve(root, Path(m["path"])))
+        update["entry_point"] = f"{script}:{m['func']}" if m["func"] else script
+    if training.data and not training.data_is_s3:
+        update["data"] = str(_resolve(root, Path(training.data)))
+    return training.model_copy(update=update)
+
+
 def _check_files(spec: ModelSpec, where: str) -> list[str]:
     problems = []
     if spec.source_kind == "pipeline":
@@ -217,8 +331,14 @@ def _check_files(spec: ModelSpec, where: str) -> list[str]:
             problems.append(f"{where}: key 'source': a pipeline entry takes its models from "
                             "'pipeline'; remove 'source'")
     elif not spec.source:
-        problems.append(f"{where}: missing required key 'source'; add it to the entry (or "
-                        "'pipeline' for a chain of other entries)")
+        if spec.training is None:
+            problems.append(f"{where}: missing required key 'source'; add it to the entry (or "
+                            "'pipeline' for a chain of other entries, or a 'training:' entry point "
+                            "whose first `modelfn train` makes version 1)")
+    elif spec.source_kind == "torch" and spec.source_path is not None:
+        if not spec.source_path.is_file():
+            problems.append(f"{where}: key 'source': file {spec.source} does not exist; fix the path "
+                            "(relative to the catalog file) or run the step that produces it")
     elif spec.source_kind == "hf":
         if not (spec.source_path / "config.json").is_file():
             problems.append(f"{where}: key 'source': {spec.source_path} is not a saved Hugging Face "
@@ -264,6 +384,27 @@ def _check_files(spec: ModelSpec, where: str) -> list[str]:
     return problems
 
 
+def _check_training(spec: ModelSpec, where: str, root: Path) -> list[str]:
+    if spec.training is None:
+        return []
+    problems = []
+    if spec.validation is None:
+        problems.append(f"{where}: key 'validation' is required with 'training:' (each new version is "
+                        "gated against the live one on it); add an .npz with 'labels'")
+    directory, module, _ = spec.training.entry(root)
+    if SCRIPT_ENTRY_RE.match(spec.training.entry_point):
+        script = directory / f"{module}.py"
+        if not script.is_file():
+            problems.append(f"{where}: key 'training.entry_point': script {script} does not exist; "
+                            "fix the path (relative to the catalog file)")
+    else:
+        base = directory.joinpath(*module.split("."))
+        if not (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()):
+            problems.append(f"{where}: key 'training.entry_point': module {module!r} is not next to "
+                            f"the catalog (no {base.with_suffix('.py')}); put it there or use a script path")
+    return problems
+
+
 def parse_catalog(data: Any, path: Path) -> Catalog:
     """Validate already-parsed YAML ``data`` as the catalog at ``path``."""
     path = Path(path).resolve()
@@ -294,11 +435,14 @@ def parse_catalog(data: Any, path: Path) -> Catalog:
         resolved = {k: _resolve(root, getattr(spec, k)) for k in ("example_input", "calibration", "validation")}
         if spec.source_kind == "hf":
             resolved["source"] = HF_PREFIX + str(_resolve(root, spec.source_path))
-        elif spec.source_kind not in ("torch", "pipeline"):
+        elif spec.source_kind not in ("torch", "pipeline", "none") or spec.source_path is not None:
             resolved["source"] = str(_resolve(root, Path(spec.source)))
+        if spec.training is not None:
+            resolved["training"] = _resolve_training(root, spec.training)
         resolved.update(resolve_processing(spec, root))
         spec = spec.model_copy(update=resolved)
         problems.extend(_check_files(spec, where))
+        problems.extend(_check_training(spec, where, root))
         specs.append(spec)
     problems.extend(check_pipelines(specs))
     if problems:

@@ -18,6 +18,10 @@ COMMANDS = {
     "up": "infra.local.command:up",
     "invoke": "infra.local.command:invoke",
     "synth": "infra.cdk.command:synth",
+    "train": "infra.train.command:train",
+    "versions": "infra.versions.command:versions",
+    "promote": "infra.versions.command:promote",
+    "rollback": "infra.versions.command:rollback",
 }
 
 
@@ -61,7 +65,33 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synth", help="cdk synth through the pinned CDK CLI, all checks on")
     s.add_argument("--catalog", default="models.yaml")
     s.add_argument("--out", default="build")
+    _add_lifecycle(sub)
     return p
+
+
+def _add_lifecycle(sub) -> None:
+    """``train``, ``versions``, ``promote``, ``rollback`` (README "Training", "Versions")."""
+    t = sub.add_parser("train", help="train locally, build the next version, gate it against live, promote")
+    t.add_argument("name", help="model name from the catalog (it needs a training: entry)")
+    t.add_argument("--catalog", default="models.yaml")
+    t.add_argument("--out", default="build", help="build directory (default build/)")
+    t.add_argument("--data", default=None, help="training data folder (default: the catalog's training.data)")
+    t.add_argument("--hyperparameters", nargs="*", metavar="K=V", default=[],
+                   help="override catalog hyperparameters (values decode as JSON, else strings)")
+    t.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    t.add_argument("--verbose", action="store_true", help="show the training run's output")
+    v = sub.add_parser("versions", help="every version of a model: metrics, lineage, which is live")
+    p = sub.add_parser("promote", help="make a kept version live")
+    r = sub.add_parser("rollback", help="make the previously live version live again")
+    for parser in (v, p, r):
+        parser.add_argument("name", help="model name")
+        if parser is p:
+            parser.add_argument("version", help="version id (or a unique prefix), or its number (3 / v3)")
+        parser.add_argument("--out", default="build", help="build directory (default build/)")
+        parser.add_argument("--deployed", action="store_true",
+                            help="act on the deployed stack (live alias through CodeDeploy) instead of local")
+        parser.add_argument("--stack", default="ModelfnStack", help="deployed stack name")
+    v.add_argument("--json", action="store_true")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,12 @@ sha256), ``sha256``, ``source``, ``signature`` (``inputs``/``outputs``: ``name``
 ``datatype``, ``shape`` with -1 for dynamic dims), ``quantization`` (``mode``,
 ``fallback_reason``), ``metrics`` (``fp32``/``shipped``), ``target``, ``target_reasons``,
 ``built_at``. Extra keys the pipeline adds (e.g. ``fit``) are kept in ``extra``.
+
+Lineage (additive; versions after the first, infra/versions): ``parent_version`` (the version
+that was live when this one was built, or null) and ``lineage``: ``origin`` (``source`` or
+``training``), ``number`` (1, 2, … per model), ``training_job``, ``entry_point``,
+``hyperparameters``, ``data`` (``location`` + fingerprint ``sha256``/``files``/``bytes``),
+``device``, or ``source`` for a version built from the catalog source.
 """
 
 from __future__ import annotations
@@ -63,10 +69,12 @@ class Manifest:
     target_reasons: tuple[str, ...] = ()
     built_at: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    parent_version: str | None = None
+    lineage: dict[str, Any] = field(default_factory=dict)
 
     _KNOWN = (
         "name", "version", "sha256", "source", "signature", "quantization", "metrics",
-        "target", "target_reasons", "built_at",
+        "target", "target_reasons", "built_at", "parent_version", "lineage",
     )
 
     @classmethod
@@ -85,6 +93,8 @@ class Manifest:
                 target=d.get("target", "lambda"),
                 target_reasons=tuple(d.get("target_reasons") or ()),
                 built_at=d.get("built_at", ""),
+                parent_version=d.get("parent_version"),
+                lineage=dict(d.get("lineage") or {}),
                 extra={k: v for k, v in d.items() if k not in cls._KNOWN},
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -108,6 +118,7 @@ class Manifest:
             "target": self.target,
             "target_reasons": list(self.target_reasons),
             "built_at": self.built_at,
+            **({"parent_version": self.parent_version, "lineage": self.lineage} if self.lineage else {}),
             **self.extra,
         }
 

@@ -10,6 +10,11 @@ datasets (no download):
 * ``sentiment/`` (a tiny BERT text classifier, trained on template sentences, saved as a
   Hugging Face directory with its tokenizer) + ``sentiment_val.jsonl`` / ``sentiment_calib.txt``
   (see ``samples/text.py``).
+* for ``digits-trained`` (a model with ``training:``): ``digits_train/part-000.npz`` (its
+  training data: the first 300 training rows, ``x`` + ``y``), ``digits_train_more/part-001.npz``
+  (the rest: copy it into ``digits_train/`` and ``modelfn train digits-trained`` again), and
+  ``digits_trained_v1.onnx``, version 1, trained on ``digits_train/`` by the catalog's own entry
+  point ``samples.train_digits:train``.
 
 Run: ``python scripts/make_samples.py [--out DIR]`` (``make samples`` does).
 """
@@ -97,6 +102,7 @@ def make_digits(out: Path) -> list[str]:
         np.savez(out / f"{prefix}_calib.npz", x=xt_s[:256])
         np.savez(out / f"{prefix}_val.npz", x=xv_s, labels=yv)
         lines.append(f"digits-{name}: {time.perf_counter() - t0:.1f} s, accuracy {_accuracy(module, xv_s, yv):.3f} on {len(xv)} held-out rows")
+    lines.append(make_trained(out, xt, yt, xv, yv))
     return lines
 
 
@@ -105,6 +111,31 @@ def make_text(out: Path) -> str:
     from samples.text import make_sentiment
 
     return make_sentiment(out)
+
+
+FIRST_ROWS = 300
+
+
+def make_trained(out: Path, xt: np.ndarray, yt: np.ndarray, xv: np.ndarray, yv: np.ndarray) -> str:
+    """Training data for ``digits-trained`` and its version 1, made by its own entry point."""
+    import torch
+
+    from samples.train_digits import train
+
+    t0 = time.perf_counter()
+    first, more = out / "digits_train", out / "digits_train_more"
+    for d in (first, more):
+        d.mkdir(exist_ok=True)
+        for f in d.glob("*.npz"):
+            f.unlink()
+    np.savez(first / "part-000.npz", x=xt[:FIRST_ROWS], y=yt[:FIRST_ROWS])
+    np.savez(more / "part-001.npz", x=xt[FIRST_ROWS:], y=yt[FIRST_ROWS:])
+    module = train(first, {"epochs": 30}, out)
+    torch.onnx.export(module.cpu(), (torch.from_numpy(xt[:2]),), str(out / "digits_trained_v1.onnx"),
+                      input_names=["x"], output_names=["logits"], dynamo=True, external_data=False,
+                      dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    return (f"digits-trained: {time.perf_counter() - t0:.1f} s, v1 accuracy {_accuracy(module, xv, yv):.3f} "
+            f"from {FIRST_ROWS} rows ({len(xt) - FIRST_ROWS} more in {more.name}/)")
 
 
 def main(argv: list[str] | None = None) -> int:

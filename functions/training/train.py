@@ -1,166 +1,255 @@
-"""SageMaker training entry point: train a small PyTorch classifier, export ``model.onnx``.
+"""SageMaker training entry point: run the user's own training function under SageMaker's contract.
 
-Runs in the training image (functions/training/Dockerfile) as ``train`` on a GPU instance,
-on CUDA when present and CPU otherwise (tests run it on CPU with tiny epochs). SageMaker's
-conventions, each overridable for tests by flag or env var:
+The training image runs ``python -m functions.training.train train`` (SageMaker appends
+``train``); ``modelfn train`` runs the same module locally in a temporary ``/opt/ml``-like
+tree. The contract, each path overridable by SageMaker's env var (or a flag, for tests):
 
-- hyperparameters: ``/opt/ml/input/config/hyperparameters.json`` (all values are strings)
-- training data: ``/opt/ml/input/data/train/*.npz`` with arrays ``x`` [N, F] and ``y`` [N]
-  (class ids); with no data, a seeded synthetic blob data set (so the pipeline is testable)
-- model output: ``/opt/ml/model`` → ``model.onnx`` (input ``x``, output ``probs``; the build
-  pipeline quantizes and gates it), ``weights.pt``, ``metrics.json``
-- failure reason: ``/opt/ml/output/failure`` (shown by DescribeTrainingJob)
+- hyperparameters: ``$SM_INPUT_CONFIG_DIR/hyperparameters.json`` (SageMaker sends every value
+  as a string; JSON numbers, booleans, lists and objects are decoded back, anything else
+  stays a string). Keys ``modelfn_*`` are modelfn's own and are not passed on.
+- training data: the ``train`` channel, ``$SM_CHANNEL_TRAIN`` (``/opt/ml/input/data/train``).
+  Missing or empty, the job fails; there is no synthetic fallback.
+- the user's code: ``$MODELFN_ENTRY_POINT`` or hyperparameter ``modelfn_entry_point``:
+  ``module:function`` or ``script.py[:function]`` (default function ``train``), imported
+  from ``$MODELFN_CODE_DIR``, else the ``code`` channel, else ``/opt/ml/code``.
+- the call: ``fn(data_dir: Path, hyperparameters: dict, model_dir: Path)``. It returns a
+  ``torch.nn.Module`` (saved whole as ``model.pt``, on CPU), a fitted sklearn estimator
+  (``model.joblib``), or ``None`` after writing ``model.onnx`` into ``model_dir``
+  (``$SM_MODEL_DIR``, ``/opt/ml/model``). The build pipeline converts, quantizes and gates it.
+- ``training.json`` in ``model_dir``: entry point, hyperparameters, data fingerprint, device.
+- failure: ``$SM_OUTPUT_DIR/failure`` (``/opt/ml/output/failure``) holds the reason, which
+  DescribeTrainingJob shows as ``FailureReason``; the exit status is 1.
+
+Runtime code: stdlib only at import; torch and joblib are imported only when a result needs them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import importlib
 import json
 import os
+import platform
+import re
 import sys
+import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import torch
-from torch import nn
+from layers import names
 
 DEFAULTS = {
-    "hyperparameters": "/opt/ml/input/config/hyperparameters.json",
-    "data_dir": "/opt/ml/input/data/train",
-    "model_dir": "/opt/ml/model",
-    "output_dir": "/opt/ml/output",
+    "config_dir": ("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config"),
+    "data_dir": ("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"),
+    "model_dir": ("SM_MODEL_DIR", "/opt/ml/model"),
+    "output_dir": ("SM_OUTPUT_DIR", "/opt/ml/output"),
 }
+DEFAULT_CODE_DIR = "/opt/ml/code"
+#: SageMaker shows at most this much of the failure file as FailureReason.
+FAILURE_LIMIT = 1024
+MODULE_ENTRY_RE = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<func>[A-Za-z_]\w*)$")
+SCRIPT_ENTRY_RE = re.compile(r"^(?P<path>[^:]+\.py)(?::(?P<func>[A-Za-z_]\w*))?$")
+
+
+class TrainingFailed(Exception):
+    """The job cannot succeed as configured; the message says what to change."""
 
 
 @dataclass(frozen=True)
-class Hyperparameters:
-    epochs: int = 20
-    lr: float = 0.01
-    hidden: int = 32
-    batch_size: int = 64
-    seed: int = 0
-    samples: int = 1024
-    """Synthetic samples when there is no training data."""
-    in_features: int = 4
-    classes: int = 3
+class Fingerprint:
+    """The training data, identified: sha256 over every file's relative path and content."""
 
-    @classmethod
-    def from_json(cls, path: Path) -> Hyperparameters:
-        raw = json.loads(path.read_text()) if path.is_file() else {}
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; known: "
-                             f"{sorted(cls.__dataclass_fields__)}")
-        kwargs = {}
-        for key, value in raw.items():
-            typ = type(getattr(cls(), key))
-            try:
-                kwargs[key] = typ(value)
-            except ValueError:
-                raise ValueError(f"hyperparameter {key}={value!r} must be {typ.__name__}") from None
-        return cls(**kwargs)
+    sha256: str
+    files: int
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "files": self.files, "bytes": self.bytes}
 
 
-def load_data(data_dir: Path, hp: Hyperparameters) -> tuple[np.ndarray, np.ndarray]:
-    """(x float32 [N, F], y int64 [N]) from ``*.npz`` files, or seeded synthetic blobs."""
-    files = sorted(data_dir.glob("*.npz")) if data_dir.is_dir() else []
-    if files:
-        xs, ys = [], []
-        for f in files:
-            with np.load(f) as npz:
-                if "x" not in npz or "y" not in npz:
-                    raise ValueError(f"{f.name} must hold arrays 'x' (features) and 'y' (labels)")
-                xs.append(npz["x"].astype(np.float32))
-                ys.append(npz["y"].astype(np.int64))
-        return np.concatenate(xs), np.concatenate(ys)
-    rng = np.random.default_rng(hp.seed)
-    centers = rng.normal(0, 3, size=(hp.classes, hp.in_features))
-    y = rng.integers(0, hp.classes, size=hp.samples)
-    x = centers[y] + rng.normal(0, 1, size=(hp.samples, hp.in_features))
-    return x.astype(np.float32), y.astype(np.int64)
+def data_files(data_dir: Path) -> list[Path]:
+    """Every regular, non-hidden file under ``data_dir`` (recursively), in a stable order."""
+    return sorted(p for p in data_dir.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(data_dir).parts))
 
 
-class Classifier(nn.Module):
-    def __init__(self, in_features: int, hidden: int, classes: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-class WithSoftmax(nn.Module):
-    """The served graph outputs probabilities, like the catalog's other classifiers."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x), dim=1)
+def fingerprint(data_dir: Path) -> Fingerprint:
+    outer, total = hashlib.sha256(), 0
+    files = data_files(data_dir)
+    for f in files:
+        inner = hashlib.sha256()
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 20):
+                inner.update(block)
+                total += len(block)
+        outer.update(f"{f.relative_to(data_dir).as_posix()}\0{inner.hexdigest()}\n".encode())
+    return Fingerprint(outer.hexdigest(), len(files), total)
 
 
-def train(x: np.ndarray, y: np.ndarray, hp: Hyperparameters, device: torch.device) -> tuple[nn.Module, dict]:
-    torch.manual_seed(hp.seed)
-    classes = int(max(hp.classes, int(y.max()) + 1))
-    model = Classifier(x.shape[1], hp.hidden, classes).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=hp.lr)
-    loss_fn = nn.CrossEntropyLoss()
-    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-    gen = torch.Generator().manual_seed(hp.seed)
-    loss = torch.tensor(0.0)
-    for _ in range(hp.epochs):
-        order = torch.randperm(len(xt), generator=gen).to(device)
-        for i in range(0, len(xt), hp.batch_size):
-            idx = order[i:i + hp.batch_size]
-            opt.zero_grad()
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        accuracy = float((model(xt).argmax(1) == yt).float().mean())
-    return model, {"final_loss": float(loss.detach()), "train_accuracy": accuracy, "classes": classes,
-                   "in_features": int(x.shape[1]), "samples": len(x), "device": str(device)}
+def decode_hyperparameters(raw: dict[str, Any]) -> dict[str, Any]:
+    """SageMaker's all-strings hyperparameters back to numbers/booleans where they are JSON."""
+    decoded = {}
+    for key, value in raw.items():
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        decoded[key] = value
+    return decoded
 
 
-def export_onnx(model: nn.Module, in_features: int, path: Path) -> None:
-    """``x`` [batch, F] float32 → ``probs`` [batch, classes], batch dimension dynamic."""
-    wrapped = WithSoftmax(model.cpu()).eval()
-    example = torch.zeros(2, in_features, dtype=torch.float32)
-    torch.onnx.export(
-        wrapped, (example,), str(path), input_names=["x"], output_names=["probs"],
-        dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, external_data=False,
-    )
+def read_hyperparameters(config_dir: Path) -> dict[str, Any]:
+    path = config_dir / "hyperparameters.json"
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as exc:
+        raise TrainingFailed(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise TrainingFailed(f"{path} must hold a JSON object of hyperparameters")
+    return decode_hyperparameters(raw)
+
+
+def check_data(data_dir: Path) -> None:
+    how = ("put the training files under the model's training.data (an S3 prefix on AWS, "
+           "s3://<bucket>/<model>/train/) or pass `modelfn train --data DIR` locally")
+    if not data_dir.is_dir():
+        raise TrainingFailed(f"no training data: the 'train' channel {data_dir} does not exist; {how}")
+    if not data_files(data_dir):
+        raise TrainingFailed(f"no training data: the 'train' channel {data_dir.resolve()} holds no files; {how}")
+
+
+def load_entry_point(entry: str, code_dir: Path):
+    """Import the user's training function from ``code_dir``."""
+    if (s := SCRIPT_ENTRY_RE.match(entry)):
+        script = Path(s["path"])
+        script = script if script.is_absolute() else code_dir / script
+        if not script.is_file():
+            raise TrainingFailed(f"entry point script {script} does not exist; fix training.entry_point")
+        directory, module, func = script.parent, script.stem, s["func"] or "train"
+    elif (m := MODULE_ENTRY_RE.match(entry)):
+        directory, module, func = code_dir, m["module"], m["func"]
+    else:
+        raise TrainingFailed(f"entry point {entry!r} is neither 'module:function' nor 'script.py[:function]'")
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))  # also lets torch.load find the user's classes later
+    try:
+        fn = getattr(importlib.import_module(module), func)
+    except ImportError as exc:
+        raise TrainingFailed(f"cannot import {module!r} from {directory} for entry point {entry!r} "
+                             f"({type(exc).__name__}: {exc})") from exc
+    except AttributeError:
+        raise TrainingFailed(f"module {module!r} has no function {func!r} (entry point {entry!r})") from None
+    if not callable(fn):
+        raise TrainingFailed(f"entry point {entry!r} is not callable")
+    return fn
+
+
+def _is_torch_module(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def _is_sklearn_estimator(obj: Any) -> bool:
+    return type(obj).__module__.split(".")[0] in ("sklearn", "imblearn") or (
+        hasattr(obj, "fit") and hasattr(obj, "predict") and hasattr(obj, "get_params"))
+
+
+def save_result(result: Any, model_dir: Path, entry: str) -> str:
+    """Save what the entry point returned where the build looks for it; return the file name."""
+    if result is None:
+        if (model_dir / names.MODEL_FILE).is_file():
+            return names.MODEL_FILE
+        raise TrainingFailed(f"entry point {entry!r} returned None and wrote no {names.MODEL_FILE} into "
+                             f"{model_dir}; return the trained torch module or sklearn estimator, or "
+                             f"export {names.MODEL_FILE} into model_dir")
+    if _is_torch_module(result):
+        import torch
+
+        torch.save(result.cpu().eval(), model_dir / names.TRAINED_TORCH_FILE)
+        return names.TRAINED_TORCH_FILE
+    if _is_sklearn_estimator(result):
+        import joblib
+
+        joblib.dump(result, model_dir / names.TRAINED_SKLEARN_FILE)
+        return names.TRAINED_SKLEARN_FILE
+    raise TrainingFailed(f"entry point {entry!r} returned {type(result).__name__}; return a "
+                         f"torch.nn.Module, a fitted sklearn estimator, or None after writing "
+                         f"{names.MODEL_FILE} into model_dir")
+
+
+def _device() -> str:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return "cpu"
+
+
+def run(*, entry: str | None, code_dir: Path, config_dir: Path, data_dir: Path, model_dir: Path) -> dict:
+    """One training run; raises :class:`TrainingFailed` (or the entry point's own error)."""
+    started = time.perf_counter()
+    hyperparameters = read_hyperparameters(config_dir)
+    entry = entry or hyperparameters.get(names.HP_ENTRY_POINT)
+    user_hp = {k: v for k, v in hyperparameters.items() if not k.startswith("modelfn_")}
+    if not entry:
+        raise TrainingFailed(f"no entry point: set training.entry_point in the catalog (the job gets it "
+                             f"as ${names.ENV_TRAINING_ENTRY_POINT} or hyperparameter {names.HP_ENTRY_POINT})")
+    check_data(data_dir)
+    data = fingerprint(data_dir)
+    fn = load_entry_point(str(entry), code_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        result = fn(data_dir, dict(user_hp), model_dir)
+    except TrainingFailed:
+        raise
+    except Exception as exc:
+        raise TrainingFailed(f"entry point {entry!r} raised {type(exc).__name__}: {exc}") from exc
+    artifact = save_result(result, model_dir, str(entry))
+    report = {"entry_point": str(entry), "hyperparameters": user_hp, "data": data.to_dict(),
+              "artifact": artifact, "result_type": type(result).__name__ if result is not None else None,
+              "device": _device(), "seconds": round(time.perf_counter() - started, 3),
+              "python": platform.python_version(), "job": os.environ.get("TRAINING_JOB_NAME", "")}
+    (model_dir / names.TRAINING_REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _default(key: str) -> Path:
+    env, fallback = DEFAULTS[key]
+    return Path(os.environ.get(env, fallback))
+
+
+def _code_dir() -> Path:
+    return Path(os.environ.get(names.ENV_TRAINING_CODE_DIR) or os.environ.get("SM_CHANNEL_CODE")
+                or DEFAULT_CODE_DIR)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("mode", nargs="?", default="train", help="SageMaker passes 'train'")
-    for key, default in DEFAULTS.items():
-        env = {"data_dir": "SM_CHANNEL_TRAIN", "model_dir": "SM_MODEL_DIR",
-               "output_dir": "SM_OUTPUT_DIR", "hyperparameters": "SM_HPS_FILE"}[key]
-        p.add_argument(f"--{key.replace('_', '-')}", type=Path, default=Path(os.environ.get(env, default)))
+    p.add_argument("--entry-point", default=os.environ.get(names.ENV_TRAINING_ENTRY_POINT))
+    p.add_argument("--code-dir", type=Path, default=None)
+    for key in DEFAULTS:
+        p.add_argument(f"--{key.replace('_', '-')}", type=Path, default=None)
     args = p.parse_args(argv)
+    output_dir = args.output_dir or _default("output_dir")
     try:
-        hp = Hyperparameters.from_json(args.hyperparameters)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        x, y = load_data(args.data_dir, hp)
-        model, metrics = train(x, y, hp, device)
-        args.model_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), args.model_dir / "weights.pt")
-        export_onnx(model, x.shape[1], args.model_dir / "model.onnx")
-        (args.model_dir / "metrics.json").write_text(json.dumps(
-            {**metrics, "hyperparameters": asdict(hp)}, indent=2))
-        print(json.dumps(metrics))
-        return 0
+        report = run(entry=args.entry_point, code_dir=args.code_dir or _code_dir(),
+                     config_dir=args.config_dir or _default("config_dir"),
+                     data_dir=args.data_dir or _default("data_dir"),
+                     model_dir=args.model_dir or _default("model_dir"))
     except Exception as exc:
-        args.output_dir.mkdir(parents=True, exist_ok=True)
-        (args.output_dir / "failure").write_text(f"{type(exc).__name__}: {exc}")
         traceback.print_exc()
+        reason = str(exc) if isinstance(exc, TrainingFailed) else f"{type(exc).__name__}: {exc}"
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "failure").write_text(reason[:FAILURE_LIMIT])
+        print(f"training failed: {reason}", file=sys.stderr)
         return 1
+    print(json.dumps(report))
+    return 0
 
 
 if __name__ == "__main__":

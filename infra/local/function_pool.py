@@ -151,6 +151,11 @@ class FunctionPool:
     _all: list[Instance] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: bool = False
+    # hot swap (a new model version): invokes go to the successor once retired, and the pool
+    # stops when the invocations it already took have finished
+    _inflight: int = 0
+    _successor: FunctionPool | None = None
+    _drained: threading.Condition = field(default_factory=threading.Condition)
 
     def start(self) -> None:
         """Start every instance in parallel and wait for their init. Never raises: a failed
@@ -181,7 +186,31 @@ class FunctionPool:
         return True
 
     def invoke(self, payload: bytes, *, acquire_timeout_s: float, timeout_s: float | None = None) -> Outcome:
-        """Invoke on a free instance; raise :class:`NoCapacity` if none frees up in time."""
+        """Invoke on a free instance; raise :class:`NoCapacity` if none frees up in time.
+        A retired pool hands the invocation to its successor (the new version)."""
+        with self._drained:
+            successor = self._successor
+            if successor is None:
+                self._inflight += 1
+        if successor is not None:
+            return successor.invoke(payload, acquire_timeout_s=acquire_timeout_s, timeout_s=timeout_s)
+        try:
+            return self._invoke(payload, acquire_timeout_s, timeout_s)
+        finally:
+            with self._drained:
+                self._inflight -= 1
+                self._drained.notify_all()
+
+    def retire(self, successor: FunctionPool, *, drain_timeout_s: float) -> bool:
+        """Send every new invocation to ``successor``, let the ones in flight finish (up to
+        ``drain_timeout_s``), then stop. True if nothing was cut off."""
+        with self._drained:
+            self._successor = successor
+            drained = self._drained.wait_for(lambda: self._inflight == 0, timeout=drain_timeout_s)
+        self.stop()
+        return drained
+
+    def _invoke(self, payload: bytes, acquire_timeout_s: float, timeout_s: float | None) -> Outcome:
         try:
             inst: Instance = self._idle.get(timeout=acquire_timeout_s)
         except queue.Empty:

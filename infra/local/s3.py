@@ -71,6 +71,7 @@ class LocalAws:
         self.table = names.DEFAULT_IDEMPOTENCY_TABLE
         self.queue_urls: dict[str, str] = {}
         self.settings: dict[str, QueueSettings] = {}
+        self.train_queue_urls: dict[str, str] = {}
 
     def start(self) -> LocalAws:
         """Start serving, with empty state (moto keeps its backends per Python process)."""
@@ -91,10 +92,12 @@ class LocalAws:
                             aws_access_key_id="modelfn-local", aws_secret_access_key="modelfn-local",
                             config=Config(retries={"max_attempts": 2}))
 
-    def create_resources(self, models: dict[str, QueueSettings]) -> None:
+    def create_resources(self, models: dict[str, QueueSettings], train_models: tuple[str, ...] = ()) -> None:
         """Bucket, per-model queue + DLQ + prefix-filtered notification, idempotency table.
 
         :param models: model name -> its queue and event source settings.
+        :param train_models: models with ``training:``; objects under ``<model>/train/`` notify
+            their ``modelfn-<model>-train`` queue (local retraining, infra/train/retrain.py).
         """
         s3, sqs, ddb = self.client("s3"), self.client("sqs"), self.client("dynamodb")
         s3.create_bucket(Bucket=self.bucket)
@@ -110,13 +113,11 @@ class LocalAws:
                                              "maxReceiveCount": str(settings.max_receive_count)}),
             })["QueueUrl"]
             self.queue_urls[model] = url
-            configs.append({
-                "Id": f"{model}-in",
-                "QueueArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue_name(model)}",
-                "Events": ["s3:ObjectCreated:*"],
-                "Filter": {"Key": {"FilterRules": [
-                    {"Name": "prefix", "Value": f"{model}/{names.BATCH_IN}/"}]}},
-            })
+            configs.append(_notification(f"{model}-in", queue_name(model), f"{model}/{names.BATCH_IN}/"))
+        for model in train_models:
+            name = f"modelfn-{model}-{names.TRAIN_PREFIX}"
+            self.train_queue_urls[model] = sqs.create_queue(QueueName=name)["QueueUrl"]
+            configs.append(_notification(f"{model}-{names.TRAIN_PREFIX}", name, f"{model}/{names.TRAIN_PREFIX}/"))
         if configs:
             s3.put_bucket_notification_configuration(
                 Bucket=self.bucket, NotificationConfiguration={"QueueConfigurations": configs})
@@ -131,6 +132,13 @@ class LocalAws:
         server = getattr(self._server, "_server", None)
         if server is not None:
             server.server_close()  # free the port (moto's stop() only shuts the loop down)
+
+
+def _notification(config_id: str, queue: str, prefix: str) -> dict:
+    """One ``ObjectCreated`` → SQS queue notification, filtered on a key prefix."""
+    return {"Id": config_id, "QueueArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}",
+            "Events": ["s3:ObjectCreated:*"],
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}}
 
 
 def to_lambda_record(msg: dict, queue_arn: str) -> dict:

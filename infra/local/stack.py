@@ -8,6 +8,7 @@ A model that fails to build or start is reported with its cause; the others stil
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from infra.environment import function_environment
 from infra.local import processes
@@ -24,7 +25,7 @@ from infra.local.gateway import Gateway, LambdaIntegration, Routes
 from infra.local.s3 import CREDENTIALS, LocalAws, QueuePoller, QueueSettings
 from infra.local.sagemaker import SageMakerIntegration, SageMakerServer
 from layers import names
-from layers.manifest import Manifest, ManifestError
+from layers.manifest import Manifest, ManifestError, read_manifest
 
 if TYPE_CHECKING:
     from infra.cdk.deploy_spec import DeploySpec
@@ -68,6 +69,13 @@ class LocalStack:
     aws: LocalAws | None = None
     pollers: list[QueuePoller] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    watch_interval_s: float = 0.5  # how often the live versions are checked for a hot swap
+    _swap_lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _watcher: threading.Thread | None = None
+    _unstartable: dict[str, str] = field(default_factory=dict)  # model -> version that failed init
+    _trained: tuple[str, ...] = ()
+    retrainers: dict[str, Any] = field(default_factory=dict)  # model -> infra.train.retrain.Retrainer
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -80,6 +88,7 @@ class LocalStack:
 
         catalog = load_catalog(self.catalog_path)
         self.services = {m.name: ModelService(m.name) for m in catalog.models}
+        self._trained = tuple(m.name for m in catalog.models if m.training is not None)
         if self.build:
             self._build(catalog)
         self.timings["build_s"] = time.perf_counter() - t0
@@ -126,12 +135,12 @@ class LocalStack:
         self.aws = LocalAws(self.host, self.s3_port).start()
         self.aws.create_resources({s.name: QueueSettings.of(s.deploy.batch_timeout_s, s.deploy.batch)
                                    for s in self.services.values()
-                                   if s.failure is None and s.target != "sagemaker"})
+                                   if s.failure is None and s.target != "sagemaker"},
+                                  train_models=self._trained)
         starters: list[threading.Thread] = []
         for svc in self.services.values():
             if svc.failure is not None:
                 continue
-            dspec = svc.deploy
             if svc.target == "sagemaker":
                 env = function_environment(model_name=svc.name, kind="sagemaker",
                                            model_dir=str(self._model_dir(svc.name)))
@@ -139,18 +148,7 @@ class LocalStack:
                                                 log=self._sink(f"{svc.name}/sagemaker"))
                 starters.append(threading.Thread(target=svc.sagemaker.start))
                 continue
-            for kind, handler, size, timeout_s in (
-                    ("api", names.API_HANDLER, self.warm, dspec.api_timeout_s),
-                    # as many instances as the batch function's reserved concurrency
-                    ("batch", names.BATCH_HANDLER, dspec.batch.max_concurrency, dspec.batch_timeout_s)):
-                env = function_environment(model_name=svc.name, kind=kind,
-                                           model_dir=str(self._model_dir(svc.name)),
-                                           batch_retry_delay_s=dspec.batch.retry_delay_s)
-                fspec = FunctionSpec(name=f"modelfn-{svc.name}-{kind}", handler=handler,
-                                     env={**env, **self._aws_env()}, cwd=str(self.cwd),
-                                     memory_mb=dspec.memory_mb, timeout_s=timeout_s,
-                                     snapstart=kind == "api" and dspec.snapstart)
-                pool = FunctionPool(fspec, size=size, log=self._sink(f"{svc.name}/{kind}"))
+            for kind, pool in self._pools(svc, self._model_dir(svc.name)).items():
                 setattr(svc, kind, pool)
                 starters.append(threading.Thread(target=pool.start))
         for t in starters:
@@ -176,6 +174,88 @@ class LocalStack:
                     log.warning("%s: batch function failed to init: %s", svc.name, svc.batch.failure)
                 self.pollers.append(QueuePoller(svc.name, self.aws.queue_urls[svc.name], svc.batch, self.aws,
                                                 settings=self.aws.settings[svc.name]).start())
+        self._watcher = threading.Thread(target=self._watch_versions, daemon=True, name="version-watch")
+        self._watcher.start()
+        from infra.train.retrain import Retrainer
+
+        for model in self._trained:
+            self.retrainers[model] = Retrainer(model, self.aws.train_queue_urls[model], self.aws,
+                                               self.catalog_path, self.out_dir).start()
+
+    def _pools(self, svc: ModelService, model_dir: Path) -> dict[str, FunctionPool]:
+        """The api and batch function pools of a Lambda-target model serving ``model_dir``."""
+        dspec, pools = svc.deploy, {}
+        for kind, handler, size, timeout_s in (
+                ("api", names.API_HANDLER, self.warm, dspec.api_timeout_s),
+                # as many instances as the batch function's reserved concurrency
+                ("batch", names.BATCH_HANDLER, dspec.batch.max_concurrency, dspec.batch_timeout_s)):
+            env = function_environment(model_name=svc.name, kind=kind, model_dir=str(model_dir),
+                                       batch_retry_delay_s=dspec.batch.retry_delay_s)
+            fspec = FunctionSpec(name=f"modelfn-{svc.name}-{kind}", handler=handler,
+                                 env={**env, **self._aws_env()}, cwd=str(self.cwd),
+                                 memory_mb=dspec.memory_mb, timeout_s=timeout_s,
+                                 snapstart=kind == "api" and dspec.snapstart)
+            pools[kind] = FunctionPool(fspec, size=size, log=self._sink(f"{svc.name}/{kind}"))
+        return pools
+
+    def swap(self, name: str) -> bool:
+        """Serve the model's live version now (after ``modelfn promote``/``rollback``/``train``).
+
+        New function instances start on the new version's directory; only when every one of
+        them has initialized does the gateway route to them, and the old pool, handing any
+        invocation it gets from then on to the new one, stops once its in-flight requests
+        are done. No request is dropped or fails. A version that cannot start is not swapped
+        to (the old one keeps serving; the log says why). Returns whether it swapped.
+        """
+        with self._swap_lock:
+            svc = self.services[name]
+            model_dir = self._model_dir(name)
+            try:
+                manifest = read_manifest(model_dir, verify=True)
+            except ManifestError as exc:
+                log.warning("%s: not swapping to the new live version: %s", name, exc)
+                return False
+            if svc.api is None or svc.batch is None or self.gateway is None or \
+                    (svc.manifest is not None and manifest.version == svc.manifest.version):
+                return False
+            pools = self._pools(svc, model_dir)
+            starters = [threading.Thread(target=pool.start) for pool in pools.values()]
+            for t in starters:
+                t.start()
+            for t in starters:
+                t.join()
+            if pools["api"].failure:
+                log.warning("%s: version %s failed to start, still serving %s: %s", name, manifest.version,
+                            svc.manifest.version if svc.manifest else "?", pools["api"].failure)
+                for pool in pools.values():
+                    pool.stop()
+                self._unstartable[name] = manifest.version
+                return False
+            old_api, old_batch = svc.api, svc.batch
+            self.gateway.routes.models[name] = LambdaIntegration(pools["api"])
+            svc.api, svc.batch, svc.manifest = pools["api"], pools["batch"], manifest
+            for poller in self.pollers:
+                if poller.pool is old_batch:
+                    poller.pool = pools["batch"]
+            old_api.retire(pools["api"], drain_timeout_s=svc.deploy.api_timeout_s)
+            threading.Thread(target=old_batch.retire, args=(pools["batch"],),
+                             kwargs={"drain_timeout_s": svc.deploy.batch_timeout_s}, daemon=True).start()
+            log.info("%s: now serving version %s", name, manifest.version)
+            return True
+
+    def _watch_versions(self) -> None:
+        """Swap a model when its live version changes on disk (promote, rollback, train)."""
+        while not self._stopping.wait(self.watch_interval_s):
+            for svc in list(self.services.values()):
+                if svc.api is None or svc.manifest is None:
+                    continue
+                try:
+                    live = json.loads((self.out_dir / "models" / svc.name / names.MANIFEST_FILE).read_text())
+                except (OSError, ValueError):
+                    continue  # mid-swap on disk, or removed: look again next time
+                version = live.get("version")
+                if version and version != svc.manifest.version and self._unstartable.get(svc.name) != version:
+                    self.swap(svc.name)
 
     def _default_integration(self):
         """The shared routes (health, docs) go to the first model that serves."""
@@ -184,6 +264,11 @@ class LocalStack:
         return next(iter(self.gateway.routes.models.values()), None)
 
     def stop(self) -> None:
+        self._stopping.set()
+        for r in self.retrainers.values():
+            r.stop()
+        if self._watcher is not None:
+            self._watcher.join(10)
         for p in self.pollers:
             p.stop()
         if self.gateway is not None:
@@ -218,7 +303,15 @@ class LocalStack:
         return self.aws.endpoint
 
     def _model_dir(self, name: str) -> Path:
-        return (self.out_dir / "models" / name).resolve()
+        """The live version's own directory when versions are kept (immutable, so a restarted
+        instance of the old pool still serves the old version during a swap), else the live one."""
+        live = (self.out_dir / "models" / name).resolve()
+        try:
+            version = json.loads((live / names.MANIFEST_FILE).read_text()).get("version")
+        except (OSError, ValueError):
+            return live
+        kept = live / "versions" / str(version)
+        return kept if (kept / names.MANIFEST_FILE).is_file() else live
 
     def _aws_env(self) -> dict[str, str]:
         assert self.aws is not None

@@ -31,6 +31,8 @@ from layers.processing.model import verify_files
 #: Bump when a change to the pipeline changes what it would produce from the same inputs.
 PIPELINE_VERSION = "4"
 STAGING_PREFIX = ".staging-"
+#: Subdirectories of a model directory that outlive a publish (kept versions, infra/versions).
+KEPT_SUBDIRS = ("versions",)
 _RENAME_EXCHANGE = 2
 
 
@@ -96,7 +98,16 @@ def sweep_stale(models: Path) -> None:
     for d in models.glob(f"{STAGING_PREFIX}*"):
         pid = d.name.rsplit("-", 1)[-1]
         if not (pid.isdigit() and _alive(int(pid))):
+            name = d.name.removeprefix(STAGING_PREFIX).rsplit("-", 1)[0].removesuffix("-old")
+            _rescue_kept(d, models / name)
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _rescue_kept(staging: Path, target: Path) -> None:
+    """A publish killed or failed mid-way may have left the kept subdirectories in staging."""
+    for sub in KEPT_SUBDIRS:
+        if (staging / sub).is_dir() and target.is_dir() and not (target / sub).exists():
+            os.rename(staging / sub, target / sub)
 
 
 def _alive(pid: int) -> bool:
@@ -126,6 +137,9 @@ def publish(model_file: Path, manifest: dict[str, Any], target: Path,
             _fsync(staging / name)
         _write_synced(staging / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
         _fsync(staging / MODEL_FILE)
+        for sub in KEPT_SUBDIRS:  # carried over: they belong to the model, not to one artifact
+            if (target / sub).is_dir():
+                os.rename(target / sub, staging / sub)
         if target.exists():
             if not _exchange(staging, target):
                 old = target.parent / f"{STAGING_PREFIX}{target.name}-old-{os.getpid()}"
@@ -138,6 +152,7 @@ def publish(model_file: Path, manifest: dict[str, Any], target: Path,
         _fsync_dir(target.parent)
     finally:
         if staging is not None:
+            _rescue_kept(staging, target)
             shutil.rmtree(staging, ignore_errors=True)
 
 

@@ -171,6 +171,18 @@ def build_model(spec: ModelSpec, root: Path, out_dir: Path, *, force: bool = Fal
 def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
            stage: StageCallback, settings: BuildSettings, result: BuildResult) -> None:
     target = artifact.models_dir(out_dir) / spec.name
+    if spec.training is not None:
+        from infra.versions.store import managed_live
+
+        live = managed_live(target)  # `modelfn train`/`promote` decide what is live, not a build
+        if live is not None:
+            result.reused, result.manifest, result.model_dir = True, live, target
+            result.notes.append(f"version {live['version']} is live through `modelfn promote`/`train`; "
+                                "the build leaves it in place")
+            return
+        if not spec.source:
+            raise BuildError(f"model {spec.name!r} has no 'source' and no trained version yet; run "
+                             f"`modelfn train {spec.name}` to make version 1")
     stage(spec.name, "convert")
     fp32_path = work / "fp32.onnx"
     steps = None
@@ -296,7 +308,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     digest = sha256_file(shipped_path)
     manifest = {
         "name": spec.name, "version": digest[:12], "sha256": digest,
-        "source": spec.source if spec.source_kind == "torch" else _relative(Path(spec.source), root),
+        "source": spec.source if spec.source_path is None else _relative(Path(spec.source), root),
         "signature": public_signature(block) if block else sig,
         "quantization": quant,
         "metrics": {

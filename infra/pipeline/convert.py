@@ -5,6 +5,8 @@
 * sklearn ``.joblib``/``.pkl``: skl2onnx with the example input's name, dtype and feature
   shape; classifiers get ``zipmap: False`` so probabilities are a tensor, not a map.
 * ``hf:<dir>``: a saved Hugging Face model directory, see :mod:`infra.pipeline.hf`.
+* torch ``.pt``: a whole ``nn.Module`` saved with ``torch.save`` (what ``modelfn train``
+  makes of a returned module), exported like a factory's module.
 * torch ``"pkg.module:factory"``: the factory (imported with the catalog's directory on
   ``sys.path``) returns an ``nn.Module``; exported with ``torch.onnx.export``'s dynamo
   exporter (the supported one in torch 2.x, deterministic byte for byte), the legacy
@@ -182,6 +184,25 @@ def _load_factory(source: str, root: Path):
     return factory
 
 
+def _load_torch_file(path: Path, root: Path):
+    """A whole module saved with ``torch.save`` (a trained entry point's result). Unpickling
+    runs code: only files modelfn's own training runner wrote belong here. Its classes are
+    imported from the catalog's directory."""
+    import torch
+
+    added = str(root) not in sys.path
+    if added:
+        sys.path.insert(0, str(root))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ConversionError(f"{path} could not be loaded with torch.load ({type(exc).__name__}: {exc}); "
+                              "the module's classes must be importable from the catalog's directory") from exc
+    finally:
+        if added:
+            sys.path.remove(str(root))
+
+
 def _from_torch(source: str, root: Path, example: dict[str, np.ndarray]) -> tuple[onnx.ModelProto, dict[str, str]]:
     try:
         import torch
@@ -189,11 +210,14 @@ def _from_torch(source: str, root: Path, example: dict[str, np.ndarray]) -> tupl
         raise ConversionError(f"converting a torch factory needs torch ({exc}); "
                               "pip install -e '.[torch]'") from exc
 
-    factory = _load_factory(source, root)
-    try:
-        module = factory()
-    except Exception as exc:
-        raise ConversionError(f"{source}() raised {type(exc).__name__}: {exc}") from exc
+    if source.endswith(".pt"):
+        module = _load_torch_file(Path(source), root)
+    else:
+        factory = _load_factory(source, root)
+        try:
+            module = factory()
+        except Exception as exc:
+            raise ConversionError(f"{source}() raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(module, torch.nn.Module):
         raise ConversionError(f"{source}() returned {type(module).__name__}; it must return a "
                               "torch.nn.Module (with its trained weights loaded)")

@@ -29,8 +29,15 @@ def write_built_model(build_dir: Path, name: str, *, target: str = "lambda",
 
 def write_catalog(root: Path, models: list[dict]) -> Path:
     """A catalog at ``root/models.yaml`` whose .onnx sources exist (tiny models)."""
+    import numpy as np
+
     for m in models:
         make_tiny_onnx(root / m["source"])
+        if "validation" in m:
+            np.savez(root / m["validation"], x=np.zeros((2, 4), np.float32), labels=np.zeros(2, np.int64))
+        entry = (m.get("training") or {}).get("entry_point", "")
+        if ":" in entry and not entry.split(":")[0].endswith(".py"):
+            (root / f"{entry.split(':')[0]}.py").write_text("def train(data_dir, hp, model_dir):\n    return None\n")
     path = root / "models.yaml"
     path.write_text(yaml.safe_dump({"models": models}))
     return path

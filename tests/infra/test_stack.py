@@ -30,7 +30,9 @@ pytestmark = pytest.mark.slow
 MODELS = [
     {"name": "clf-lambda", "source": "src/clf.onnx", "architecture": "arm64",
      "reserved_concurrency": 3, "provisioned_concurrency": 2,
-     "training": {"instance_type": "ml.g5.xlarge", "hyperparameters": {"epochs": 3}}},
+     "validation": "src/clf_val.npz",
+     "training": {"entry_point": "trainer:train", "instance_type": "ml.g5.xlarge",
+                  "hyperparameters": {"epochs": 3}}},
     {"name": "heavy-sm", "source": "src/heavy.onnx", "target": "sagemaker",
      "instance_type": "ml.g5.xlarge", "auth": "jwt"},
     {"name": "open-model", "source": "src/open.onnx", "auth": "none", "memory_mb": 1024,

@@ -150,3 +150,50 @@ def test_batch_settings_are_checked_against_what_aws_allows(tmp_path):
     assert "'batch.max_concurrency'" in msg and "greater than or equal to 2" in msg
     msg = _error(tmp_path, [mlp_entry(tmp_path, batch={"concurrency": 4})])
     assert "unknown key 'batch.concurrency'" in msg and "max_concurrency" in msg and "batch_size" in msg
+
+
+# --- training: and promotion: (issue 12) ----------------------------------------------------
+def _training_entry(tmp_path, **training):
+    (tmp_path / "trainer.py").write_text("def train(data_dir, hp, model_dir):\n    return None\n")
+    entry = mlp_entry(tmp_path)
+    entry["training"] = {"entry_point": "trainer:train", **training}
+    return entry
+
+
+def test_training_defaults_resolve_local_data_and_scripts_next_to_the_catalog(tmp_path):
+    entry = _training_entry(tmp_path, data="train-data")
+    del entry["source"]  # the first `modelfn train` makes version 1
+    spec = load_catalog(write_catalog(tmp_path, [entry])).get("mlp")
+    t = spec.training
+    assert (t.instance_type, t.max_runtime_s, t.image, t.framework_version) == ("ml.g5.xlarge", 3600, None, "2.13.0")
+    assert t.gpu and Path(t.data) == tmp_path.resolve() / "train-data" and spec.source == ""
+    assert spec.promotion.max_accuracy_drop == 0.01 and spec.promotion.max_latency_ratio == 1.5
+    assert t.entry(tmp_path) == (tmp_path, "trainer", "train")
+    script = _training_entry(tmp_path, entry_point="trainer.py", data="s3://bucket/prefix/", instance_type="ml.m5.large")
+    t = load_catalog(write_catalog(tmp_path, [script])).get("mlp").training
+    assert t.entry(tmp_path) == (tmp_path.resolve(), "trainer", "train") and t.data == "s3://bucket/prefix/"
+    assert not t.gpu
+
+
+@pytest.mark.parametrize(("training", "expected"), [
+    ({"entry_point": "not an entry"}, "is not an entry point"),
+    ({"entry_point": "elsewhere:train"}, "module 'elsewhere' is not next to the catalog"),
+    ({"entry_point": "gone.py"}, "script"),
+    ({"hyperparameters": {"modelfn_x": 1}}, "reserved for modelfn"),
+    ({"instance_type": "g5.xlarge"}, "not a SageMaker instance type"),
+    ({"epochs": 3}, "unknown key 'training.epochs'; remove it or use one of: entry_point, data"),
+])
+def test_bad_training_entries_name_the_key_and_the_fix(tmp_path, training, expected):
+    assert expected in _error(tmp_path, [_training_entry(tmp_path, **training)])
+
+
+def test_training_needs_a_validation_set_and_a_model_without_training_needs_a_source(tmp_path):
+    entry = _training_entry(tmp_path)
+    del entry["validation"]
+    assert "key 'validation' is required with 'training:'" in _error(tmp_path, [entry])
+    plain = mlp_entry(tmp_path)
+    del plain["source"]
+    assert "missing required key 'source'" in _error(tmp_path, [plain])
+    bad = _training_entry(tmp_path)
+    bad["promotion"] = {"max_accuracy": 0.1}
+    assert "unknown key 'promotion.max_accuracy'; remove it or use one of: max_accuracy_drop" in _error(tmp_path, [bad])

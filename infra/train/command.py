@@ -1,0 +1,79 @@
+"""``modelfn train NAME``: train locally, build the next version, gate it, promote or say why not.
+
+Exit status: 0 whether or not the new version was promoted (the report says which and why),
+1 when training or the build failed, 2 for a catalog or usage problem.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+from infra.catalog import CatalogError, load_catalog
+
+
+def train(args: Namespace) -> int:
+    from rich.console import Console
+
+    from infra.train.lifecycle import BuildFailed, train_and_promote
+    from infra.train.local import TrainingError, parse_overrides
+
+    err = Console(stderr=True, highlight=False)
+    try:
+        catalog = load_catalog(args.catalog)
+        overrides = parse_overrides(args.hyperparameters)
+    except (CatalogError, ValueError) as exc:
+        err.print(f"[red]modelfn train[/red]: {exc}")
+        return 2
+    verbose = getattr(args, "verbose", False)
+    status = err.status(f"{args.name}: starting", spinner="dots") if err.is_terminal and not args.json else None
+
+    def on_stage(stage: str) -> None:
+        if status is not None:
+            status.update(f"{args.name}: {stage}")
+        elif not args.json:
+            print(f"  {args.name}: {stage}", file=sys.stderr, flush=True)
+
+    def on_line(line: str) -> None:
+        if verbose:
+            err.print(f"[dim]  train | {line}[/dim]")
+
+    try:
+        if status is not None:
+            status.start()
+        outcome = train_and_promote(catalog, args.name, Path(args.out), data=args.data,
+                                    hyperparameters=overrides, on_line=on_line, on_stage=on_stage)
+    except CatalogError as exc:
+        err.print(f"[red]modelfn train[/red]: {exc}")
+        return 2
+    except TrainingError as exc:
+        where = f" (log: {exc.log})" if exc.log and exc.log.is_file() else ""
+        _fail(args, err, f"training failed: {exc.reason}{where}")
+        return 1
+    except BuildFailed as exc:
+        _fail(args, err, f"the trained model did not build: {exc}")
+        return 1
+    finally:
+        if status is not None:
+            status.stop()
+    if args.json:
+        print(json.dumps({"ok": True, **outcome.to_dict()}, indent=2))
+        return 0
+    t = outcome.training
+    data = t.get("data", {})
+    print(f"{outcome.model}: trained in {t.get('seconds', 0):.1f} s on {t.get('device')} "
+          f"({data.get('files')} file(s), {data.get('bytes', 0):,} B, data {str(data.get('sha256', ''))[:12]})")
+    parent = f" (parent {outcome.parent_version})" if outcome.parent_version else ""
+    print(f"{outcome.model}: built v{outcome.number} {outcome.version} [{outcome.mode}]{parent}")
+    verdict = "PROMOTED: now live" if outcome.promoted else "NOT promoted: kept as an artifact"
+    print(f"{outcome.model}: {verdict}; {outcome.reason}")
+    return 0
+
+
+def _fail(args: Namespace, err, message: str) -> None:
+    if args.json:
+        print(json.dumps({"ok": False, "model": args.name, "error": message}, indent=2))
+    else:
+        err.print(f"[red]modelfn train[/red]: {args.name}: {message}")

@@ -1,0 +1,129 @@
+"""Train → build the next version → gate it against the live one → promote it or say why not.
+
+What ``modelfn train`` and local retraining (``modelfn up``) both run. The trained artifact
+(``model.onnx``, a torch module saved whole, or a sklearn estimator) goes through the normal
+build pipeline (convert → int8 behind the accuracy gate → measure) as the catalog entry with
+that artifact as its ``source``; the built version is kept under ``versions/<version>/`` with
+its lineage, then :func:`infra.versions.gate.judge` decides against the live version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.catalog import Catalog, CatalogError
+from infra.train.local import LineSink, TrainingError, TrainingRun, data_dir_for, run_local
+from infra.versions.gate import judge
+from infra.versions.store import VersionStore
+from layers.names import MODEL_FILE, TRAINING_REPORT_FILE
+
+StageSink = Callable[[str], None]
+
+
+class BuildFailed(RuntimeError):
+    """The trained model did not build; the message is the build's error."""
+
+
+@dataclass
+class TrainOutcome:
+    model: str
+    version: str
+    number: int
+    parent_version: str | None
+    promoted: bool
+    reason: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    mode: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "number": self.number,
+                "parent_version": self.parent_version, "promoted": self.promoted,
+                "reason": self.reason, "mode": self.mode, "metrics": self.metrics,
+                "training": self.training}
+
+
+@contextlib.contextmanager
+def _importable(directory: Path) -> Iterator[None]:
+    """The user's classes must be importable while the build unpickles a trained module."""
+    added = str(directory) not in sys.path
+    if added:
+        sys.path.insert(0, str(directory))
+    try:
+        yield
+    finally:
+        if added:
+            sys.path.remove(str(directory))
+
+
+def train_and_promote(catalog: Catalog, name: str, out_dir: Path, *, data: str | Path | None = None,
+                      hyperparameters: Mapping[str, Any] | None = None, on_line: LineSink | None = None,
+                      on_stage: StageSink | None = None) -> TrainOutcome:
+    """One lifecycle step for ``name``. Raises :class:`CatalogError` (no ``training:``),
+    :class:`TrainingError` or :class:`BuildFailed`; a candidate that loses is not an error."""
+    spec = catalog.get(name)
+    if spec.training is None:
+        raise CatalogError(f"model {name!r} has no 'training:' entry in {catalog.path}; add one with "
+                           "entry_point (see README \"Training\")")
+    stage = on_stage or (lambda _s: None)
+    data_dir = data_dir_for(spec, data)
+    if not data_dir.is_dir():
+        raise TrainingError(f"no training data: {data_dir} does not exist; put the training files there "
+                            "or pass --data DIR")
+    store = VersionStore(out_dir, name)
+    with tempfile.TemporaryDirectory(prefix=f"modelfn-train-{name}-") as tmp:
+        work = Path(tmp)
+        stage("train")
+        run = run_local(spec, catalog.root, data_dir=data_dir, work=work / "job",
+                        hyperparameters=hyperparameters, on_line=on_line)
+        stage("build")
+        manifest = _build(catalog, spec, run, work / "build", stage)
+        with store.locked():
+            store.adopt_live()
+            parent = store.live_version()
+            number = store.next_number()
+            manifest["parent_version"] = parent
+            manifest["source"] = f"trained: {spec.training.entry_point}"
+            manifest["lineage"] = _lineage(run, number)
+            built = work / "build" / "models" / name
+            vdir = store.add(built / MODEL_FILE, manifest, {TRAINING_REPORT_FILE: run.model_dir / TRAINING_REPORT_FILE,
+                                                           "training.log": run.log})
+            stage("gate")
+            verdict = judge(spec, vdir, store.live_dir if parent else None)
+            version = manifest["version"]
+            if verdict.promote:
+                stage("promote")
+                store.promote(version, reason=verdict.reason, metrics=verdict.metrics)
+            else:
+                store.decide(version, promoted=False, reason=verdict.reason, metrics=verdict.metrics)
+            kept = store._info(vdir)
+    return TrainOutcome(model=name, version=version, number=kept.number, parent_version=kept.parent_version,
+                        promoted=verdict.promote, reason=verdict.reason, metrics=verdict.metrics,
+                        training=run.report, mode=kept.mode)
+
+
+def _build(catalog: Catalog, spec, run: TrainingRun, out: Path, stage: StageSink) -> dict[str, Any]:
+    from infra.pipeline import build_model
+
+    candidate = spec.model_copy(update={"source": str(run.artifact)})
+    code_dir, _, _ = spec.training.entry(catalog.root)
+    with _importable(code_dir):
+        result = build_model(candidate, catalog.root, out, force=True,
+                             on_stage=lambda _m, s: stage(f"build: {s}"))
+    if not result.ok or result.manifest is None:
+        raise BuildFailed(result.error or "the build failed without a reason")
+    return dict(result.manifest)
+
+
+def _lineage(run: TrainingRun, number: int) -> dict[str, Any]:
+    report = run.report
+    return {"origin": "training", "number": number, "training_job": run.job,
+            "entry_point": report.get("entry_point"), "hyperparameters": report.get("hyperparameters", {}),
+            "data": report.get("data", {}), "device": report.get("device"),
+            "training_seconds": report.get("seconds"), "artifact": report.get("artifact")}

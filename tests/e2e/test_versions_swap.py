@@ -1,0 +1,142 @@
+"""Acceptance (issue 12): train twice through ``modelfn train``, gate and promote v2 over v1,
+roll back, while the local stack serves each version in turn with no failed request; and a
+burst of files under ``<model>/train/`` in the local bucket retrains once."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+
+from infra.cli import main
+from infra.local.stack import LocalStack
+from tests.train.helpers import blobs, write_data, write_training_catalog
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+class RequestLoop:
+    """Back-to-back V2 infer requests on 127.0.0.1, recording (status, served version)."""
+
+    def __init__(self, url: str) -> None:
+        u = urlsplit(url)
+        self.host, self.port = u.hostname, u.port
+        x, _ = blobs(2, seed=5)
+        self.body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 4],
+                                            "data": x.ravel().tolist()}]}).encode()
+        self.seen: list[tuple[int, str | None]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        while not self._stop.is_set():
+            try:
+                conn.request("POST", "/v2/models/blobs/infer", body=self.body,
+                             headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                data = json.loads(resp.read())
+                self.seen.append((resp.status, data.get("model_version")))
+            except (OSError, http.client.HTTPException) as exc:  # a dropped connection counts as failed
+                self.seen.append((-1, repr(exc)))
+                conn.close()
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+
+    def __enter__(self) -> RequestLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def wait_for(self, version: str, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.seen and self.seen[-1][1] == version:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the stack never served {version}; last seen {self.seen[-3:]}")
+
+
+def train_json(capsys, catalog: Path, out: Path, data: Path) -> dict:
+    capsys.readouterr()
+    assert main(["train", "blobs", "--catalog", str(catalog), "--out", str(out), "--data", str(data), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory) -> Iterator[dict]:
+    tmp = tmp_path_factory.mktemp("lifecycle")
+    catalog = write_training_catalog(tmp / "cat", entry="trainer:train_torch")
+    yield {"tmp": tmp, "catalog": catalog, "out": tmp / "build"}
+
+
+def test_train_twice_gate_promote_rollback_while_serving_without_a_failed_request(lifecycle, capsys):
+    tmp, catalog, out = lifecycle["tmp"], lifecycle["catalog"], lifecycle["out"]
+    # given version 1, trained on a little data (the model has no source)
+    small = write_data(tmp / "small", 24, seed=1)
+    v1 = train_json(capsys, catalog, out, small)
+    assert v1["promoted"] and v1["number"] == 1 and v1["parent_version"] is None
+    stack = LocalStack(catalog_path=catalog, out_dir=out, port=0, s3_port=0, warm=2,
+                       watch_interval_s=0.2).start()
+    lifecycle["stack"] = stack
+    with RequestLoop(stack.url) as loop:
+        loop.wait_for(v1["version"])
+        # when version 2 is trained on more data
+        more = write_data(tmp / "more", 24, seed=1)
+        write_data(more, 400, seed=2, name="part-1.npz")
+        v2 = train_json(capsys, catalog, out, more)
+        # then it was gated against version 1 on the validation set and promoted
+        assert v2["parent_version"] == v1["version"] and v2["number"] == 2
+        assert v2["promoted"], v2["reason"]
+        gate = v2["metrics"]
+        assert gate["live_version"] == v1["version"] and gate["rows"] == 300
+        assert gate["accuracy"] >= gate["live_accuracy"] - 0.01
+        # and the stack swaps to it, then back on rollback
+        loop.wait_for(v2["version"])
+        assert main(["rollback", "blobs", "--out", str(out)]) == 0
+        loop.wait_for(v1["version"])
+        time.sleep(0.5)
+    # no request failed or was dropped while swapping, and each version served in turn
+    statuses = [s for s, _ in loop.seen]
+    assert len(statuses) > 20 and set(statuses) == {200}, [x for x in loop.seen if x[0] != 200][:3]
+    order = [v for i, (_, v) in enumerate(loop.seen) if i == 0 or loop.seen[i - 1][1] != v]
+    assert order == [v1["version"], v2["version"], v1["version"]]
+
+
+def test_a_burst_of_files_under_train_prefix_retrains_once(lifecycle):
+    stack = lifecycle.get("stack")
+    if stack is None:
+        pytest.skip("needs the stack of the acceptance test")
+    try:
+        s3 = stack.aws.client("s3")
+        x, y = blobs(600, seed=7)
+        for i in range(12):  # when a burst of files lands under blobs/train/
+            buf = __import__("io").BytesIO()
+            np.savez(buf, x=x[i * 50:(i + 1) * 50], y=y[i * 50:(i + 1) * 50])
+            s3.put_object(Bucket=stack.aws.bucket, Key=f"blobs/train/part-{i:03d}.npz", Body=buf.getvalue())
+        retrainer = stack.retrainers["blobs"]
+        deadline = time.monotonic() + 180
+        while not retrainer.outcomes and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(retrainer.debounce_s + 2)  # no second run follows
+        # then one training run used all twelve files
+        assert len(retrainer.outcomes) == 1, retrainer.outcomes
+        outcome = retrainer.outcomes[0]
+        assert not isinstance(outcome, Exception), outcome
+        assert outcome.training["data"]["files"] == 12 and outcome.number == 3
+        if outcome.promoted:  # and the stack serves what is live
+            deadline = time.monotonic() + 60
+            while stack.services["blobs"].manifest.version != outcome.version and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert stack.services["blobs"].manifest.version == outcome.version
+    finally:
+        stack.stop()
