@@ -1,8 +1,7 @@
 """``modelfn versions NAME`` / ``promote NAME VERSION`` / ``rollback NAME``.
 
-Locally (default) they act on ``<out>/models/<name>/``; a running ``modelfn up`` notices the
-new live version and hot-swaps to it. With ``--deployed`` they act on the deployed stack: the
-``live`` alias moves through CodeDeploy (:mod:`infra.versions.deployed`).
+They act on ``<out>/models/<name>/``; a running ``modelfn up`` notices the new live version
+and hot-swaps to it.
 """
 
 from __future__ import annotations
@@ -23,10 +22,6 @@ def _store(args: Namespace) -> VersionStore:
 
 
 def versions(args: Namespace) -> int:
-    if args.deployed:
-        from infra.versions import deployed
-
-        return deployed.versions_command(args)
     try:
         store = _store(args)
         with store.locked():
@@ -65,10 +60,6 @@ def _table(name: str, infos: list[VersionInfo], live: str | None) -> None:
 
 
 def promote(args: Namespace) -> int:
-    if args.deployed:
-        from infra.versions import deployed
-
-        return deployed.promote_command(args)
     try:
         store = _store(args)
         with store.locked():
@@ -87,10 +78,6 @@ def promote(args: Namespace) -> int:
 
 
 def rollback(args: Namespace) -> int:
-    if args.deployed:
-        from infra.versions import deployed
-
-        return deployed.rollback_command(args)
     try:
         store = _store(args)
         with store.locked():
