@@ -88,6 +88,9 @@ def _add_lifecycle(sub) -> None:
         if parser is p:
             parser.add_argument("version", help="version id (or a unique prefix), or its number (3 / v3)")
         parser.add_argument("--out", default="build", help="build directory (default build/)")
+        parser.add_argument("--deployed", action="store_true",
+                            help="act on the deployed stack (live alias through CodeDeploy) instead of local")
+        parser.add_argument("--stack", default="ModelfnStack", help="deployed stack name")
     v.add_argument("--json", action="store_true")
 
 

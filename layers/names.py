@@ -124,3 +124,10 @@ OUTPUT_BATCH_BUCKET = "BatchBucketName"
 def output_infer_url(model_name: str) -> str:
     """Output key of one model's infer URL, e.g. ``InferUrlDigitsMlp``."""
     return "InferUrl" + "".join(part.capitalize() for part in model_name.split("-"))
+
+
+def output_deployment(model_name: str) -> str:
+    """Output key of a Lambda model's functions and CodeDeploy groups (a JSON object per kind,
+    ``api``/``batch``: ``function``, ``application``, ``group``), e.g. ``DeploymentDigitsMlp``;
+    ``modelfn promote/rollback --deployed`` reads it."""
+    return "Deployment" + "".join(part.capitalize() for part in model_name.split("-"))

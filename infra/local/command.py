@@ -72,7 +72,9 @@ def banner(stack) -> str:
              f"  docs                {stack.url}/docs",
              f"  S3 endpoint         {stack.s3_endpoint}  (bucket {stack.aws.bucket}; "
              f"drop files under s3://{stack.aws.bucket}/<model>/in/)",
-             "  tracing             off locally (no X-Ray daemon; POWERTOOLS_TRACE_DISABLED=true)", "",
+             "  tracing             off locally (no X-Ray daemon; POWERTOOLS_TRACE_DISABLED=true)",
+             *([f"  retraining          drop files under s3://{stack.aws.bucket}/<model>/train/ "
+                f"({', '.join(stack.retrainers)})"] if stack.retrainers else []), "",
              "  models:"]
     for svc in stack.services.values():
         if svc.failure:

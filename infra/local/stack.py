@@ -75,6 +75,7 @@ class LocalStack:
     _watcher: threading.Thread | None = None
     _unstartable: dict[str, str] = field(default_factory=dict)  # model -> version that failed init
     _trained: tuple[str, ...] = ()
+    _catalog: Any = None  # infra.catalog.Catalog, once started
     retrainers: dict[str, Any] = field(default_factory=dict)  # model -> infra.train.retrain.Retrainer
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -89,6 +90,7 @@ class LocalStack:
         catalog = load_catalog(self.catalog_path)
         self.services = {m.name: ModelService(m.name) for m in catalog.models}
         self._trained = tuple(m.name for m in catalog.models if m.training is not None)
+        self._catalog = catalog
         if self.build:
             self._build(catalog)
         self.timings["build_s"] = time.perf_counter() - t0
@@ -133,10 +135,12 @@ class LocalStack:
     def _start_services(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.aws = LocalAws(self.host, self.s3_port).start()
-        self.aws.create_resources({s.name: QueueSettings.of(s.deploy.batch_timeout_s, s.deploy.batch)
-                                   for s in self.services.values()
-                                   if s.failure is None and s.target != "sagemaker"},
-                                  train_models=self._trained)
+        queues = {s.name: QueueSettings.of(s.deploy.batch_timeout_s, s.deploy.batch)
+                  for s in self.services.values() if s.failure is None and s.target != "sagemaker"}
+        for spec in self._catalog.models:  # not built yet: its first `modelfn train` starts it
+            if spec.training is not None and self.services[spec.name].deploy is None:
+                queues.setdefault(spec.name, QueueSettings.of(names.LAMBDA_MAX_TIMEOUT_S, spec.batch))
+        self.aws.create_resources(queues, train_models=self._trained)
         starters: list[threading.Thread] = []
         for svc in self.services.values():
             if svc.failure is not None:
@@ -243,10 +247,42 @@ class LocalStack:
             log.info("%s: now serving version %s", name, manifest.version)
             return True
 
+    def _start_late(self, svc: ModelService) -> None:
+        """A model with ``training:`` and no version when the stack started serves once its
+        first version is live (``modelfn train`` or retraining made it)."""
+        from infra.cdk.deploy_spec import NotBuiltError, load_deploy_spec
+
+        with self._swap_lock:
+            try:
+                svc.deploy = load_deploy_spec(self._catalog.get(svc.name), self.out_dir)
+            except (NotBuiltError, ManifestError):
+                return
+            if svc.target == "sagemaker":
+                return
+            pools = self._pools(svc, self._model_dir(svc.name))
+            for pool in pools.values():
+                pool.start()
+            if pools["api"].failure:
+                self._unstartable[svc.name] = svc.deploy.version
+                for pool in pools.values():
+                    pool.stop()
+                return
+            svc.api, svc.batch, svc.manifest, svc.failure = pools["api"], pools["batch"], svc.deploy.manifest, None
+            assert self.gateway is not None and self.aws is not None
+            self.gateway.routes.models[svc.name] = LambdaIntegration(svc.api)
+            self.gateway.routes.failed.pop(svc.name, None)
+            if svc.name in self.aws.queue_urls:
+                self.pollers.append(QueuePoller(svc.name, self.aws.queue_urls[svc.name], svc.batch, self.aws,
+                                                settings=self.aws.settings[svc.name]).start())
+            log.info("%s: serving its first version %s", svc.name, svc.manifest.version)
+
     def _watch_versions(self) -> None:
         """Swap a model when its live version changes on disk (promote, rollback, train)."""
         while not self._stopping.wait(self.watch_interval_s):
             for svc in list(self.services.values()):
+                if svc.api is None and svc.name in self._trained and svc.deploy is None and \
+                        (self.out_dir / "models" / svc.name / names.MANIFEST_FILE).is_file():
+                    self._start_late(svc)
                 if svc.api is None or svc.manifest is None:
                     continue
                 try:

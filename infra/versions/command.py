@@ -1,7 +1,8 @@
 """``modelfn versions NAME`` / ``promote NAME VERSION`` / ``rollback NAME``.
 
-They act on ``<out>/models/<name>/``; a running ``modelfn up`` notices the new live version
-and hot-swaps to it.
+Locally (default) they act on ``<out>/models/<name>/``; a running ``modelfn up`` notices the
+new live version and hot-swaps to it. With ``--deployed`` they act on the deployed stack: the
+``live`` alias moves through CodeDeploy (:mod:`infra.versions.deployed`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ def _store(args: Namespace) -> VersionStore:
 
 
 def versions(args: Namespace) -> int:
+    if args.deployed:
+        from infra.versions import deployed
+
+        return deployed.versions_command(args)
     try:
         store = _store(args)
         with store.locked():
@@ -60,6 +65,10 @@ def _table(name: str, infos: list[VersionInfo], live: str | None) -> None:
 
 
 def promote(args: Namespace) -> int:
+    if args.deployed:
+        from infra.versions import deployed
+
+        return deployed.promote_command(args)
     try:
         store = _store(args)
         with store.locked():
@@ -78,6 +87,10 @@ def promote(args: Namespace) -> int:
 
 
 def rollback(args: Namespace) -> int:
+    if args.deployed:
+        from infra.versions import deployed
+
+        return deployed.rollback_command(args)
     try:
         store = _store(args)
         with store.locked():

@@ -178,19 +178,12 @@ class VersionStore:
         target = self.root / manifest["version"]
         if target.is_dir():
             return target
-        self.root.mkdir(parents=True, exist_ok=True)
-        staging = self.root / f".staging-{manifest['version']}-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        try:
-            shutil.copyfile(model_file, staging / MODEL_FILE)
-            (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-            for name, src in files.items():
-                if src.is_file():
-                    shutil.copyfile(src, staging / name)
-            os.rename(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        from infra.pipeline import artifact
+
+        artifact.publish(model_file, manifest, target)  # staged, then renamed into place
+        for name, src in files.items():
+            if src.is_file():
+                shutil.copyfile(src, target / name)
         return target
 
     def decide(self, version: str, *, promoted: bool, reason: str, metrics: dict | None = None) -> None:

@@ -415,3 +415,15 @@ def test_batch_canary_ignores_one_transient_failure(template: Template) -> None:
     assert (api["EvaluationPeriods"], api["DatapointsToAlarm"], api["Threshold"]) == (1, 1, 1)
     dlq = [v for k, v in alarms.items() if "batch events gave up" in k and "asynchronous" not in k]
     assert len(dlq) == 2 and all(a["MetricName"] == "ApproximateNumberOfMessagesVisible" for a in dlq)
+
+
+def test_each_lambda_model_outputs_its_functions_and_codedeploy_groups_for_promotion(template: Template) -> None:
+    # `modelfn promote/rollback --deployed` reads this output (infra/versions/deployed.py)
+    outputs = template.to_json()["Outputs"]
+    assert names.output_deployment("clf-lambda") in outputs and names.output_deployment("open-model") in outputs
+    assert names.output_deployment("heavy-sm") not in outputs  # SageMaker-target: no aliases to move
+    value = json.dumps(outputs[names.output_deployment("clf-lambda")]["Value"])
+    for key in ("api", "batch", "function", "application", "group"):
+        assert f'\\"{key}\\"' in value
+    groups = resources(template, "AWS::CodeDeploy::DeploymentGroup")
+    assert any(logical in value for logical in groups)

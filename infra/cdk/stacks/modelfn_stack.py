@@ -233,6 +233,15 @@ class ModelfnStack(cdk.Stack):
             **common,
         )
         self._functions[spec.name] = (api_fn, batch_fn)
+        cdk.CfnOutput(  # what `modelfn promote/rollback --deployed` deploys through (infra/versions)
+            self, names.output_deployment(spec.name),
+            value=cdk.Stack.of(self).to_json_string({
+                kind: {"function": fn.function.function_name,
+                       "application": fn.deployment_group.application.application_name,
+                       "group": fn.deployment_group.deployment_group_name}
+                for kind, fn in (("api", api_fn), ("batch", batch_fn))}),
+            description=f"{spec.name}: functions and CodeDeploy groups of its live aliases",
+        )
         self._api.add_model(name=spec.name, target=api_fn.alias, auth=spec.auth)
         self._batch_pipelines[spec.name] = ModelBatchPipeline(
             group, "BatchPipeline", model_name=spec.name, function=batch_fn,
