@@ -127,7 +127,8 @@ def test_synthesizes_exactly_the_expected_resources(template: Template) -> None:
 def test_outputs_are_the_api_url_each_infer_url_and_the_bucket(template: Template) -> None:
     outputs = template.to_json()["Outputs"]
     expected = {names.OUTPUT_API_URL, names.OUTPUT_BATCH_BUCKET,
-                *(names.output_infer_url(m["name"]) for m in MODELS)}
+                *(names.output_infer_url(m["name"]) for m in MODELS),
+                *(names.output_deployment(m["name"]) for m in MODELS if m.get("target") != "sagemaker")}
     assert set(outputs) == expected
     url = json.dumps(outputs[names.output_infer_url("heavy-sm")]["Value"])
     assert "v2/models/heavy-sm/infer" in url
