@@ -78,6 +78,9 @@ def _add_lifecycle(sub) -> None:
     t.add_argument("--data", default=None, help="training data folder (default: the catalog's training.data)")
     t.add_argument("--hyperparameters", nargs="*", metavar="K=V", default=[],
                    help="override catalog hyperparameters (values decode as JSON, else strings)")
+    t.add_argument("--trained", default=None, metavar="DIR",
+                   help="build and gate a finished job's model directory (SageMaker's unpacked "
+                        "model.tar.gz) instead of training")
     t.add_argument("--json", action="store_true", help="print the outcome as JSON")
     t.add_argument("--verbose", action="store_true", help="show the training run's output")
     v = sub.add_parser("versions", help="every version of a model: metrics, lineage, which is live")

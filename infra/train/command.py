@@ -20,7 +20,7 @@ def train(args: Namespace) -> int:
     from infra.train.lifecycle import BuildFailed, train_and_promote
     from infra.train.local import TrainingError, parse_overrides
 
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)  # messages stay one line in logs
     try:
         catalog = load_catalog(args.catalog)
         overrides = parse_overrides(args.hyperparameters)
@@ -44,7 +44,8 @@ def train(args: Namespace) -> int:
         if status is not None:
             status.start()
         outcome = train_and_promote(catalog, args.name, Path(args.out), data=args.data,
-                                    hyperparameters=overrides, on_line=on_line, on_stage=on_stage)
+                                    hyperparameters=overrides, on_line=on_line, on_stage=on_stage,
+                                    trained=Path(args.trained) if args.trained else None)
     except CatalogError as exc:
         err.print(f"[red]modelfn train[/red]: {exc}")
         return 2

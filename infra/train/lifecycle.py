@@ -10,6 +10,7 @@ its lineage, then :func:`infra.versions.gate.judge` decides against the live ver
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -62,26 +63,47 @@ def _importable(directory: Path) -> Iterator[None]:
             sys.path.remove(str(directory))
 
 
+def trained_run(model_dir: Path, job: str | None = None) -> TrainingRun:
+    """A finished training job's ``/opt/ml/model`` (e.g. a SageMaker job's unpacked
+    ``model.tar.gz``), to build and gate without training again."""
+    report_path = model_dir / TRAINING_REPORT_FILE
+    try:
+        report = json.loads(report_path.read_text())
+        artifact = model_dir / report["artifact"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TrainingError(f"{model_dir} is not a training job's model directory (no readable "
+                            f"{TRAINING_REPORT_FILE} naming its artifact: {exc}); pass the unpacked "
+                            "model.tar.gz of a job that ran functions/training/train.py") from exc
+    if not artifact.is_file():
+        raise TrainingError(f"{model_dir}: {TRAINING_REPORT_FILE} names {artifact.name}, which is not there")
+    return TrainingRun(job=job or report.get("job") or model_dir.name, model_dir=model_dir, report=report,
+                       log=model_dir / "training.log", data_dir=Path(report.get("data", {}).get("location", "")))
+
+
 def train_and_promote(catalog: Catalog, name: str, out_dir: Path, *, data: str | Path | None = None,
                       hyperparameters: Mapping[str, Any] | None = None, on_line: LineSink | None = None,
-                      on_stage: StageSink | None = None) -> TrainOutcome:
+                      on_stage: StageSink | None = None, trained: Path | None = None) -> TrainOutcome:
     """One lifecycle step for ``name``. Raises :class:`CatalogError` (no ``training:``),
-    :class:`TrainingError` or :class:`BuildFailed`; a candidate that loses is not an error."""
+    :class:`TrainingError` or :class:`BuildFailed`; a candidate that loses is not an error.
+    With ``trained`` (a finished job's model directory) it builds and gates that, without training."""
     spec = catalog.get(name)
     if spec.training is None:
         raise CatalogError(f"model {name!r} has no 'training:' entry in {catalog.path}; add one with "
                            "entry_point (see README \"Training\")")
     stage = on_stage or (lambda _s: None)
-    data_dir = data_dir_for(spec, data)
-    if not data_dir.is_dir():
-        raise TrainingError(f"no training data: {data_dir} does not exist; put the training files there "
-                            "or pass --data DIR")
     store = VersionStore(out_dir, name)
     with tempfile.TemporaryDirectory(prefix=f"modelfn-train-{name}-") as tmp:
         work = Path(tmp)
-        stage("train")
-        run = run_local(spec, catalog.root, data_dir=data_dir, work=work / "job",
-                        hyperparameters=hyperparameters, on_line=on_line)
+        if trained is not None:
+            run = trained_run(Path(trained))
+        else:
+            data_dir = data_dir_for(spec, data)
+            if not data_dir.is_dir():
+                raise TrainingError(f"no training data: {data_dir} does not exist; put the training files "
+                                    "there or pass --data DIR")
+            stage("train")
+            run = run_local(spec, catalog.root, data_dir=data_dir, work=work / "job",
+                            hyperparameters=hyperparameters, on_line=on_line)
         stage("build")
         manifest = _build(catalog, spec, run, work / "build", stage)
         with store.locked():

@@ -101,3 +101,26 @@ def test_versions_of_an_unbuilt_model_and_bad_versions_say_what_to_do(tmp_path, 
     assert "no version 'v7'; known versions: v1" in capsys.readouterr().err
     assert main(["rollback", "blobs", "--out", str(out)]) == 2
     assert "nothing to roll back to" in capsys.readouterr().err
+
+
+def test_a_finished_jobs_model_directory_is_built_and_gated_without_training_again(tmp_path, capsys):
+    # given what a SageMaker job left in /opt/ml/model (here: the same runner, run as the image runs it)
+    from tests.train.test_runner import run_job
+
+    (tmp_path / "job").mkdir()
+    code, job_model_dir, _ = run_job(tmp_path / "job", "trainer:train_onnx", {})
+    assert code == 0
+    catalog = write_training_catalog(tmp_path / "cat", entry="trainer:train_onnx")
+    out = tmp_path / "build"
+    # when `modelfn train --trained DIR` builds it (what the deployed pipeline's build step runs)
+    capsys.readouterr()
+    assert main(["train", "blobs", "--catalog", str(catalog), "--out", str(out), "--trained",
+                 str(job_model_dir), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    # then it is version 1, live, with the job's data fingerprint in its lineage
+    assert result["promoted"] and result["number"] == 1
+    lineage = json.loads((out / "models" / "blobs" / "manifest.json").read_text())["lineage"]
+    assert lineage["data"]["files"] == 1 and lineage["artifact"] == "model.onnx"
+    # and a directory that is not a job's output is refused with the reason
+    assert main(["train", "blobs", "--catalog", str(catalog), "--out", str(out), "--trained", str(tmp_path)]) == 1
+    assert "is not a training job's model directory" in capsys.readouterr().err
