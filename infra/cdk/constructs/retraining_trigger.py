@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import aws_cdk as cdk
-from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -30,6 +29,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra.cdk.constructs.event_queue import EventQueue
 from infra.cdk.nag import acknowledge
 from layers import names
 
@@ -81,18 +81,12 @@ class ModelRetrainingTrigger(Construct):
         """
         super().__init__(scope, id)
         bucket.enable_event_bridge_notification()
-        self._dead_letter_queue = sqs.Queue(
-            self, "DeadLetters", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
+        events_queue = EventQueue(
+            self, "Queue", visibility_timeout_s=6 * timeout_s + debounce_s,
+            max_receive_count=max_receive_count,
+            alarm_description="modelfn retraining: new-data events gave up; see the DLQ",
         )
-        self._queue = sqs.Queue(
-            self, "Events", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
-            # Lambda's guidance: 6× the timeout plus the batching window.
-            visibility_timeout=cdk.Duration.seconds(6 * timeout_s + debounce_s),
-            retention_period=cdk.Duration.days(4),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self._dead_letter_queue,
-                                                  max_receive_count=max_receive_count),
-        )
+        self._queue, self._dead_letter_queue = events_queue.queue, events_queue.dead_letter_queue
         self._rule = events.Rule(
             self, "NewTrainingData",
             description="modelfn: new objects under <model>/train/ retrain the model",
@@ -136,23 +130,9 @@ class ModelRetrainingTrigger(Construct):
             sid="SeeRunningExecutions", actions=["states:ListExecutions"],
             resources=[sm.state_machine_arn for _, sm in sorted(state_machines.items())],
         ))
-        cw.Alarm(
-            self, "DeadLettersAlarm",
-            alarm_description="modelfn retraining: new-data events gave up; see the DLQ",
-            metric=self._dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=cdk.Duration.minutes(5)),
-            threshold=1, evaluation_periods=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-        )
         self._acknowledge()
 
     def _acknowledge(self) -> None:
-        for rule, why in (
-            ("AwsSolutions-SQS3", "this queue is the dead-letter queue of the retraining events"),
-            ("Serverless-SQSRedrivePolicy", "this queue is itself the dead-letter queue"),
-        ):
-            acknowledge(self._dead_letter_queue, rule, why)
         acknowledge(self._function.role, "AwsSolutions-IAM5[Resource::*]",
                     "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions")
         for rule, why in (

@@ -36,6 +36,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.cdk.constructs.batch_storage import BatchStorage
+from infra.cdk.constructs.event_queue import EventQueue
 from infra.cdk.nag import acknowledge
 from infra.cdk.sagemaker_iam import grant_sagemaker_logs_and_metrics
 from infra.environment import SAGEMAKER_MODEL_DIR, function_environment
@@ -205,13 +206,9 @@ class SageMakerAsyncBatch(Construct):
     def _glue(self, model_name: str, storage: BatchStorage, code_dir: Path,
               log_retention: logs.RetentionDays) -> None:
         bucket, p = storage.bucket, self._prefixes
-        dlq = sqs.Queue(self, "DeadLetters", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
-                        retention_period=cdk.Duration.days(14))
-        self._queue = sqs.Queue(
-            self, "Events", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
-            visibility_timeout=cdk.Duration.seconds(6 * 60), retention_period=cdk.Duration.days(4),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=3),
-        )
+        events = EventQueue(self, "Queue", visibility_timeout_s=6 * 60,
+                            alarm_description=f"{model_name}: asynchronous batch events gave up; see the DLQ")
+        self._queue, dlq = events.queue, events.dead_letter_queue
         bucket.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.SqsDestination(self._queue),
                                       s3.NotificationKeyFilter(prefix=p[names.BATCH_IN]))
         log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY)
@@ -240,15 +237,6 @@ class SageMakerAsyncBatch(Construct):
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ListOwnPrefix", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
             conditions={"StringLike": {"s3:prefix": [f"{model_name}/*"]}}))
-        cw.Alarm(self, "DeadLettersAlarm",
-                 alarm_description=f"{model_name}: asynchronous batch events gave up; see the DLQ",
-                 metric=dlq.metric_approximate_number_of_messages_visible(period=cdk.Duration.minutes(5)),
-                 threshold=1, evaluation_periods=1,
-                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
-        for rule, why in (("AwsSolutions-SQS3", "this queue is the dead-letter queue of the batch events"),
-                          ("Serverless-SQSRedrivePolicy", "this queue is itself the dead-letter queue")):
-            acknowledge(dlq, rule, why)
         acknowledge(role, "AwsSolutions-IAM5[Resource::*]",
                     "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions")
 
