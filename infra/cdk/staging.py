@@ -205,6 +205,58 @@ def write_model_tarball(*, model_dir: Path, dest: Path) -> Path:
     return dest
 
 
+#: Files of the user's package that travel with the code (data arrives through channels).
+TRAINING_CODE_SUFFIXES = (".py", ".txt", ".json", ".yaml", ".yml", ".toml", ".cfg")
+
+
+def training_code_files(*, catalog_root: Path, entry_point: str) -> dict[str, Path]:
+    """The user's training code, keyed by path relative to the catalog's directory.
+
+    ``entry_point`` is ``pkg.module:function`` (a module under the catalog's directory: its
+    top-level package or module travels) or a script (``train.py[:function]``, relative or
+    absolute: the ``.py`` files beside it travel). Of a package only source and small config
+    files travel (:data:`TRAINING_CODE_SUFFIXES`); data reaches the job through channels.
+    """
+    root = Path(catalog_root).resolve()
+    target = entry_point.split(":", 1)[0]
+    if target.endswith(".py"):
+        script = Path(target) if Path(target).is_absolute() else root / target
+        candidates, only_siblings = [script], True
+    else:
+        top = target.split(".", 1)[0]
+        candidates, only_siblings = [root / top, root / f"{top}.py"], False
+    found = next((c.resolve() for c in candidates if c.exists()), None)
+    if found is None:
+        raise ValueError(
+            f"training entry_point {entry_point!r}: none of "
+            f"{', '.join(str(c) for c in candidates)} exists; put the training code next to "
+            "the catalog (a package or module importable from its directory, or a script)"
+        )
+    try:
+        found.relative_to(root)
+    except ValueError:
+        raise ValueError(f"training entry_point {entry_point!r} is outside the catalog's "
+                         f"directory {root}; move the code next to the catalog") from None
+    if found.is_dir():
+        paths = [found / k for k, v in _source_files(found).items()
+                 if Path(k).suffix in TRAINING_CODE_SUFFIXES]
+    elif only_siblings:
+        paths = sorted(p for p in found.parent.iterdir()
+                       if p.is_file() and p.suffix in TRAINING_CODE_SUFFIXES)
+    else:
+        paths = [found]
+    return {p.relative_to(root).as_posix(): p for p in paths}
+
+
+def image_entry_point(entry_point: str, catalog_root: Path) -> str:
+    """The entry point as the runner sees it in the image (code under ``/opt/ml/code``): a
+    script the catalog resolved to an absolute path becomes relative to the catalog again."""
+    target, sep, func = entry_point.partition(":")
+    if target.endswith(".py") and Path(target).is_absolute():
+        target = Path(target).resolve().relative_to(Path(catalog_root).resolve()).as_posix()
+    return f"{target}{sep}{func}"
+
+
 #: Repository files CodeBuild needs to run ``modelfn build`` on a trained model.
 BUILD_SOURCE_DIRS = ("layers", "functions", "infra")
 BUILD_SOURCE_FILES = ("pyproject.toml", "README.md")

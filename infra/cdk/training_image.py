@@ -20,8 +20,6 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-#: The torch of modelfn's training image when the catalog names none (the project's pin).
-DEFAULT_FRAMEWORK_VERSION = "2.13.0"
 #: SageMaker families with NVIDIA GPUs (g4dn, g5, g6, g6e, p3, p4d, p5, ...).
 GPU_FAMILY = re.compile(r"^ml\.[gp]\d")
 #: Where the image's torch comes from, by processor.

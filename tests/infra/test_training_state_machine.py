@@ -22,6 +22,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from layers import names
 from tests.infra.cfn import REGION, Resolver, definition, resources_of_type
 from tests.infra.conftest import shared_synth, stack_templates
 from tests.infra.test_stack import MODELS, _synthesize
@@ -148,6 +149,10 @@ def test_the_synthesized_definition_trains_with_the_catalog_parameters_then_buil
     assert asset["source"]["platform"] == "linux/amd64"
     assert asset["source"]["dockerBuildArgs"]["TORCH_INDEX_URL"] == "https://pypi.org/simple"
     assert (outdir / asset["source"]["directory"] / "functions" / "training" / "train.py").is_file()
+    # the user's entry point runs in it, from the code the image carries
+    [train] = _scheduled(history, "createTrainingJob")
+    assert train["Environment"] == {names.ENV_TRAINING_ENTRY_POINT: TRAINED["training"]["entry_point"]}
+    assert (outdir / asset["source"]["directory"] / "code" / "trainer.py").is_file()
     # and the build step started the model's project on the job's artifact
     [build] = _scheduled(history, "startBuild")
     assert build["ProjectName"] == resolve.name(_only(resources_of_type(template, "AWS::CodeBuild::Project"), "")[0])

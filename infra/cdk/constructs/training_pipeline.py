@@ -6,7 +6,8 @@ is its last layer, infra/cdk/training_image.py). Its ``train`` channel is the mo
 prefix (by default ``s3://<batch bucket>/<model>/train/``, where new objects also start a
 retraining, retraining_trigger.py); the catalog's hyperparameters, instance type and
 ``max_runtime_s`` go to CreateTrainingJob. CodeBuild then runs the normal build on the job's
-``model.tar.gz`` and publishes ``build/models/<name>/`` to
+``model.tar.gz`` (``modelfn train --trained``: build, gate against the live version) and
+publishes ``build/models/<name>/`` to
 ``s3://<artifacts>/<name>/builds/<build number>/``.
 
 Why a polling loop (Create → Describe → Choice → Wait) instead of the ``.sync`` integrations:
@@ -48,7 +49,8 @@ BUILD_FAILED = ("FAILED", "FAULT", "STOPPED", "TIMED_OUT")
 
 
 class ModelTrainingPipeline(Construct):
-    """Public attributes: ``state_machine``, ``project``, ``training_role``, ``prefixes``."""
+    """Public attributes: ``state_machine``, ``project``, ``training_role``, ``data_bucket``,
+    ``prefixes``."""
 
     @property
     def state_machine(self) -> sfn.StateMachine:
@@ -63,6 +65,11 @@ class ModelTrainingPipeline(Construct):
         return self._training_role
 
     @property
+    def data_bucket(self) -> s3.IBucket:
+        """The bucket of the ``train`` channel."""
+        return self._data_bucket
+
+    @property
     def prefixes(self) -> Mapping[str, str]:
         return MappingProxyType(self._prefixes)
 
@@ -72,7 +79,6 @@ class ModelTrainingPipeline(Construct):
         id: str,
         *,
         model_name: str,
-        catalog_source: str,
         image: TrainingImage,
         instance_type: str,
         hyperparameters: Mapping[str, str],
@@ -88,8 +94,6 @@ class ModelTrainingPipeline(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         """
-        :param catalog_source: the model's ``source`` relative to the catalog (the path the
-            trained model replaces before the build).
         :param image: the training image with the runner and the user's code
             (training_image.training_image).
         :param hyperparameters: the catalog's, as SageMaker strings.
@@ -108,13 +112,14 @@ class ModelTrainingPipeline(Construct):
             "train": data_prefix,
             **{k: f"{model_name}/{k}/" for k in ("training-output", "builds")},
         }
+        self._data_bucket = data_bucket
         self._training_role = iam.Role(
             self, "TrainingRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"modelfn {model_name}: SageMaker training job role",
         )
         grant_sagemaker_logs_and_metrics(self._training_role, kind="TrainingJobs", sid_prefix="Training")
         self._grant_pull(image)
-        self._project = self._build_project(model_name, catalog_source, source, artifacts, encryption_key)
+        self._project = self._build_project(model_name, source, artifacts, encryption_key)
         self._grant_build(artifacts, encryption_key)
         definition = self._definition(
             model_name=model_name, entry_point=entry_point, image=image.image,
@@ -260,7 +265,7 @@ class ModelTrainingPipeline(Construct):
         )
         return name.next(train).next(describe).next(training_done)
 
-    def _build_project(self, model_name: str, catalog_source: str, source: s3_assets.Asset,
+    def _build_project(self, model_name: str, source: s3_assets.Asset,
                        artifacts: s3.IBucket, encryption_key: kms.IKey) -> codebuild.Project:
         return codebuild.Project(
             self, "Build",
@@ -272,7 +277,7 @@ class ModelTrainingPipeline(Construct):
             ),
             encryption_key=encryption_key,
             timeout=cdk.Duration.hours(1),
-            build_spec=codebuild.BuildSpec.from_object(buildspec(model_name, catalog_source)),
+            build_spec=codebuild.BuildSpec.from_object(buildspec(model_name)),
             environment_variables={
                 "ARTIFACTS_BUCKET": codebuild.BuildEnvironmentVariable(value=artifacts.bucket_name),
             },
@@ -347,8 +352,9 @@ class ModelTrainingPipeline(Construct):
             acknowledge(self, f"AwsSolutions-IAM5[{finding}]", f"{model_name}: {reason}")
 
 
-def buildspec(model_name: str, catalog_source: str) -> dict:
-    """CodeBuild: unpack the trained model over the catalog source, build, publish."""
+def buildspec(model_name: str) -> dict:
+    """CodeBuild: ``modelfn train --trained`` on the job's unpacked ``model.tar.gz`` (convert,
+    quantize behind the accuracy gate, gate against the live version), then publish."""
     return {
         "version": "0.2",
         "phases": {
@@ -363,9 +369,7 @@ def buildspec(model_name: str, catalog_source: str) -> dict:
                     'ARTIFACT="s3://${ARTIFACT#https://*/}";; esac; '
                     'aws s3 cp "$ARTIFACT" /tmp/trained.tar.gz',
                     "mkdir -p /tmp/trained && tar -xzf /tmp/trained.tar.gz -C /tmp/trained",
-                    f'mkdir -p "$(dirname {catalog_source})"',
-                    f"cp /tmp/trained/model.onnx {catalog_source}",
-                    f".venv/bin/modelfn build --model {model_name} --force",
+                    f".venv/bin/modelfn train {model_name} --trained /tmp/trained --out build",
                     f'aws s3 sync build/models/{model_name} '
                     f'"s3://$ARTIFACTS_BUCKET/{model_name}/builds/$CODEBUILD_BUILD_NUMBER/"',
                 ],

@@ -38,8 +38,9 @@ from infra.cdk.constructs.sagemaker_proxy import SageMakerProxyFunction
 from infra.cdk.constructs.training_pipeline import ModelTrainingPipeline
 from infra.cdk.deploy_spec import DeploySpec
 from infra.cdk.nag import acknowledge
-from infra.cdk.training_image import DEFAULT_FRAMEWORK_VERSION, training_image
+from infra.cdk.training_image import training_image
 from infra.environment import function_environment
+from infra.train.local import sagemaker_hyperparameters
 from layers import names
 
 PLATFORMS = {"x86_64": ecr_assets.Platform.LINUX_AMD64, "arm64": ecr_assets.Platform.LINUX_ARM64}
@@ -296,40 +297,51 @@ class ModelfnStack(cdk.Stack):
             server_access_logs_bucket=self._storage.logs_bucket,
             server_access_logs_prefix="training/", removal_policy=cdk.RemovalPolicy.RETAIN,
         )
-        by_name = {m.name: m for m in catalog.models}
+        code = {spec.name: staging.training_code_files(catalog_root=catalog.root,
+                                                      entry_point=spec.training.entry_point)
+                for spec in specs}
         data = [p for m in catalog.models for p in (m.source_path, m.example_input,
                                                    m.calibration, m.validation) if p is not None]
+        # the build of a returned torch module unpickles the user's classes: their code travels too
+        data += [path for files in code.values() for path in files.values()]
         source = s3_assets.Asset(self, "BuildSource", path=str(staging.stage_build_source(
             dest=self._stage_dir / "build-source", catalog_path=catalog.path, data_files=data)))
         for spec in specs:
-            model = by_name[spec.name]
-            if model.source_kind != "onnx":
-                raise ValueError(
-                    f"model {spec.name!r} has training: but its source {model.source!r} is not an "
-                    ".onnx file; point source at the .onnx path the trained model will replace"
-                )
-            rel = Path(model.source).resolve().relative_to(catalog.root.resolve()).as_posix()
-            group = self.node.find_child(construct_id(spec.name))
-            context = staging.stage_training_image(dest=self._stage_dir / "training-image" / spec.name)
+            training, group = spec.training, self.node.find_child(construct_id(spec.name))
+            context = staging.stage_training_image(dest=self._stage_dir / "training-image" / spec.name,
+                                                   code=code[spec.name])
+            data_bucket, data_prefix = self._training_data(group, spec)
             self._training[spec.name] = ModelTrainingPipeline(
-                group, "Training",
-                model_name=spec.name, catalog_source=rel,
+                group, "Training", model_name=spec.name,
+                entry_point=staging.image_entry_point(training.entry_point, catalog.root),
                 image=training_image(group, "TrainingImage", context_dir=context,
-                                     instance_type=spec.training.instance_type,
-                                     framework_version=DEFAULT_FRAMEWORK_VERSION),
-                instance_type=spec.training.instance_type,
-                hyperparameters={k: str(v) for k, v in spec.training.hyperparameters.items()},
-                max_runtime_s=spec.training.max_runtime_s,
-                data_bucket=self._storage.bucket, data_prefix=f"{spec.name}/{names.TRAIN_PREFIX}/",
+                                     instance_type=training.instance_type,
+                                     framework_version=training.framework_version, image=training.image),
+                instance_type=training.instance_type,
+                hyperparameters=sagemaker_hyperparameters(training.hyperparameters),
+                max_runtime_s=training.max_runtime_s,
+                data_bucket=data_bucket, data_prefix=data_prefix,
                 source=source, artifacts=artifacts, encryption_key=key,
                 log_retention=self._settings.log_retention,
             )
-        self._retraining = ModelRetrainingTrigger(
-            self, "Retraining", bucket=self._storage.bucket,
-            state_machines={name: p.state_machine for name, p in self._training.items()},
-            code_dir=staging.stage_function_code(dest=self._stage_dir / "retrain", package="retrain"),
-            log_retention=self._settings.log_retention,
-        )
+        retrained = {name: p.state_machine for name, p in self._training.items()
+                     if p.data_bucket is self._storage.bucket}  # an s3:// training.data is the user's
+        if retrained:
+            self._retraining = ModelRetrainingTrigger(
+                self, "Retraining", bucket=self._storage.bucket, state_machines=retrained,
+                code_dir=staging.stage_function_code(dest=self._stage_dir / "retrain", package="retrain"),
+                log_retention=self._settings.log_retention,
+            )
+
+    def _training_data(self, scope: Construct, spec: DeploySpec) -> tuple[s3.IBucket, str]:
+        """The job's ``train`` channel: ``training.data`` when it is an ``s3://`` prefix, else
+        (a local folder, or none) the batch bucket's ``<model>/train/``, which also retrains."""
+        data = spec.training.data
+        if data and data.startswith("s3://"):
+            bucket, _, prefix = data.removeprefix("s3://").partition("/")
+            prefix = prefix if not prefix or prefix.endswith("/") else f"{prefix}/"
+            return s3.Bucket.from_bucket_name(scope, "TrainingData", bucket), prefix
+        return self._storage.bucket, f"{spec.name}/{names.TRAIN_PREFIX}/"
 
     def _acknowledge_bucket_notifications(self) -> None:
         handler = self.node.try_find_child("BucketNotificationsHandler050a0587b7544547bf325f094a3db834")
