@@ -265,8 +265,8 @@ BUILD_SOURCE_FILES = ("pyproject.toml", "README.md")
 def stage_build_source(*, dest: Path, catalog_path: Path, data_files: Iterable[Path]) -> Path:
     """The repository subset + the catalog (as ``models.yaml``) + its data files.
 
-    ``data_files`` must lie under the catalog's directory; they keep their relative paths so
-    the catalog resolves them the same way in CodeBuild.
+    ``data_files`` (files, or directories taken whole) must lie under the catalog's directory;
+    they keep their relative paths so the catalog resolves them the same way in CodeBuild.
     """
     root = catalog_path.parent
     files: dict[str, Path | bytes] = {}
@@ -285,5 +285,9 @@ def stage_build_source(*, dest: Path, catalog_path: Path, data_files: Iterable[P
                 f"{path} is outside the catalog's directory {root}; a model with training: "
                 "needs its data files next to the catalog so CodeBuild can use them"
             ) from exc
-        files[rel.as_posix()] = Path(path)
+        if Path(path).is_dir():  # a saved model directory (hf:<dir>): every file in it
+            for k, v in _source_files(Path(path)).items():
+                files[f"{rel.as_posix()}/{k}"] = v
+        else:
+            files[rel.as_posix()] = Path(path)
     return sync_tree(dest, files)

@@ -48,3 +48,12 @@ def test_the_image_context_holds_the_runner_and_the_code_under_code(tmp_path: Pa
     assert (ctx / "functions" / "training" / "train.py").is_file()
     assert (ctx / "layers" / "names.py").is_file() and (ctx / "Dockerfile").is_file()
     assert "COPY code/ /opt/ml/code/" in (ctx / "Dockerfile").read_text()
+
+
+def test_the_build_source_takes_a_saved_model_directory_whole(tmp_path: Path) -> None:
+    cat = _tree(tmp_path / "cat", {"models.yaml": "models: []", "hf/config.json": "{}",
+                                   "hf/tokenizer/vocab.txt": "a", "val.npz": "x"})
+    out = staging.stage_build_source(dest=tmp_path / "src", catalog_path=cat / "models.yaml",
+                                     data_files=[cat / "hf", cat / "val.npz"])
+    assert (out / "hf" / "config.json").is_file() and (out / "hf" / "tokenizer" / "vocab.txt").is_file()
+    assert (out / "val.npz").is_file() and (out / "infra" / "cdk" / "staging.py").is_file()
