@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST_ARGS ?=
 
-.PHONY: up test synth bench lint fmt samples build clean help
+.PHONY: up test synth bench lint fmt samples build clean help lock image container-tools
 
 help:
 	@echo "make up     build the sample catalog and serve it locally (127.0.0.1:3000, S3 :4566)"
@@ -18,6 +18,8 @@ help:
 	@echo "make synth  cdk synth through the pinned CDK CLI (offline), cdk-nag on"
 	@echo "make bench  run bench/ and write bench/results/*.md and plots"
 	@echo "make lint   ruff"
+	@echo "make lock   regenerate layers/requirements.lock (+ -gpu) from layers/requirements.txt"
+	@echo "make image  build the sample catalog's images (modelfn image)"
 
 # The venv is (re)installed only when the files that define it change.
 $(STAMP): pyproject.toml layers/requirements.txt layers/requirements-nodeps.txt
@@ -43,7 +45,7 @@ build: $(SAMPLES_STAMP)
 up: $(SAMPLES_STAMP)
 	$(VENV)/bin/modelfn up
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) container-tools
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
@@ -60,6 +62,18 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The image lane's tools (podman, runc, debootstrap), installed when missing.
+container-tools:
+	@scripts/container_tools.sh
+
+# The image's locked closure for cp313 manylinux_2_34 x86_64 + aarch64 (infra/image/lock.py).
+lock: $(STAMP)
+	$(PY) -m infra.image.lock
+
+image: $(SAMPLES_STAMP)
+	$(VENV)/bin/modelfn build
+	$(VENV)/bin/modelfn image
 
 clean:
 	rm -rf build cdk.out samples/generated .pytest_cache

@@ -22,6 +22,7 @@ COMMANDS = {
     "versions": "infra.versions.command:versions",
     "promote": "infra.versions.command:promote",
     "rollback": "infra.versions.command:rollback",
+    "image": "infra.image.command:image",
 }
 
 
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--s3-port", type=int, default=4566, help="local S3 port (default 4566)")
     u.add_argument("--warm", type=int, default=1, help="warm processes per function (default 1)")
     u.add_argument("--no-build", action="store_true", help="serve what is built; build nothing")
+    u.add_argument("--containers", action="store_true",
+                   help="run every function from its built image (podman or docker, host network)")
+    u.add_argument("--engine", choices=("docker", "podman"), default=None,
+                   help="with --containers: the engine (default: the first usable)")
+    u.add_argument("--base", default=None, metavar="IMAGE",
+                   help="with --containers: replace the AWS base image (see modelfn image)")
 
     i = sub.add_parser("invoke", help="send one V2 inference request")
     i.add_argument("name", help="model name")
@@ -66,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--catalog", default="models.yaml")
     s.add_argument("--out", default="build")
     _add_lifecycle(sub)
+    im = sub.add_parser("image", help="build each model's container image (docker, podman or buildah)")
+    im.add_argument("--catalog", default="models.yaml")
+    im.add_argument("--out", default="build", help="build directory (default build/)")
+    im.add_argument("--model", action="append", help="only this model (repeatable)")
+    im.add_argument("--engine", choices=("docker", "podman", "buildah"), default=None,
+                    help="default: the first usable of docker, podman, buildah")
+    im.add_argument("--base", default=None, metavar="IMAGE",
+                    help="replace the AWS Lambda Python 3.13 base (a mirror, an offline stand-in)")
+    im.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
 

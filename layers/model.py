@@ -59,6 +59,7 @@ from layers import names
 from layers.codec import check_shape, to_numpy_dtype
 from layers.errors import BadRequest
 from layers.manifest import Manifest, ManifestError, TensorSpec, read_manifest
+from layers.providers import execution_providers, warn_on_fallback
 
 # onnxruntime's type strings for the V2 datatypes it can hold.
 _ORT_TO_V2 = {
@@ -291,12 +292,14 @@ def load_model(model_dir: str | Path, manifest: Manifest | None = None, **option
     path = Path(model_dir) / names.MODEL_FILE
     threads = options.pop("threads", None) or intra_op_threads()
     so = session_options(threads=threads, **options)
+    providers = execution_providers()
     try:
-        session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
     except Exception as exc:
         raise ManifestError(
             f"onnxruntime cannot load {path}: {_first_line(exc)}. Rebuild it with `modelfn build`."
         ) from exc
+    warn_on_fallback(session, providers)
     _check_signature(manifest, session)
     return Model(manifest=manifest, session=session, threads=threads)
 

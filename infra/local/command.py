@@ -35,9 +35,19 @@ def _serve(args, stop: threading.Event) -> int:
     from infra.catalog import CatalogError
     from infra.local.stack import LocalStack
 
+    containers = None
+    if getattr(args, "containers", False):
+        from infra.image.engine import EngineError
+        from infra.local.containers import ContainerRunner, ImageSet
+
+        try:
+            containers = ImageSet(ContainerRunner.find(args.engine), python_base=args.base)
+        except EngineError as exc:
+            print(f"modelfn up --containers: {exc}", file=sys.stderr)
+            return 1
     stack = LocalStack(catalog_path=Path(args.catalog), out_dir=Path(args.out), host=args.host,
                        port=args.port, s3_port=args.s3_port, warm=args.warm,
-                       build=not args.no_build, log_sink=_function_log,
+                       build=not args.no_build, log_sink=_function_log, containers=containers,
                        on_build_stage=lambda model, stage: print(f"  build {model}: {stage}",
                                                                  file=sys.stderr, flush=True))
     print(f"modelfn up: {'building what is stale and ' if stack.build else ''}starting "
@@ -74,8 +84,11 @@ def banner(stack) -> str:
              f"drop files under s3://{stack.aws.bucket}/<model>/in/)",
              "  tracing             off locally (no X-Ray daemon; POWERTOOLS_TRACE_DISABLED=true)",
              *([f"  retraining          drop files under s3://{stack.aws.bucket}/<model>/train/ "
-                f"({', '.join(stack.retrainers)})"] if stack.retrainers else []), "",
-             "  models:"]
+                f"({', '.join(stack.retrainers)})"] if stack.retrainers else [])]
+    if stack.containers is not None:
+        lines.append(f"  functions           run from their images ({stack.containers.runner.engine.name}, "
+                     "host network): " + ", ".join(sorted((stack.containers.tags or {}).values())))
+    lines += ["", "  models:"]
     for svc in stack.services.values():
         if svc.failure:
             lines.append(f"    ✗ {svc.name:<24} NOT SERVING: {svc.failure}")

@@ -13,6 +13,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from infra.local import processes
@@ -85,8 +86,7 @@ class Instance:
         """Start the process and wait for its init; raise :class:`InitFailed` like Lambda."""
         self.api = RuntimeApi().start()
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **self.spec.lambda_env(self.api.address, self.index)}
-        self.proc = processes.spawn([sys.executable, "-m", "awslambdaric", self.spec.handler],
-                                    env=env, cwd=self.spec.cwd, log=self._log)
+        self.proc = self._spawn(env)
         threading.Thread(target=self._watch, args=(self.proc, self.api), daemon=True).start()
         if not self.api.initialized.wait(self.spec.init_timeout_s):
             self.stop()
@@ -96,6 +96,11 @@ class Instance:
             err = self.api.init_error
             self.stop()
             raise InitFailed(err)
+
+    def _spawn(self, env: dict[str, str]):
+        """The process of this environment (a container in infra/local/containers.py)."""
+        return processes.spawn([sys.executable, "-m", "awslambdaric", self.spec.handler],
+                               env=env, cwd=self.spec.cwd, log=self._log)
 
     @staticmethod
     def _watch(proc, api: RuntimeApi) -> None:
@@ -147,6 +152,7 @@ class FunctionPool:
     size: int = 1
     log: processes.LogSink | None = None
     failure: str | None = None  # why the function cannot serve (init failed), else None
+    instance_factory: Callable[..., Instance] = Instance  # (spec, index, log) -> Instance
     _idle: queue.Queue = field(default_factory=queue.Queue)
     _all: list[Instance] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -160,7 +166,7 @@ class FunctionPool:
     def start(self) -> None:
         """Start every instance in parallel and wait for their init. Never raises: a failed
         init leaves :attr:`failure` set with the cause; the instances that did start serve."""
-        self._all = [Instance(self.spec, i, self.log) for i in range(self.size)]
+        self._all = [self.instance_factory(self.spec, i, self.log) for i in range(self.size)]
         errors: list[str] = []
         threads = [threading.Thread(target=self._start_one, args=(inst, errors)) for inst in self._all]
         for t in threads:

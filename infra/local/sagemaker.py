@@ -41,9 +41,7 @@ class SageMakerServer:
         self.port = processes.free_port()
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": self.cwd,
                "PYTHONUNBUFFERED": "1", **self.env}
-        self.proc = processes.spawn(
-            [sys.executable, "-m", names.SAGEMAKER_SERVE_MODULE, "--host", "127.0.0.1",
-             "--port", str(self.port)], env=env, cwd=self.cwd, log=self._remember)
+        self.proc = self._spawn(env)
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -55,6 +53,12 @@ class SageMakerServer:
             time.sleep(0.1)
         self.failure = f"/ping did not answer 200 within {self.start_timeout_s:.0f} s"
         self.stop()
+
+    def _spawn(self, env: dict[str, str]):
+        """The serving process (a container in infra/local/containers.py)."""
+        return processes.spawn(
+            [sys.executable, "-m", names.SAGEMAKER_SERVE_MODULE, "--host", "127.0.0.1",
+             "--port", str(self.port)], env=env, cwd=self.cwd, log=self._remember)
 
     def _remember(self, line: str) -> None:
         self._tail.append(line)

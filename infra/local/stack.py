@@ -29,6 +29,7 @@ from layers.manifest import Manifest, ManifestError, read_manifest
 
 if TYPE_CHECKING:
     from infra.cdk.deploy_spec import DeploySpec
+    from infra.local.containers import ImageSet
 
 log = logging.getLogger("modelfn.local")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +65,7 @@ class LocalStack:
     on_build_stage: Callable[[str, str], None] | None = None  # (model, stage) while building
     integration_timeout_s: float = names.HTTP_API_TIMEOUT_S
     cwd: Path = REPO_ROOT
+    containers: ImageSet | None = None  # run every function from its image (up --containers)
     services: dict[str, ModelService] = field(default_factory=dict)
     gateway: Gateway | None = None
     aws: LocalAws | None = None
@@ -104,6 +106,10 @@ class LocalStack:
                     svc.manifest = svc.deploy.manifest
                 except (NotBuiltError, ManifestError) as exc:
                     svc.failure = f"not built: {exc}"
+        if self.containers is not None:  # build the images of what was built (modelfn image)
+            ready = [s for s in self.services.values() if s.failure is None]
+            for name, why in self.containers.prepare([s.deploy for s in ready], self.out_dir).items():
+                self.services[name].failure = f"image build failed: {why}"
         try:
             self._start_services()
         except BaseException:
@@ -148,8 +154,10 @@ class LocalStack:
             if svc.target == "sagemaker":
                 env = function_environment(model_name=svc.name, kind="sagemaker",
                                            model_dir=str(self._model_dir(svc.name)))
-                svc.sagemaker = SageMakerServer(svc.name, {**env, **self._aws_env()}, str(self.cwd),
-                                                log=self._sink(f"{svc.name}/sagemaker"))
+                server = (self.containers.sagemaker_server(svc.name, self._model_dir(svc.name))
+                          if self.containers else SageMakerServer)
+                svc.sagemaker = server(svc.name, {**env, **self._aws_env()}, str(self.cwd),
+                                       log=self._sink(f"{svc.name}/sagemaker"))
                 starters.append(threading.Thread(target=svc.sagemaker.start))
                 continue
             for kind, pool in self._pools(svc, self._model_dir(svc.name)).items():
@@ -193,13 +201,15 @@ class LocalStack:
                 ("api", names.API_HANDLER, self.warm, dspec.api_timeout_s),
                 # as many instances as the batch function's reserved concurrency
                 ("batch", names.BATCH_HANDLER, dspec.batch.max_concurrency, dspec.batch_timeout_s)):
-            env = function_environment(model_name=svc.name, kind=kind, model_dir=str(model_dir),
+            env = function_environment(model_name=svc.name, kind=kind, model_dir=(
+                names.IMAGE_MODEL_DIR if self.containers else str(model_dir)),
                                        batch_retry_delay_s=dspec.batch.retry_delay_s)
             fspec = FunctionSpec(name=f"modelfn-{svc.name}-{kind}", handler=handler,
                                  env={**env, **self._aws_env()}, cwd=str(self.cwd),
                                  memory_mb=dspec.memory_mb, timeout_s=timeout_s,
                                  snapstart=kind == "api" and dspec.snapstart)
-            pools[kind] = FunctionPool(fspec, size=size, log=self._sink(f"{svc.name}/{kind}"))
+            pools[kind] = FunctionPool(fspec, size=size, log=self._sink(f"{svc.name}/{kind}"),
+                                       **(self.containers.pool_options(svc.name) if self.containers else {}))
         return pools
 
     def swap(self, name: str) -> bool:

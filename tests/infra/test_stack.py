@@ -428,3 +428,17 @@ def test_each_lambda_model_outputs_its_functions_and_codedeploy_groups_for_promo
         assert f'\\"{key}\\"' in value
     groups = resources(template, "AWS::CodeDeploy::DeploymentGroup")
     assert any(logical in value for logical in groups)
+
+
+def test_images_build_single_platform_and_the_gpu_endpoint_gets_the_cuda_closure(synthesized) -> None:
+    # given the synthesized asset manifest (what `cdk deploy` hands the container engine)
+    outdir, info = synthesized
+    assets = json.loads((outdir / f"{info['stack_name']}.assets.json").read_text())
+    sources = [a["source"] for a in assets["dockerImages"].values()]
+    # then every image names one platform and builds from its staged Dockerfile
+    assert sources and all(s.get("platform") in ("linux/amd64", "linux/arm64") for s in sources)
+    # the ml.g5 SageMaker model's image installs the GPU lock; the Lambda images the default
+    gpu = [s for s in sources if (s.get("dockerBuildArgs") or {}).get("RUNTIME_LOCK")]
+    assert [s["dockerBuildArgs"]["RUNTIME_LOCK"] for s in gpu] == ["layers/requirements-gpu.lock"]
+    staged = (outdir / gpu[0]["directory"] / "Dockerfile").read_text()
+    assert "FROM modelfn-runtime" in staged and "FROM ${BASE_IMAGE}" not in staged

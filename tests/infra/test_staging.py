@@ -27,9 +27,31 @@ def test_composed_dockerfile_hoists_global_args_and_builds_from_the_runtime_stag
     lines = text.splitlines()[1:]
     first_from = next(i for i, line in enumerate(lines) if line.startswith("FROM"))
     assert all(line.startswith("ARG") for line in lines[:first_from])
-    assert "ARG BASE_IMAGE=modelfn-runtime" in lines[:first_from]
+    assert f"ARG PYTHON_BASE={staging.DEFAULT_PYTHON_BASE}" in lines[:first_from]
     froms = [line for line in lines if line.startswith("FROM")]
-    assert froms == ["FROM ${PYTHON_BASE} AS modelfn-runtime", "FROM ${BASE_IMAGE}"]
+    # the model stage names the runtime stage literally: buildah/podman 4.x resolve no stage
+    # name that comes from an ARG, so every engine builds the same two stages
+    assert froms == ["FROM ${PYTHON_BASE} AS modelfn-runtime", "FROM modelfn-runtime"]
+
+
+def test_a_pushed_runtime_base_replaces_the_first_stage() -> None:
+    text = staging.compose_dockerfile(staging.LAYERS_DOCKERFILE.read_text(),
+                                      staging.MODEL_DOCKERFILE.read_text(),
+                                      runtime_image="123.dkr.ecr.us-east-1.amazonaws.com/base:1")
+    froms = [line for line in text.splitlines() if line.startswith("FROM")]
+    assert froms == ["FROM 123.dkr.ecr.us-east-1.amazonaws.com/base:1"]
+    assert "pip install" not in text
+
+
+def test_runtime_installs_only_the_locked_closure_with_hashes() -> None:
+    text = staging.LAYERS_DOCKERFILE.read_text()
+    assert f"ARG RUNTIME_LOCK={staging.CPU_LOCK}" in text
+    assert "--require-hashes --no-deps --only-binary=:all:" in text
+    assert staging.image_build_args() == {}
+    assert staging.image_build_args(python_base="x", gpu=True) == {
+        "PYTHON_BASE": "x", "RUNTIME_LOCK": staging.GPU_LOCK}
+    assert staging.is_cuda_instance("ml.g5.xlarge") and staging.is_cuda_instance("ml.p4d.24xlarge")
+    assert not staging.is_cuda_instance("ml.m5.large") and not staging.is_cuda_instance("ml.inf2.xlarge")
 
 
 def test_sagemaker_dockerfile_serves_the_shared_module() -> None:

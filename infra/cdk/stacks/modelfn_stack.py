@@ -131,7 +131,7 @@ class ModelfnStack(cdk.Stack):
     ) -> None:
         super().__init__(scope, id, **kwargs)
         self._settings, self._stage_dir = settings, Path(stage_dir)
-        self._sagemaker_image: ecr_assets.DockerImageAsset | None = None
+        self._sagemaker_images: dict[bool, ecr_assets.DockerImageAsset] = {}
         self._storage = BatchStorage(self, "BatchStorage")
         self._api = ModelHttpApi(
             self, "HttpApi",
@@ -189,9 +189,10 @@ class ModelfnStack(cdk.Stack):
 
     def _lambda_model(self, group: Construct, spec: DeploySpec) -> tuple[ModelFunction, ModelFunction]:
         context = staging.stage_model_image(
-            dest=self._stage_dir / "images" / spec.name, model_dir=spec.model_dir
+            dest=self._stage_dir / "images" / spec.name, model_dir=spec.model_dir,
+            runtime_image=self._settings.base_image,
         )
-        build_args = {"BASE_IMAGE": self._settings.base_image} if self._settings.base_image else None
+        build_args = staging.image_build_args() or None
 
         def code(cmd: str) -> lambda_.DockerImageCode:
             return lambda_.DockerImageCode.from_image_asset(
@@ -254,19 +255,22 @@ class ModelfnStack(cdk.Stack):
         return api_fn, batch_fn
 
     def _sagemaker_model(self, group: Construct, spec: DeploySpec) -> SageMakerProxyFunction:
-        if self._sagemaker_image is None:
-            self._sagemaker_image = ecr_assets.DockerImageAsset(
-                self, "SageMakerImage",
-                directory=str(staging.stage_sagemaker_image(dest=self._stage_dir / "sagemaker-image")),
+        gpu = staging.is_cuda_instance(spec.instance_type)
+        if gpu not in self._sagemaker_images:  # one CPU and one GPU image, shared by models
+            self._sagemaker_images[gpu] = ecr_assets.DockerImageAsset(
+                self, "SageMakerGpuImage" if gpu else "SageMakerImage",
+                directory=str(staging.stage_sagemaker_image(
+                    dest=self._stage_dir / "sagemaker-image",
+                    runtime_image=self._settings.base_image)),
                 platform=ecr_assets.Platform.LINUX_AMD64,
-                build_args={"BASE_IMAGE": self._settings.base_image} if self._settings.base_image else None,
+                build_args=staging.image_build_args(gpu=gpu) or None,
             )
         tarball = staging.write_model_tarball(
             model_dir=spec.model_dir, dest=self._stage_dir / "model-data" / spec.name / "model.tar.gz"
         )
         model_data = s3_assets.Asset(group, "ModelData", path=str(tarball))
         endpoint = SageMakerModelEndpoint(
-            group, "Endpoint", model_name=spec.name, image=self._sagemaker_image,
+            group, "Endpoint", model_name=spec.name, image=self._sagemaker_images[gpu],
             model_data=model_data, instance_type=spec.instance_type,
         )
         proxy = SageMakerProxyFunction(

@@ -1,0 +1,209 @@
+"""``make lock``: the image's locked closure, ``layers/requirements.lock``, from ``requirements.txt``.
+
+The closure is resolved by pip itself for the interpreter and platforms the images run on
+(CPython 3.13, manylinux_2_34 — the AWS Lambda Python 3.13 base, Amazon Linux 2023, glibc
+2.34 — for x86_64 and aarch64): ``pip install --dry-run --report`` per platform with binary
+wheels only, which reads PyPI's metadata and wheel hashes without downloading the wheels
+(the GPU closure is gigabytes). The lock pins each distribution once with the hashes of its
+wheels for every platform, so one file serves both architectures and the image installs it
+with ``--require-hashes --no-deps``: nothing outside the lock, nothing unpinned, no source
+builds. ``layers/requirements-gpu.lock`` is the same set with ``onnxruntime-gpu[cuda,cudnn]``
+(CUDA and cuDNN from their PyPI wheels) in place of ``onnxruntime``, for x86_64 (the
+SageMaker image on ml.g*/ml.p*).
+
+Distributions the base image already provides (boto3 and its closure, in ``/var/runtime``)
+are left out, so nothing in ``/var/task`` shadows them (aws-xray-sdk asks for botocore).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.image.standin import cache_dir
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REQUIREMENTS = REPO_ROOT / "layers" / "requirements.txt"
+LOCK = REPO_ROOT / "layers" / "requirements.lock"
+GPU_LOCK = REPO_ROOT / "layers" / "requirements-gpu.lock"
+PYTHON_VERSION = "3.13"
+ABI = "cp313"
+GLIBC_MINOR = 34  # manylinux_2_34: the Lambda Python 3.13 base's glibc
+ARCHES = ("x86_64", "aarch64")
+GPU_ARCHES = ("x86_64",)  # SageMaker's ml.g*/ml.p* instances
+#: Provided by the Lambda base image (/var/runtime); a copy in /var/task would shadow it.
+BASE_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "urllib3",
+                           "python-dateutil", "six"})
+INDEX_URL = "https://pypi.org/simple"
+
+_WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.*\.whl$")
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def platform_tags(arch: str, glibc_minor: int = GLIBC_MINOR) -> list[str]:
+    """Every manylinux tag a glibc-2.<minor> system accepts, newest first (pip does not
+    expand ``--platform manylinux_2_34_x86_64`` to the older tags by itself)."""
+    tags = [f"manylinux_2_{m}_{arch}" for m in range(glibc_minor, 16, -1)]
+    return [*tags, f"manylinux2014_{arch}"]
+
+
+def wheelhouse(arch: str) -> Path:
+    """Where the image lane keeps downloaded wheels (outside the repository)."""
+    return cache_dir() / "wheelhouse" / f"{ABI}-manylinux_2_{GLIBC_MINOR}-{arch}"
+
+
+class LockError(RuntimeError):
+    pass
+
+
+def _pip_target_args(arch: str) -> list[str]:
+    args = ["--isolated", "--disable-pip-version-check", "--quiet", "--index-url", INDEX_URL,
+            "--only-binary=:all:", "--python-version", PYTHON_VERSION, "--implementation", "cp",
+            "--abi", ABI]
+    for tag in platform_tags(arch):
+        args += ["--platform", tag]
+    return args
+
+
+def pip_download(args: Iterable[str], *, arch: str, dest: Path) -> subprocess.CompletedProcess:
+    """``pip download`` of binary wheels for ``arch`` from PyPI into ``dest`` (no raise)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", *_pip_target_args(arch), "-d", str(dest)]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True)
+
+
+@dataclass
+class Pin:
+    name: str
+    version: str
+    hashes: set[str] = field(default_factory=set)
+    arches: set[str] = field(default_factory=set)
+
+
+def resolve_report(requirements: Sequence[str], *, arch: str) -> list[dict]:
+    """pip's resolution of ``requirements`` for ``arch`` (its ``--report`` install items)."""
+    with tempfile.TemporaryDirectory(prefix="modelfn-lock-") as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = [sys.executable, "-m", "pip", "install", *_pip_target_args(arch), "--dry-run",
+               "--ignore-installed", "--target", str(Path(tmp) / "t"), "--report", str(report),
+               *requirements]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LockError(f"pip could not resolve binary wheels for cp313 "
+                            f"manylinux_2_{GLIBC_MINOR} {arch}: "
+                            f"{(proc.stderr or proc.stdout).strip()[-1500:]}")
+        return json.loads(report.read_text()).get("install", [])
+
+
+def resolve(requirements: Sequence[str], arches: Sequence[str] = ARCHES) -> dict[str, Pin]:
+    """name → pin over ``arches``: one version everywhere, every wheel's sha256."""
+    pins: dict[str, Pin] = {}
+    for arch in arches:
+        for item in resolve_report(requirements, arch=arch):
+            name, version = normalize(item["metadata"]["name"]), item["metadata"]["version"]
+            info = item.get("download_info", {})
+            digest = info.get("archive_info", {}).get("hashes", {}).get("sha256")
+            if not digest or not info.get("url", "").split("#")[0].endswith(".whl"):
+                raise LockError(f"{name} {version} has no binary wheel with a sha256 for {arch}")
+            pin = pins.setdefault(name, Pin(name, version))
+            if pin.version != version:
+                raise LockError(f"{name} resolves to {pin.version} on one platform and "
+                                f"{version} on {arch}; pin it in layers/requirements.txt")
+            pin.hashes.add(digest)
+            pin.arches.add(arch)
+    missing = [p.name for p in pins.values() if p.arches != set(arches)]
+    if missing:
+        raise LockError(f"resolved for only some of {', '.join(arches)}: {', '.join(missing)}")
+    return pins
+
+
+def requirement_lines(path: Path = REQUIREMENTS) -> list[str]:
+    return [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()
+            if ln.split("#", 1)[0].strip()]
+
+
+def gpu_requirements(lines: Sequence[str]) -> list[str]:
+    """The CPU set with ``onnxruntime`` swapped for ``onnxruntime-gpu`` + CUDA/cuDNN wheels."""
+    out = []
+    for line in lines:
+        m = re.match(r"^onnxruntime\s*(==.*)$", line)
+        out.append(f"onnxruntime-gpu[cuda,cudnn]{m[1]}" if m else line)
+    if out == list(lines):
+        raise LockError("layers/requirements.txt pins no onnxruntime to swap for onnxruntime-gpu")
+    return out
+
+
+def render(pins: dict[str, Pin], *, what: str, arches: Sequence[str]) -> str:
+    lines = [
+        f"# {what}: generated by `make lock` (infra/image/lock.py) from",
+        f"# layers/requirements.txt for CPython 3.13 on manylinux_2_34 {' and '.join(arches)} (the",
+        "# AWS Lambda Python 3.13 base). Installed with --require-hashes --no-deps. Do not edit.",
+        f"# Left out (the base image provides them): {', '.join(sorted(BASE_PROVIDED))}",
+    ]
+    for name in sorted(pins):
+        if name in BASE_PROVIDED:
+            continue
+        pin = pins[name]
+        hashes = " \\\n".join(f"    --hash=sha256:{h}" for h in sorted(pin.hashes))
+        lines.append(f"{name}=={pin.version} \\\n{hashes}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_lock(text: str) -> dict[str, tuple[str, set[str]]]:
+    """name → (version, hashes) of a lock file."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    out = {}
+    for line in joined.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        spec, *opts = line.split()
+        name, version = spec.split("==")
+        out[normalize(name)] = (version, {o.split(":", 1)[1] for o in opts if o.startswith("--hash=")})
+    return out
+
+
+def locks() -> dict[Path, str]:
+    """Every lock file's path and its freshly resolved text."""
+    cpu = requirement_lines()
+    return {
+        LOCK: render(resolve(cpu), what="The image's locked closure", arches=ARCHES),
+        GPU_LOCK: render(resolve(gpu_requirements(cpu), arches=GPU_ARCHES),
+                         what="The GPU SageMaker image's locked closure", arches=GPU_ARCHES),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m infra.image.lock",
+                                description="write layers/requirements.lock and requirements-gpu.lock")
+    p.add_argument("--check", action="store_true", help="fail if a lock is not up to date")
+    args = p.parse_args(argv)
+    try:
+        texts = locks()
+    except LockError as exc:
+        print(f"make lock: {exc}", file=sys.stderr)
+        return 1
+    stale = [path for path, text in texts.items()
+             if not path.is_file() or path.read_text() != text]
+    for path in stale:
+        rel = path.relative_to(REPO_ROOT)
+        if args.check:
+            print(f"{rel} is stale: run `make lock`", file=sys.stderr)
+        else:
+            path.write_text(texts[path])
+            print(f"wrote {rel} ({texts[path].count('==')} pins)")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

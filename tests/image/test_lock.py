@@ -1,0 +1,54 @@
+"""The locked image closure: current, complete, binary-only for both architectures."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from infra.image import lock
+
+pytestmark = pytest.mark.image
+
+
+def _pypi_reachable() -> bool:
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+needs_pypi = pytest.mark.skipif(not _pypi_reachable(),
+                                reason="pypi.org:443 is unreachable; the lock checks need PyPI")
+
+
+def test_lock_leaves_out_what_the_base_image_provides() -> None:
+    # given the committed locks / then nothing shadows the base's boto3 closure
+    for path in (lock.LOCK, lock.GPU_LOCK):
+        pins = lock.parse_lock(path.read_text())
+        assert not lock.BASE_PROVIDED & set(pins), path.name
+        assert all(version and hashes for version, hashes in pins.values()), path.name
+
+
+def test_lock_pins_every_requirement_at_its_version() -> None:
+    # the lock follows requirements.txt (run `make lock` after changing it); the GPU lock
+    # carries the same pins with onnxruntime-gpu in place of onnxruntime
+    cpu, gpu = (lock.parse_lock(p.read_text()) for p in (lock.LOCK, lock.GPU_LOCK))
+    for line in lock.requirement_lines():
+        name, version = line.split("==")
+        name = lock.normalize(name.split("[")[0])
+        assert cpu[name][0] == version, f"{name}: lock is stale, run `make lock`"
+        assert gpu["onnxruntime-gpu" if name == "onnxruntime" else name][0] == version
+
+
+@needs_pypi
+@pytest.mark.parametrize("arch", lock.ARCHES)
+def test_every_pin_resolves_to_a_binary_wheel_with_a_locked_hash(arch: str) -> None:
+    # when pip downloads the lock as the image installs it (binary only, hashes required)
+    proc = lock.pip_download(["--no-deps", "--require-hashes", "-r", str(lock.LOCK)],
+                             arch=arch, dest=lock.wheelhouse(arch))
+    # then every pin has a cp313 manylinux_2_34-compatible wheel for this architecture
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    wheels = {lock.normalize(p.name.split("-")[0]) for p in lock.wheelhouse(arch).glob("*.whl")}
+    assert set(lock.parse_lock(lock.LOCK.read_text())) <= wheels
