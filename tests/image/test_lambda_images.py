@@ -94,7 +94,16 @@ def test_image_carries_the_locked_closure_and_nothing_that_shadows_the_base(
                               "--entrypoint", "/bin/sh", tag, "-c", "ls /var/task"],
                              capture_output=True, text=True, check=True).stdout.split()
     assert {"onnxruntime", "numpy", "aws_lambda_powertools", "layers", "functions", "model"} <= set(listing)
-    assert not {"boto3", "botocore", "s3transfer", "urllib3"} & set(listing)
+    assert not {"boto3", "botocore", "s3transfer", "urllib3", "huggingface_hub"} & set(listing)
+    # and every runtime module imports from what the lock installed + what the base provides
+    script = ("import importlib, pkgutil; import tokenizers, PIL.Image, boto3; "
+              "[importlib.import_module(m.name) for m in pkgutil.walk_packages(['layers'], 'layers.')]; "
+              "import functions.api.handler, functions.batch.handler; print('imported')")
+    proc = subprocess.run([engine.executable, "run", "--rm", "--network", "host",
+                           "-e", "PYTHONPATH=/var/task:/var/runtime", "-e", "POWERTOOLS_TRACE_DISABLED=true",
+                           "--entrypoint", "python3", tag, "-c", script],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("model", SAMPLE_MODELS)
