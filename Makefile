@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST_ARGS ?=
 
-.PHONY: up test synth bench lint fmt samples build clean help lock image container-tools
+.PHONY: up test synth bench lint fmt samples build clean help lock image container-tools sam-invoke
 
 help:
 	@echo "make up     build the sample catalog and serve it locally (127.0.0.1:3000, S3 :4566)"
@@ -74,6 +74,15 @@ lock: $(STAMP)
 image: $(SAMPLES_STAMP)
 	$(VENV)/bin/modelfn build
 	$(VENV)/bin/modelfn image
+
+# One SAM CLI invocation of MODEL's API function (KIND=batch: its batch function) from the
+# synthesized template, through Docker or podman (infra/image/sam.py). BASE=<image> replaces
+# the AWS base image (offline: the stand-in, python -m infra.image.standin).
+sam-invoke: $(STAMP) $(NODE_STAMP) $(SAMPLES_STAMP) container-tools
+	@test -n "$(MODEL)" -a -n "$(EVENT)" || { echo "usage: make sam-invoke MODEL=<name> EVENT=<event.json> [KIND=batch] [BASE=<image>]"; exit 2; }
+	$(VENV)/bin/modelfn build
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx --no-install cdk synth --quiet $(if $(BASE),-c modelfn:python_base=$(BASE))
+	$(PY) -m infra.image.sam --model $(MODEL) --event $(EVENT) --kind $(or $(KIND),api)
 
 clean:
 	rm -rf build cdk.out samples/generated .pytest_cache

@@ -11,6 +11,9 @@ Context keys (``cdk.json`` or ``cdk synth -c key=value``):
 - ``modelfn:cors_origins`` — list or comma-separated origins; default none (CORS off).
 - ``modelfn:base_image`` — a pushed runtime base image URI to build model images FROM;
   default: the base is the first stage of each model's Dockerfile (infra/cdk/staging.py).
+- ``modelfn:python_base`` — replaces the AWS Lambda Python 3.13 base image of every image
+  (the ``PYTHON_BASE`` build arg; SAM's ``sam build`` passes it on): a mirror, or the offline
+  stand-in (``python -m infra.image.standin``).
 - ``modelfn:log_retention_days`` — default 30.
 
 cdk-nag's AwsSolutions and Serverless packs run on the whole app; any unacknowledged
@@ -77,6 +80,7 @@ def settings_from_context(node: Any) -> StackSettings:
         jwt_audience=_list(get("modelfn:jwt_audience")),
         cors_origins=_list(get("modelfn:cors_origins")),
         base_image=get("modelfn:base_image") or None,
+        python_base=get("modelfn:python_base") or None,
         log_retention=_retention(get("modelfn:log_retention_days") or 30),
     )
 

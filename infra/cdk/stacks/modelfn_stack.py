@@ -61,6 +61,9 @@ class StackSettings:
     cors_origins: tuple[str, ...] = ()
     base_image: str | None = None
     """A pushed runtime base image to build FROM; default: the inline first stage."""
+    python_base: str | None = None
+    """Replaces the AWS Lambda Python base (``PYTHON_BASE``): a mirror, or the offline
+    stand-in the image lane and ``sam build`` use; default: public.ecr.aws/lambda/python:3.13."""
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
     throttle_rate_limit: float = 100
     throttle_burst_limit: int = 200
@@ -192,7 +195,7 @@ class ModelfnStack(cdk.Stack):
             dest=self._stage_dir / "images" / spec.name, model_dir=spec.model_dir,
             runtime_image=self._settings.base_image,
         )
-        build_args = staging.image_build_args() or None
+        build_args = staging.image_build_args(python_base=self._settings.python_base) or None
 
         def code(cmd: str) -> lambda_.DockerImageCode:
             return lambda_.DockerImageCode.from_image_asset(
@@ -263,7 +266,8 @@ class ModelfnStack(cdk.Stack):
                     dest=self._stage_dir / "sagemaker-image",
                     runtime_image=self._settings.base_image)),
                 platform=ecr_assets.Platform.LINUX_AMD64,
-                build_args=staging.image_build_args(gpu=gpu) or None,
+                build_args=staging.image_build_args(python_base=self._settings.python_base,
+                                                    gpu=gpu) or None,
             )
         tarball = staging.write_model_tarball(
             model_dir=spec.model_dir, dest=self._stage_dir / "model-data" / spec.name / "model.tar.gz"
