@@ -16,7 +16,7 @@ from infra.cdk import staging
 from infra.image.build import ImageResult, ImageTarget, build_one, plan
 from infra.image.engine import Engine, EngineError, find_engine
 
-MB = 1024 * 1024
+MB = 1_000_000  # decimal, as registries and Lambda report image sizes
 
 
 def _fail(message: str) -> int:
@@ -52,6 +52,10 @@ def failure_hint(error: str, target: ImageTarget) -> str:
         return (f"the engine could not pull {staging.DEFAULT_PYTHON_BASE}; check network access "
                 "to public.ecr.aws, or pass --base IMAGE (a mirror or a local stand-in: "
                 "python -m infra.image.standin builds one)")
+    if "exec format error" in low:
+        return (f"building {target.platform} on this machine needs QEMU "
+                "(`apt-get install qemu-user-static binfmt-support`) or a builder of that "
+                "architecture")
     if "pip" in low or "hash" in low:
         return ("installing the locked closure failed: check access to pypi.org from builds, and "
                 "run `make lock` if layers/requirements.txt changed")
@@ -112,7 +116,8 @@ def _table(results: list[ImageResult]) -> None:
 
     table = Table(title="model images")
     for col in ("model", "tag", "image MB", "model layer MB", "seconds"):
-        table.add_column(col, justify="right" if col not in ("model", "tag") else "left")
+        table.add_column(col, justify="right" if col not in ("model", "tag") else "left",
+                         no_wrap=col in ("model", "tag"), overflow="fold")
     for r in results:
         table.add_row(r.model, r.tag, f"{r.size_bytes / MB:.1f}", f"{r.model_layer_bytes / MB:.2f}",
                       f"{r.seconds:.1f}")
