@@ -31,6 +31,9 @@ from infra.image.standin import cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = REPO_ROOT / "layers" / "requirements.txt"
+#: Pinned without their declared dependencies, which the runtime never imports (tokenizers'
+#: huggingface-hub closure); the file says why for each.
+NODEPS_REQUIREMENTS = REPO_ROOT / "layers" / "requirements-nodeps.txt"
 LOCK = REPO_ROOT / "layers" / "requirements.lock"
 GPU_LOCK = REPO_ROOT / "layers" / "requirements-gpu.lock"
 PYTHON_VERSION = "3.13"
@@ -41,11 +44,6 @@ GPU_ARCHES = ("x86_64",)  # SageMaker's ml.g*/ml.p* instances
 #: Provided by the Lambda base image (/var/runtime); a copy in /var/task would shadow it.
 BASE_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "urllib3",
                            "python-dateutil", "six"})
-#: Dependencies the runtime never imports, left out with everything reachable only through
-#: them: tokenizers asks for huggingface-hub (and its HTTP stack) for ``from_pretrained``,
-#: which the runtime never calls (models never load from a hub; tokenizer.json ships in the
-#: model directory). The image lane imports every runtime module inside the image.
-RUNTIME_UNUSED = frozenset({"huggingface-hub"})
 INDEX_URL = "https://pypi.org/simple"
 
 _WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.*\.whl$")
@@ -110,11 +108,15 @@ def resolve_report(requirements: Sequence[str], *, arch: str) -> list[dict]:
         return json.loads(report.read_text()).get("install", [])
 
 
-def resolve(requirements: Sequence[str], arches: Sequence[str] = ARCHES) -> dict[str, Pin]:
-    """name → pin over ``arches``: one version everywhere, every wheel's sha256."""
+def resolve(requirements: Sequence[str], arches: Sequence[str] = ARCHES,
+            nodeps: Sequence[str] = ()) -> dict[str, Pin]:
+    """name → pin over ``arches``: one version everywhere, every wheel's sha256.
+    ``nodeps`` are pinned alone, without their declared dependencies."""
     pins: dict[str, Pin] = {}
     for arch in arches:
         items = resolve_report(requirements, arch=arch)
+        if nodeps:
+            items = [*items, *resolve_report(["--no-deps", *nodeps], arch=arch)]
         for item in items:
             name, version = normalize(item["metadata"]["name"]), item["metadata"]["version"]
             info = item.get("download_info", {})
@@ -127,45 +129,15 @@ def resolve(requirements: Sequence[str], arches: Sequence[str] = ARCHES) -> dict
                                 f"{version} on {arch}; pin it in layers/requirements.txt")
             pin.hashes.add(digest)
             pin.arches.add(arch)
-        reachable = runtime_closure(requirements, items, arch)
-        for name in set(pins) - reachable:
-            pins[name].arches.discard(arch)
-    pins = {n: p for n, p in pins.items() if p.arches}
     missing = [p.name for p in pins.values() if p.arches != set(arches)]
     if missing:
         raise LockError(f"resolved for only some of {', '.join(arches)}: {', '.join(missing)}")
     return pins
 
 
-def runtime_closure(requirements: Sequence[str], items: Sequence[dict], arch: str) -> set[str]:
-    """Names reachable from ``requirements`` through ``requires_dist`` (markers evaluated for
-    CPython 3.13 on Linux ``arch``, extras followed) without entering :data:`RUNTIME_UNUSED`."""
-    from packaging.requirements import Requirement
-
-    deps = {normalize(i["metadata"]["name"]): i["metadata"].get("requires_dist") or [] for i in items}
-    env = {"python_version": PYTHON_VERSION, "python_full_version": f"{PYTHON_VERSION}.0",
-           "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
-           "platform_machine": arch, "implementation_name": "cpython",
-           "platform_python_implementation": "CPython"}
-    seen: set[tuple[str, str]] = set()
-    todo = [(normalize(r.name), extra) for r in map(Requirement, requirements)
-            for extra in ("", *r.extras)]
-    while todo:
-        name, extra = todo.pop()
-        if name in RUNTIME_UNUSED or (name, extra) in seen:
-            continue
-        seen.add((name, extra))
-        for spec in deps.get(name, []):
-            req = Requirement(spec)
-            if req.marker is None and extra:
-                continue  # unconditional deps are followed once, without the extra
-            if req.marker is not None and not req.marker.evaluate({**env, "extra": extra}):
-                continue
-            todo += [(normalize(req.name), e) for e in ("", *req.extras)]
-    return {name for name, _ in seen}
-
-
 def requirement_lines(path: Path = REQUIREMENTS) -> list[str]:
+    if not path.is_file():
+        return []
     return [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()
             if ln.split("#", 1)[0].strip()]
 
@@ -187,8 +159,8 @@ def render(pins: dict[str, Pin], *, what: str, arches: Sequence[str]) -> str:
         f"# layers/requirements.txt for CPython 3.13 on manylinux_2_34 {' and '.join(arches)} (the",
         "# AWS Lambda Python 3.13 base). Installed with --require-hashes --no-deps. Do not edit.",
         f"# Left out (the base image provides them): {', '.join(sorted(BASE_PROVIDED))}",
-        f"# Left out (never imported at run time, with what only they need): "
-        f"{', '.join(sorted(RUNTIME_UNUSED))}",
+        "# Pinned without their dependencies (layers/requirements-nodeps.txt says why): "
+        f"{', '.join(sorted(normalize(n.split('==')[0]) for n in requirement_lines(NODEPS_REQUIREMENTS)))}",
     ]
     for name in sorted(pins):
         if name in BASE_PROVIDED:
@@ -215,10 +187,10 @@ def parse_lock(text: str) -> dict[str, tuple[str, set[str]]]:
 
 def locks() -> dict[Path, str]:
     """Every lock file's path and its freshly resolved text."""
-    cpu = requirement_lines()
+    cpu, nodeps = requirement_lines(), requirement_lines(NODEPS_REQUIREMENTS)
     return {
-        LOCK: render(resolve(cpu), what="The image's locked closure", arches=ARCHES),
-        GPU_LOCK: render(resolve(gpu_requirements(cpu), arches=GPU_ARCHES),
+        LOCK: render(resolve(cpu, nodeps=nodeps), what="The image's locked closure", arches=ARCHES),
+        GPU_LOCK: render(resolve(gpu_requirements(cpu), arches=GPU_ARCHES, nodeps=nodeps),
                          what="The GPU SageMaker image's locked closure", arches=GPU_ARCHES),
     }
 

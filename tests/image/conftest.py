@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from infra.image.engine import Engine, EngineError, find_engine
 from infra.image.standin import cache_dir, ensure_standin
@@ -29,8 +30,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CATALOG = REPO_ROOT / "models.yaml"
 SAMPLES_STAMP = REPO_ROOT / "samples" / "generated" / ".stamp"
 LANE_REPORT = cache_dir() / "image-lane.json"
-#: The models of the sample catalog (each gets its own image; all are Lambda targets).
-SAMPLE_MODELS = ("iris-classifier", "digits-mlp", "digits-cnn")
+#: The models of the sample catalog (each gets its own image; all are Lambda targets), read
+#: without validating paths: samples/generated/ may not exist yet at collection.
+SAMPLE_MODELS = tuple(m["name"] for m in yaml.safe_load(CATALOG.read_text())["models"])
 
 
 def record(section: str, key: str, value) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from infra.catalog import load_catalog
+from infra.cdk import staging
 from infra.environment import function_environment
 from infra.local.containers import ContainerRunner, ImageSet, instance_factory
 from infra.local.function_pool import FunctionPool, FunctionSpec
@@ -47,11 +48,32 @@ def _http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
+TEXTS = ["a wonderful, moving film", "dull and far too long", "fine"]
+
+
+def _takes_text(model: str, stack: LocalStack) -> bool:
+    inputs = stack.services[model].manifest.inputs
+    return len(inputs) == 1 and inputs[0].datatype == "BYTES"
+
+
 def _example_request(model: str, stack: LocalStack, rows: int = 2) -> dict:
-    spec = next(m for m in load_catalog(CATALOG).models if m.name == model)
     manifest = stack.services[model].manifest
+    if _takes_text(model, stack):
+        return {"inputs": [{"name": manifest.inputs[0].name, "shape": [rows], "datatype": "BYTES",
+                            "data": TEXTS[:rows]}]}
+    spec = next(m for m in load_catalog(CATALOG).models if m.name == model)
     meta = {"name": model, "inputs": [t.to_dict() for t in manifest.inputs]}
     return v2_request(load_arrays(Path(spec.example_input)), meta, rows=slice(0, rows))
+
+
+def _batch_object(model: str, stack: LocalStack) -> tuple[str, bytes]:
+    """(file name, body) of a 3-row batch input in the model's own format."""
+    if _takes_text(model, stack):
+        return "rows.txt", "\n".join(TEXTS).encode()
+    spec = next(m for m in load_catalog(CATALOG).models if m.name == model)
+    buf = io.BytesIO()
+    np.savez(buf, **{k: v[:3] for k, v in load_arrays(Path(spec.example_input)).items()})
+    return "rows.npz", buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +100,8 @@ def test_modelfn_image_builds_each_sample_model_as_a_single_platform_v2s2_image(
         assert entry["tag"] == f"modelfn-{model}:{manifest['version']}"
         assert entry["engine"] == engine.name
         # the model directory is the last layer, and small next to the image
-        model_bytes = sum(p.stat().st_size for p in (sample_build / "models" / model).iterdir())
+        model_dir = sample_build / "models" / model
+        model_bytes = sum((model_dir / f).stat().st_size for f in staging.model_files(model_dir))
         assert model_bytes <= entry["model_layer_bytes"] <= model_bytes + 64 * 1024
         assert entry["size_bytes"] > 20 * entry["model_layer_bytes"]
         fmt = subprocess.run([engine.executable, "image", "inspect", "--format",
@@ -126,25 +149,22 @@ def test_api_function_from_the_image_serves_v2(containers_stack: LocalStack, mod
 @pytest.mark.parametrize("model", SAMPLE_MODELS)
 def test_batch_function_from_the_image_runs_on_a_real_s3_event(containers_stack: LocalStack,
                                                                model: str) -> None:
-    # given the catalog's example rows as a .npz under <model>/in/
-    spec = next(m for m in load_catalog(CATALOG).models if m.name == model)
-    arrays = load_arrays(Path(spec.example_input))
-    buf = io.BytesIO()
-    np.savez(buf, **{k: v[:3] for k, v in arrays.items()})
+    # given 3 rows in the model's format (.npz of the example rows, or .txt texts) under in/
+    fname, body = _batch_object(model, containers_stack)
     s3 = boto3.client("s3", endpoint_url=containers_stack.s3_endpoint, region_name="us-east-1",
                       aws_access_key_id="x", aws_secret_access_key="x")
     bucket = containers_stack.aws.bucket
     # when moto's S3 notification reaches the batch function (the image, CMD = batch handler)
-    s3.put_object(Bucket=bucket, Key=f"{model}/in/rows.npz", Body=buf.getvalue())
+    s3.put_object(Bucket=bucket, Key=f"{model}/in/{fname}", Body=body)
     # then exactly one jsonl lands in out/, a line per row
-    deadline, body = time.monotonic() + 120, None
-    while body is None and time.monotonic() < deadline:
+    deadline, out = time.monotonic() + 120, None
+    while out is None and time.monotonic() < deadline:
         try:
-            body = s3.get_object(Bucket=bucket, Key=f"{model}/out/rows.npz.jsonl")["Body"].read()
+            out = s3.get_object(Bucket=bucket, Key=f"{model}/out/{fname}.jsonl")["Body"].read()
         except s3.exceptions.NoSuchKey:
             time.sleep(0.5)
-    assert body is not None, "no output within 120 s"
-    lines = [json.loads(line) for line in body.splitlines()]
+    assert out is not None, "no output within 120 s"
+    lines = [json.loads(line) for line in out.splitlines()]
     assert [line["row"] for line in lines] == [0, 1, 2]
 
 
