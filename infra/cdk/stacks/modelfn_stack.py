@@ -285,7 +285,7 @@ class ModelfnStack(cdk.Stack):
         )
         self._endpoints[spec.name], self._proxies[spec.name] = endpoint, proxy
         self._async_batches[spec.name] = SageMakerAsyncBatch(
-            group, "AsyncBatch", model_name=spec.name, image=self._sagemaker_image,
+            group, "AsyncBatch", model_name=spec.name, image=self._sagemaker_images[gpu],
             model_data=model_data, instance_type=spec.instance_type, storage=self._storage,
             code_dir=staging.stage_function_code(dest=self._stage_dir / "async-batch",
                                                  package="async_batch", batch_layout=True),
