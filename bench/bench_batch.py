@@ -5,8 +5,11 @@
    budget, vs the same loop with one row per model call. Same reader, model and encoder.
 2. **Peak RSS** (target: 10 MB and 500 MB inputs within 64 MB of each other): the whole job
    (download, validate, chunks, multipart upload) in a fresh subprocess per input, against
-   a moto S3 server on 127.0.0.1 so the object's bytes live in another process. RSS is the
-   child's ``ru_maxrss``; its RSS after loading the model is shown as the baseline.
+   a moto S3 server on 127.0.0.1 so the object's bytes live in another process. Peak RSS is
+   the child's ``VmHWM`` from ``/proc/self/status`` (the high-water mark of the process doing
+   the work, reset at exec); ``ru_maxrss`` would not do: on Linux it carries the parent's
+   peak across fork+exec, which is why an earlier run read 275 MB for both inputs. Its RSS
+   after loading the model is shown as the baseline.
 """
 
 from __future__ import annotations
@@ -132,28 +135,28 @@ def start_moto(port: int) -> subprocess.Popen:
 
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from layers.model import load_model
 from layers.batch.clients import s3_client
 from layers.batch.deadline import Deadline
 from layers.batch.job import BatchJob
 from layers.batch.layout import ObjectRef, route
 
-def rss_mb():
+def status_mb(field):
     with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+        return next(int(l.split()[1]) for l in f if l.startswith(field + ":")) / 1024
 
 model = load_model(sys.argv[1])
 ref = ObjectRef(bucket=sys.argv[2], key=sys.argv[3])
 s3 = s3_client()
 s3.head_object(Bucket=ref.bucket, Key=ref.key)
-baseline = rss_mb()
+baseline = status_mb("VmRSS")
 job = BatchJob(model, s3)
 t0 = time.perf_counter()
 result = job.run(ref, route(ref.key, model.name), request_id="bench", deadline=Deadline(None))
 seconds = time.perf_counter() - t0
 print(json.dumps({"status": result.status, "rows": result.rows, "seconds": seconds, "chunks": job.chunks_run,
-                  "baseline_mb": baseline, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "baseline_mb": baseline, "peak_mb": status_mb("VmHWM")}))
 """
 
 
