@@ -29,7 +29,7 @@ from layers.names import MANIFEST_FILE, MANIFEST_PROCESSING, MODEL_FILE
 from layers.processing.model import verify_files
 
 #: Bump when a change to the pipeline changes what it would produce from the same inputs.
-PIPELINE_VERSION = "4"
+PIPELINE_VERSION = "5"
 STAGING_PREFIX = ".staging-"
 #: Subdirectories of a model directory that outlive a publish (kept versions, infra/versions).
 KEPT_SUBDIRS = ("versions",)
@@ -40,8 +40,8 @@ def models_dir(out_dir: Path) -> Path:
     return Path(out_dir) / "models"
 
 
-def cache_key(spec: ModelSpec, fp32_sha256: str) -> str:
-    """Everything that determines the artifact, hashed."""
+def cache_key(spec: ModelSpec, fp32_sha256: str, *, reduce_range: bool = True) -> str:
+    """Everything that determines the artifact, hashed (``reduce_range``: the build CPU's choice)."""
     settings = spec.model_dump(mode="json", include={"quantize", "tolerance", "strict", "target",
                                                       "instance_type", "timeout_s", "preprocess",
                                                       "postprocess", "pipeline"})
@@ -49,7 +49,7 @@ def cache_key(spec: ModelSpec, fp32_sha256: str) -> str:
              if (p := getattr(spec, k)) is not None}
     files.update(_processing_digests(spec))
     blob = json.dumps({"pipeline": PIPELINE_VERSION, "fp32": fp32_sha256, "settings": settings,
-                       "data": files}, sort_keys=True)
+                       "data": files, "reduce_range": reduce_range}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -23,8 +23,20 @@ import numpy as np
 import onnx
 
 from infra.catalog import ModelSpec
-from infra.pipeline import artifact, compose, fit, gate, measure, processing, quantize, sample_input
+from infra.pipeline import (
+    artifact,
+    compose,
+    fit,
+    gate,
+    int8_search,
+    measure,
+    processing,
+    quantize,
+    sample_input,
+    transformer,
+)
 from infra.pipeline.convert import convert
+from infra.pipeline.cpu import Int8Host, int8_host
 from infra.pipeline.data import Dataset, load_dataset
 from infra.pipeline.signature import dim_hints, signature
 from layers import names as layer_names
@@ -192,7 +204,8 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     else:
         conversion = convert(spec, root, fp32_path)
     fp32_sha = sha256_file(fp32_path)
-    key = artifact.cache_key(spec, fp32_sha)
+    host = int8_host()
+    key = artifact.cache_key(spec, fp32_sha, reduce_range=host.reduce_range)
     if not force and (cached := artifact.reusable(target, key)):
         result.reused, result.manifest, result.model_dir = True, cached, target
         return
@@ -249,11 +262,19 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
         pre = work / "pre.onnx"
         with _cwd(work):
             quant["preprocess"] = quantize.preprocess(fp32_path, pre)
+        quant.update(host.to_dict())
+        pres = {mode: pre for mode in modes}
+        if "dynamic" in modes and transformer.is_transformer(onnx.load(pre)):
+            fused = work / "pre_transformer.onnx"
+            with _cwd(work):
+                quant["transformer_optimizer"] = transformer.optimize(pre, fused)
+            if "fused" in quant["transformer_optimizer"]:
+                pres["dynamic"] = fused
         for mode in modes:
             stage(spec.name, f"quantize {mode}")
             with _cwd(work):
-                cands.append(_candidate(mode, pre, work, calibration, gate_data, feeds, fp32_out,
-                                        fp32_lat, spec, settings, stage, run_gate, block))
+                cands.append(_candidate(mode, pres[mode], work, calibration, gate_data, feeds, fp32_out,
+                                        fp32_lat, spec, settings, stage, run_gate, block, host))
     stage(spec.name, "gate")
     passing = [c for c in cands if c["verdict"] == "ok"]
     best = min(passing, key=lambda c: c["p50_ms"]) if passing else None
@@ -280,6 +301,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     else:
         shipped_path, mode = work / f"{best['mode']}.onnx", best["mode"]
         shipped_figures = best["figures"]
+        quant["excluded_nodes"] = best.get("excluded_nodes", [])
     quant["mode"] = mode
     quant["candidates"] = cands
 
@@ -344,27 +366,54 @@ def _relative(path: Path, root: Path) -> str:
 def _candidate(mode: str, pre: Path, work: Path, calibration: Dataset | None, gate_data: Dataset,
                feeds: dict[str, np.ndarray], fp32_out: list[np.ndarray], fp32_lat: measure.Latency, spec: ModelSpec,
                settings: BuildSettings, stage: StageCallback, run_gate: Callable[[Any], list[np.ndarray]],
-               block: dict[str, Any] | None) -> dict[str, Any]:
-    """Make and judge one int8 variant; ``verdict`` is "ok" or why it cannot ship."""
+               block: dict[str, Any] | None, host: Int8Host) -> dict[str, Any]:
+    """Make and judge one int8 variant; ``verdict`` is "ok" or why it cannot ship. Dynamic
+    int8 that fails the gate is retried with its most sensitive nodes kept fp32."""
     path = work / f"{mode}.onnx"
     info: dict[str, Any] = {"mode": mode}
+
+    def judge(candidate: Path) -> gate.GateResult:
+        outs = run_gate(measure.session(candidate))
+        figures = {**gate.compare(fp32_out, outs, gate_data.labels), **processing.label_figures(block, fp32_out, outs)}
+        return gate.check(figures, spec.tolerance)
+
     try:
-        quantize.quantize(mode, pre, path, calibration)
+        if mode == "dynamic":
+            search = int8_search.search_dynamic(
+                pre, path, work, judge=judge, outputs=_sensitivity_outputs(gate_data, block, run_gate),
+                reduce_range=host.reduce_range, progress=lambda what: stage(spec.name, f"quantize {mode}: {what}"))
+            result = search.result
+            info["excluded_nodes"] = list(search.excluded)
+            if search.record:
+                info["int8_search"] = search.record
+        else:
+            quantize.quantize(mode, pre, path, calibration, reduce_range=host.reduce_range)
         sess = measure.session(path)
     except (quantize.QuantizationError, measure.LoadError) as exc:
         info["verdict"] = f"not shippable: {exc}"
         return info
     stage(spec.name, f"gate {mode}")
-    outs = run_gate(sess)
-    figures = {**gate.compare(fp32_out, outs, gate_data.labels), **processing.label_figures(block, fp32_out, outs)}
-    result = gate.check(figures, spec.tolerance)
+    if mode != "dynamic":
+        result = judge(path)
     lat = measure.latency(sess, feeds)
     info.update(_perf(path, lat), p99_ms=round(lat.p99_ms, 4), figures=_round(result.figures))
     if not result.passed:
         info["verdict"] = f"gate failed ({result.reason})"
+        if stopped := info.get("int8_search", {}).get("stopped"):
+            info["verdict"] += f"; {stopped}"
     elif settings.require_speedup and lat.p50_ms > fp32_lat.p50_ms * (1 - MIN_SPEEDUP):
         info["verdict"] = (f"slower than fp32 or within {MIN_SPEEDUP:.0%} of it (p50 {lat.p50_ms:.3f} ms "
                            f"vs {fp32_lat.p50_ms:.3f} ms); int8 ships only when measurably faster")
     else:
         info["verdict"] = "ok"
     return info
+
+
+def _sensitivity_outputs(gate_data: Dataset, block: dict[str, Any] | None,
+                         run_gate: Callable[[Any], list[np.ndarray]]) -> int8_search.Outputs:
+    """What the fallback's sensitivity is measured on: the first gate rows as arrays, or, for a
+    model with preprocessing, the gate's own run (texts are fed one request at a time)."""
+    if block is not None:
+        return lambda path: run_gate(measure.session(path))
+    rows = Dataset(inputs=gate_data.batch(0, min(gate_data.rows, int8_search.SENSITIVITY_ROWS)))
+    return lambda path: measure.run_all(measure.session(path), rows)

@@ -9,10 +9,12 @@
 * ``static``: QDQ format, per-channel int8 weights, activation ranges calibrated on the
   catalog's calibration set through a :class:`CalibrationDataReader`; the right choice for Conv.
 
-Both use 7-bit weights (``reduce_range``): without VNNI (most AVX2 CPUs, and Lambda does not
-promise VNNI) onnxruntime's u8×s8 kernels (VPMADDUBSW) saturate 8-bit products; measured on
-a 4-layer transformer encoder this took top-1 agreement from 0.95 to 0.985 at no speed cost,
-and per-channel weight scales (dynamic too) from 0.985 to 0.990, again at no speed cost.
+Weights are per-channel in both. ``reduce_range`` (7-bit weights) is chosen from the build
+CPU (:mod:`infra.pipeline.cpu`): on without VNNI/AMX, where onnxruntime's u8×s8 kernels
+(VPMADDUBSW) saturate 8-bit products, off where a dot-product instruction makes the 8th bit
+free accuracy. Transformer graphs get onnxruntime's transformer optimizer before dynamic
+quantization (:mod:`infra.pipeline.transformer`), and dynamic int8 that fails the gate is
+retried with its most sensitive MatMuls kept fp32 (:mod:`infra.pipeline.int8_search`).
 
 ``auto`` picks candidates from the graph's ops (:func:`candidates`); the build measures them
 and ships the fastest that loads, passes the gate and beats fp32.
@@ -119,16 +121,46 @@ def _drop_unused_initializers(model: onnx.ModelProto) -> None:
     model.graph.initializer.extend(keep)
 
 
-def quantize_dynamic(pre: Path, dst: Path) -> None:
+def name_nodes(model: onnx.ModelProto) -> int:
+    """Give every unnamed (or duplicate-named) node a unique name: node lists passed to the
+    quantizer (``nodes_to_exclude``) and recorded in the manifest are names."""
+    seen: set[str] = set()
+    renamed = 0
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{i}"
+            renamed += 1
+        seen.add(node.name)
+    return renamed
+
+
+def dynamic_targets(pre: Path) -> list[str]:
+    """Names of the nodes dynamic quantization turns into integer kernels, in graph order
+    (MatMuls with a constant weight, fused Attention, RNNs), as :func:`quantize_dynamic` names them."""
+    model = onnx.load(pre)
+    gemm_to_matmul(model)
+    name_nodes(model)
+    consts = {i.name for i in model.graph.initializer}
+    consts |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in model.graph.node if n.op_type in DYNAMIC_OPS
+            and (n.op_type != "MatMul" or n.input[1] in consts)]
+
+
+def quantize_dynamic(pre: Path, dst: Path, *, reduce_range: bool = True, exclude: tuple[str, ...] = (),
+                     only: tuple[str, ...] = ()) -> None:
+    """Dynamic int8 of ``pre`` into ``dst``; ``exclude`` nodes stay fp32; ``only``, if given,
+    are the only nodes quantized (the sensitivity search quantizes one at a time)."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
     model = onnx.load(pre)
     gemm_to_matmul(model)
+    name_nodes(model)
     try:
         with _quiet():
             ort_quantize_dynamic(model, str(dst), op_types_to_quantize=list(DYNAMIC_OPS),
-                                 weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                                 weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
+                                 nodes_to_quantize=list(only) or None, nodes_to_exclude=list(exclude) or None,
                                  extra_options={"MatMulConstBOnly": True})
     except Exception as exc:
         raise QuantizationError(f"dynamic quantization failed: {exc}") from exc
@@ -152,7 +184,7 @@ class DatasetReader:
         self._next = 0
 
 
-def quantize_static(pre: Path, dst: Path, calibration: Dataset) -> None:
+def quantize_static(pre: Path, dst: Path, calibration: Dataset, *, reduce_range: bool = True) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
@@ -162,7 +194,7 @@ def quantize_static(pre: Path, dst: Path, calibration: Dataset) -> None:
         with _quiet():
             ort_quantize_static(
                 str(pre), str(dst), reader, quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=None, per_channel=True, reduce_range=True,
+                op_types_to_quantize=None, per_channel=True, reduce_range=reduce_range,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
             )
@@ -170,13 +202,14 @@ def quantize_static(pre: Path, dst: Path, calibration: Dataset) -> None:
         raise QuantizationError(f"static quantization failed: {exc}") from exc
 
 
-def quantize(mode: str, pre: Path, dst: Path, calibration: Dataset | None) -> None:
+def quantize(mode: str, pre: Path, dst: Path, calibration: Dataset | None, *, reduce_range: bool = True,
+             exclude: tuple[str, ...] = ()) -> None:
     if mode == "dynamic":
-        quantize_dynamic(pre, dst)
+        quantize_dynamic(pre, dst, reduce_range=reduce_range, exclude=exclude)
     elif mode == "static":
         if calibration is None:
             raise QuantizationError("static quantization needs a calibration set")
-        quantize_static(pre, dst, calibration)
+        quantize_static(pre, dst, calibration, reduce_range=reduce_range)
     else:
         raise ValueError(f"unknown int8 mode {mode!r}")
 
