@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from infra.local import processes
+from infra.local.fair_queue import FairQueue
 from infra.local.runtime_api import Invocation, Outcome, RuntimeApi
 from layers import names
 
@@ -113,13 +114,27 @@ class Instance:
         return self.proc is not None and self.proc.poll() is None
 
     def invoke(self, payload: bytes, timeout_s: float) -> Outcome:
+        outcome = self.wait(self.submit(payload, timeout_s), timeout_s)
+        assert outcome is not None
+        return outcome
+
+    def submit(self, payload: bytes, timeout_s: float) -> Invocation:
         assert self.api is not None
         deadline = time.time() + timeout_s
         inv = Invocation(payload=payload, deadline_ms=int(deadline * 1000), function_arn=self.spec.arn)
         self.api.submit(inv)
-        while not inv.done.wait(min(0.5, max(0.0, deadline - time.time()))):
+        return inv
+
+    def wait(self, inv: Invocation, timeout_s: float, until: float | None = None) -> Outcome | None:
+        """The outcome of ``inv``; None if ``until`` (a ``time.time()``) passes first, the
+        invocation still running (call again to keep waiting)."""
+        deadline = inv.deadline_ms / 1000
+        stop = deadline if until is None else min(deadline, until)
+        while not inv.done.wait(min(0.5, max(0.0, stop - time.time()))):
             if time.time() >= deadline:
                 break
+            if until is not None and time.time() >= until:
+                return None
             if not self.alive:  # died before taking the event: the watcher had nothing to fail
                 inv.finish(Outcome.error("Runtime.ExitError", "Runtime exited before the invoke"))
         if not inv.done.is_set():
@@ -153,7 +168,7 @@ class FunctionPool:
     log: processes.LogSink | None = None
     failure: str | None = None  # why the function cannot serve (init failed), else None
     instance_factory: Callable[..., Instance] = Instance  # (spec, index, log) -> Instance
-    _idle: queue.Queue = field(default_factory=queue.Queue)
+    _idle: FairQueue = field(default_factory=FairQueue)  # first come, first served
     _all: list[Instance] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: bool = False
@@ -191,21 +206,35 @@ class FunctionPool:
             self._idle.put(inst)
         return True
 
-    def invoke(self, payload: bytes, *, acquire_timeout_s: float, timeout_s: float | None = None) -> Outcome:
+    def invoke(self, payload: bytes, *, acquire_timeout_s: float, timeout_s: float | None = None,
+               answer_within_s: float | None = None) -> Outcome | None:
         """Invoke on a free instance; raise :class:`NoCapacity` if none frees up in time.
-        A retired pool hands the invocation to its successor (the new version)."""
+        A retired pool hands the invocation to its successor (the new version).
+
+        With ``answer_within_s`` (API Gateway's integration timeout, counted from now), return
+        None when no outcome came in that time: the invocation runs on to its own timeout in
+        the background (still counted in flight), as a Lambda function outlives the API
+        request that invoked it. Only that slow case costs a thread."""
         with self._drained:
             successor = self._successor
             if successor is None:
                 self._inflight += 1
         if successor is not None:
-            return successor.invoke(payload, acquire_timeout_s=acquire_timeout_s, timeout_s=timeout_s)
+            return successor.invoke(payload, acquire_timeout_s=acquire_timeout_s, timeout_s=timeout_s,
+                                    answer_within_s=answer_within_s)
         try:
-            return self._invoke(payload, acquire_timeout_s, timeout_s)
-        finally:
-            with self._drained:
-                self._inflight -= 1
-                self._drained.notify_all()
+            outcome = self._invoke(payload, acquire_timeout_s, timeout_s, answer_within_s)
+        except BaseException:
+            self._leave()
+            raise
+        if outcome is not None:  # None: the background thread leaves when the function ends
+            self._leave()
+        return outcome
+
+    def _leave(self) -> None:
+        with self._drained:
+            self._inflight -= 1
+            self._drained.notify_all()
 
     def retire(self, successor: FunctionPool, *, drain_timeout_s: float) -> bool:
         """Send every new invocation to ``successor``, let the ones in flight finish (up to
@@ -216,7 +245,9 @@ class FunctionPool:
         self.stop()
         return drained
 
-    def _invoke(self, payload: bytes, acquire_timeout_s: float, timeout_s: float | None) -> Outcome:
+    def _invoke(self, payload: bytes, acquire_timeout_s: float, timeout_s: float | None,
+                answer_within_s: float | None) -> Outcome | None:
+        until = time.time() + answer_within_s if answer_within_s is not None else None
         try:
             inst: Instance = self._idle.get(timeout=acquire_timeout_s)
         except queue.Empty:
@@ -227,12 +258,27 @@ class FunctionPool:
             errors: list[str] = []
             if not self._start_one(inst, errors, park=False):
                 return Outcome.error("Runtime.InitError", errors[0])
-        outcome = inst.invoke(payload, timeout_s or self.spec.timeout_s)
+        timeout = timeout_s or self.spec.timeout_s
+        inv = inst.submit(payload, timeout)
+        outcome = inst.wait(inv, timeout, until)
+        if outcome is None:
+            threading.Thread(target=self._finish, args=(inst, inv, timeout), daemon=True).start()
+            return None
+        self._release(inst)
+        return outcome
+
+    def _finish(self, inst: Instance, inv: Invocation, timeout_s: float) -> None:
+        try:
+            inst.wait(inv, timeout_s)
+            self._release(inst)
+        finally:
+            self._leave()
+
+    def _release(self, inst: Instance) -> None:
         if inst.alive:
             self._idle.put(inst)
         else:
             threading.Thread(target=self._restart, args=(inst,), daemon=True).start()
-        return outcome
 
     def _restart(self, inst: Instance) -> None:
         """Replace a dead instance with a fresh process (a new cold start)."""

@@ -55,21 +55,13 @@ class LambdaIntegration:
         payload = json.dumps(event).encode()
         if len(payload) > names.LAMBDA_SYNC_PAYLOAD_BYTES:
             return gateway_error(413, "Request Entity Too Large")
-        box: list = []
-        done = threading.Event()
-
-        def call() -> None:
-            try:
-                box.append(self.pool.invoke(payload, acquire_timeout_s=timeout_s))
-            except NoCapacity as exc:
-                box.append(exc)
-            done.set()
-
         # the integration timeout is API Gateway's: the function may run on, as on AWS
-        threading.Thread(target=call, daemon=True).start()
-        if not done.wait(timeout_s) or isinstance(box[0], NoCapacity):
+        try:
+            outcome = self.pool.invoke(payload, acquire_timeout_s=timeout_s, answer_within_s=timeout_s)
+        except NoCapacity:
+            outcome = None
+        if outcome is None:
             return gateway_error(503, "Service Unavailable")
-        outcome = box[0]
         if not outcome.ok:
             log.warning("%s: invocation failed: %s: %s", self.pool.spec.name, outcome.error_type,
                         outcome.error_message)
