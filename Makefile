@@ -54,6 +54,7 @@ synth: $(STAMP) $(NODE_STAMP) $(SAMPLES_STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx --no-install cdk synth --quiet
 
 bench: $(STAMP) $(SAMPLES_STAMP)
+	$(PY) -c "import transformers" 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench
 
 lint: $(STAMP)
