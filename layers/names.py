@@ -35,6 +35,15 @@ ENV_BATCH_MODEL = "MODELFN_BATCH_MODEL"
 ENV_RETRAIN_STATE_MACHINES = "MODELFN_RETRAIN_STATE_MACHINES"
 """JSON ``{model name: state machine ARN}`` for the retraining starter function."""
 
+ENV_PROXY_TIMEOUT_S = "MODELFN_PROXY_TIMEOUT_S"
+"""The SageMaker proxy function's own timeout (s); its client's timeouts fit inside it."""
+
+ENV_PROXY_MODEL = "MODELFN_MODEL_NAME"
+"""The model a SageMaker proxy function serves (its metrics dimension and log key)."""
+
+ENV_PROXY_MODEL_VERSION = "MODELFN_MODEL_VERSION"
+"""That model's version (the manifest's), in the proxy's logs and EMF metadata."""
+
 ENV_POWERTOOLS_SERVICE = "POWERTOOLS_SERVICE_NAME"
 ENV_POWERTOOLS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 
@@ -115,6 +124,8 @@ SAGEMAKER_ASYNC_TIMEOUT_S = 3600
 SAGEMAKER_BATCH_ROUTE = "/batch"
 """Custom attribute ``route=POST /batch``: the serving container runs one S3 object through the
 batch job (asynchronous inference of a heavy model, functions/async_batch)."""
+PROXY_TIMEOUT_S = HTTP_API_TIMEOUT_S - 1
+"""The SageMaker proxy function's timeout: just under the HTTP API's integration timeout."""
 
 # --- CloudFormation output keys ------------------------------------------------------------
 OUTPUT_API_URL = "ApiUrl"

@@ -47,9 +47,28 @@ def infer_request(model: Model, request: Any) -> dict[str, Any]:
     return infer(model, request, binary=b"", json_only=True).response
 
 
-def infer(model: Model, request: Any, binary: bytes | memoryview = b"", *,
-          json_only: bool = False) -> InferResult:
-    """A V2 request (JSON header + binary-extension bytes) → :class:`InferResult`."""
+@dataclass
+class V2Request:
+    """One parsed V2 inference request, every input decoded and validated (names, datatypes,
+    shapes, values): what every transport hands the model."""
+
+    id: str | None
+    arrays: dict[str, np.ndarray]
+    outputs: list[str] | None
+    """Output names asked for, or None for every output."""
+    binary_outputs: set[str]
+    allow_nonfinite: bool
+
+    @property
+    def rows(self) -> int:
+        first = next(iter(self.arrays.values()))
+        return int(first.shape[0]) if first.ndim else 1
+
+
+def parse_request(model: Model, request: Any, binary: bytes | memoryview = b"") -> V2Request:
+    """A V2 request (JSON header + binary-extension bytes) → :class:`V2Request`, or the
+    :class:`BadRequest` saying what is wrong. The one parser of the HTTP API, the SageMaker
+    server and batch ``.jsonl`` lines, so a request means (and fails) the same everywhere."""
     if not isinstance(request, dict):
         raise BadRequest(
             f"the request body must be a JSON object with \"inputs\"; got {type(request).__name__}."
@@ -58,16 +77,24 @@ def infer(model: Model, request: Any, binary: bytes | memoryview = b"", *,
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest(f"\"id\" must be a string if given; got {request_id!r}.")
     params = _params(request, "the request")
-    arrays = _decode_inputs(model, request.get("inputs"), binary, params.get("allow_nonfinite") is True)
+    allow_nonfinite = params.get("allow_nonfinite") is True
+    arrays = _decode_inputs(model, request.get("inputs"), binary, allow_nonfinite)
     outputs, binary_names = _requested_outputs(model, request.get("outputs"), params)
-    results = model.run(arrays, outputs)  # the decoder validated every input (no second pass)
+    return V2Request(request_id, arrays, outputs, binary_names, allow_nonfinite)
+
+
+def infer(model: Model, request: Any, binary: bytes | memoryview = b"", *,
+          json_only: bool = False) -> InferResult:
+    """A V2 request (JSON header + binary-extension bytes) → :class:`InferResult`."""
+    req = parse_request(model, request, binary)
+    results = model.run(req.arrays, req.outputs)  # the decoder validated every input (no second pass)
 
     response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
-    if request_id is not None:
-        response["id"] = request_id
+    if req.id is not None:
+        response["id"] = req.id
     out_tensors, chunks = [], []
     for name, arr in results.items():
-        if name in binary_names and not json_only:
+        if name in req.binary_outputs and not json_only:
             datatype, raw = encode_binary(arr)
             out_tensors.append({"name": name, "shape": list(arr.shape), "datatype": datatype,
                                 "parameters": {"binary_data_size": len(raw)}})
@@ -75,8 +102,7 @@ def infer(model: Model, request: Any, binary: bytes | memoryview = b"", *,
         else:
             out_tensors.append(encode_tensor(name, arr))
     response["outputs"] = out_tensors
-    first = next(iter(arrays.values()))
-    return InferResult(response, chunks, int(first.shape[0]) if first.ndim else 1)
+    return InferResult(response, chunks, req.rows)
 
 
 def _params(obj: dict, where: str) -> dict[str, Any]:

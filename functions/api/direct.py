@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import base64
 import math
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from layers import names
 from layers.errors import BadRequest, ModelfnError, NotFound, PayloadTooLarge, UnsupportedMediaType
+from layers.limits import check_invocation_event, max_request_bytes  # noqa: F401 (re-exported)
 from layers.model import Model
 from layers.protocol import HEADER_LENGTH, InferResult, dump_json, infer, join_body, split_body
 
@@ -55,11 +54,6 @@ class Reply:
     content_type: str
     body: str | bytes
     headers: dict[str, str] | None = None
-
-
-def max_request_bytes() -> int:
-    raw = os.environ.get(names.ENV_MAX_REQUEST_BYTES, "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else names.LAMBDA_SYNC_PAYLOAD_BYTES
 
 
 def match_infer(event: Any) -> tuple[str, str | None] | None:
@@ -102,18 +96,16 @@ def serve_infer(model: Model, hooks: Hooks, event: dict[str, Any], name: str, ve
             "-H 'Content-Type: application/json'), or application/octet-stream with "
             "Inference-Header-Content-Length for the binary tensor extension."
         )
+    # Lambda's 6 MB applies to the whole event, base64 body included (layers/limits.py)
+    check_invocation_event(event, limit, fix=(
+        "Send fewer rows per request, use the binary tensor extension, or drop a file into the "
+        "batch bucket."))
     raw = event.get("body") or ""
     if event.get("isBase64Encoded"):
         body: bytes | str = _b64decode(raw)
         size = len(body)
     else:  # text body: parsed as str, no encode/decode round trip
         body, size = raw, len(raw) if raw.isascii() else len(raw.encode("utf-8"))
-    if size > limit:
-        raise PayloadTooLarge(
-            f"the request body is {size:,} bytes; the limit is {limit:,} bytes (Lambda's "
-            "synchronous payload). Send fewer rows per request, use the binary tensor "
-            "extension, or drop a file into the batch bucket."
-        )
     request, binary = split_body(body, headers.get(HEADER_LENGTH.lower()))
     result = infer(model, request, binary)
     hooks.on_infer(result, size)

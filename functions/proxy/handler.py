@@ -10,6 +10,17 @@ Errors are mapped honestly: the container's own 4xx/5xx (SageMaker's ``ModelErro
 through with their status and ``{"error": ...}`` body; a request over SageMaker's 6 MB
 limit is a 413; an endpoint that is still creating/updating or throttled is a 503/429;
 only a failure of the endpoint itself is a 502. Never a stack trace.
+
+Limits where AWS enforces them: the invocation event (base64 body included) against Lambda's
+6 MB (:mod:`layers.limits`, shared with the API function), then the decoded body against
+SageMaker's 6 MB. Time: the client's connect + read timeouts, over every attempt, fit inside
+the function's own timeout (``MODELFN_PROXY_TIMEOUT_S``, set by the construct), and a read
+timeout is not retried: a second ``InvokeEndpoint`` would queue a second inference behind the
+first, which is still running, and could not finish in time anyway.
+
+Observability: the shared setup (:mod:`layers.observability`): one EMF line per request
+(``Latency``, ``ColdStart``, ``Errors<status>``; dimension ``model``) and a log line per
+request at INFO with the route, status and latency.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from typing import Any
 
 import boto3
@@ -24,18 +36,43 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from layers import names
+from layers.errors import PayloadTooLarge
+from layers.limits import check_invocation_event
+from layers.observability import setup
+
+observability = setup()
+logger, metrics = observability.logger, observability.metrics
+if os.environ.get(names.ENV_PROXY_MODEL):
+    observability.bind_model(os.environ[names.ENV_PROXY_MODEL], os.environ.get(names.ENV_PROXY_MODEL_VERSION, ""))
+
+CONNECT_TIMEOUT_S = 2
+#: kept back from the function timeout for building the answer and returning it
+TIMEOUT_MARGIN_S = 2
+ATTEMPTS = 1
 
 _CLIENT = None
+
+
+def function_timeout_s() -> int:
+    raw = os.environ.get(names.ENV_PROXY_TIMEOUT_S, "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else names.PROXY_TIMEOUT_S
+
+
+def client_timeouts() -> tuple[int, int, int]:
+    """(connect s, read s, attempts): ``attempts × (connect + read)`` < the function timeout."""
+    read = max(1, function_timeout_s() - CONNECT_TIMEOUT_S - TIMEOUT_MARGIN_S)
+    return CONNECT_TIMEOUT_S, read, ATTEMPTS
 
 
 def client():
     """The sagemaker-runtime client, created once per process (lazily, for tests)."""
     global _CLIENT
     if _CLIENT is None:
+        connect, read, attempts = client_timeouts()
         _CLIENT = boto3.client(
             "sagemaker-runtime",
-            config=Config(read_timeout=names.HTTP_API_TIMEOUT_S - 2, connect_timeout=2,
-                          retries={"max_attempts": 2, "mode": "standard"}),
+            config=Config(read_timeout=read, connect_timeout=connect,
+                          retries={"total_max_attempts": attempts, "mode": "standard"}),
         )
     return _CLIENT
 
@@ -88,7 +125,7 @@ def _model_error(exc: ClientError) -> dict:
         return _error(status, original or "the model server returned an error without a body")
 
 
-def handler(event: dict, context: Any) -> dict:
+def _forward(event: dict, context: Any) -> dict:
     endpoint = os.environ.get(names.ENV_SAGEMAKER_ENDPOINT)
     if not endpoint:
         return _error(502, f"this proxy is misconfigured: {names.ENV_SAGEMAKER_ENDPOINT} is not "
@@ -96,6 +133,11 @@ def handler(event: dict, context: Any) -> dict:
     http = (event.get("requestContext") or {}).get("http") or {}
     method = http.get("method") or "GET"
     path = event.get("rawPath") or http.get("path") or "/"
+    try:
+        check_invocation_event(event, names.LAMBDA_SYNC_PAYLOAD_BYTES, fix=(
+            "Send fewer rows per request, or use batch inference through S3."))
+    except PayloadTooLarge as exc:
+        return _error(413, exc.message)
     body = _body(event)
     if len(body) > names.SAGEMAKER_PAYLOAD_BYTES:
         return _error(413, f"the request body is {len(body)} bytes; models served on SageMaker "
@@ -136,6 +178,28 @@ def handler(event: dict, context: Any) -> dict:
     if headers_len is not None:
         out["headers"]["inference-header-content-length"] = headers_len
     return out
+
+
+def _handle(event: dict, context: Any) -> dict:
+    start = time.perf_counter()
+    response = _forward(event, context)
+    ms = (time.perf_counter() - start) * 1000.0
+    status = response.get("statusCode")
+    observability.record_request(latency_ms=ms, request_id=getattr(context, "aws_request_id", ""),
+                                 status=status, path=event.get("rawPath", ""))
+    if status != 200:
+        observability.count(f"Errors{status}")
+    logger.info("request", extra={"path": event.get("rawPath"), "status": status, "latency_ms": round(ms, 3)})
+    return response
+
+
+# layers/observability.py: Lambda context in logs, ColdStart metric, model dimension, tracing
+_handle = observability.entry_point(_handle)
+
+
+def handler(event: dict, context: Any) -> dict:
+    """Lambda handler: an API Gateway HTTP API (payload 2.0) event → the endpoint's answer."""
+    return _handle(event, context)
 
 
 def _custom_attribute(attrs: str | None, key: str) -> str | None:

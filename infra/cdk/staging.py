@@ -185,23 +185,33 @@ def stage_sagemaker_image(*, dest: Path, runtime_image: str | None = None) -> Pa
     return sync_tree(dest, files)
 
 
+#: The runtime modules the SageMaker proxy imports besides the names (Powertools comes from
+#: AWS's Powertools layer; nothing here needs orjson, numpy or onnxruntime).
+PROXY_RUNTIME_FILES = ("errors.py", "limits.py", "observability.py")
+
+
 def stage_proxy_code(*, dest: Path) -> Path:
-    """The zip source of the SageMaker proxy function: its handler and the shared names."""
-    return stage_function_code(dest=dest, package="proxy")
+    """The zip source of the SageMaker proxy function: its handler, the shared names and the
+    runtime modules it imports (:data:`PROXY_RUNTIME_FILES`)."""
+    return stage_function_code(dest=dest, package="proxy", runtime=PROXY_RUNTIME_FILES)
 
 
 #: The stdlib-only batch modules (layout, error records) a zip function may carry.
 BATCH_LAYOUT_FILES = ("__init__.py", "layout.py", "upload.py")
 
 
-def stage_function_code(*, dest: Path, package: str, batch_layout: bool = False) -> Path:
+def stage_function_code(*, dest: Path, package: str, batch_layout: bool = False,
+                        runtime: tuple[str, ...] = ()) -> Path:
     """The zip source of a thin boto3-only function: ``functions/<package>/`` + the names
-    (+ with ``batch_layout`` the batch bucket layout, :data:`BATCH_LAYOUT_FILES`)."""
+    (+ with ``batch_layout`` the batch bucket layout, :data:`BATCH_LAYOUT_FILES`; + the
+    ``runtime`` modules of ``layers/`` named)."""
     files: dict[str, Path | bytes] = {
         "functions/__init__.py": REPO_ROOT / "functions" / "__init__.py",
         "layers/__init__.py": REPO_ROOT / "layers" / "__init__.py",
         "layers/names.py": REPO_ROOT / "layers" / "names.py",
     }
+    for name in runtime:
+        files[f"layers/{name}"] = REPO_ROOT / "layers" / name
     if batch_layout:
         for name in BATCH_LAYOUT_FILES:
             files[f"layers/batch/{name}"] = REPO_ROOT / "layers" / "batch" / name

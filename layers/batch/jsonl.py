@@ -2,9 +2,9 @@
 
 A line is what ``POST /v2/models/<name>/infer`` takes as JSON:
 ``{"id"?, "inputs": [{"name", "shape", "datatype", "data"}], "outputs"?: [{"name"}],
-"parameters"?: {"allow_nonfinite"?: bool}}``, decoded by the same codec
-(:func:`layers.codec.decode_tensor`) and validated by the same
-:meth:`layers.model.Model.validate_inputs` as the HTTP path. Binary tensor data cannot
+"parameters"?: {"allow_nonfinite"?: bool}}``, parsed and validated by the HTTP path's own
+parser (:func:`layers.protocol.parse_request`): a line the API would answer 400 sends the
+object to ``errors/`` with the API's message, after the line number. Binary tensor data cannot
 travel in a text line and is refused, as is the ``classification`` output extension (also
 refused over HTTP); outputs are always written as JSON ``data``. Output line ``i`` answers request (line) ``i``;
 consecutive requests with the same outputs and row shapes are stacked into one model call
@@ -24,9 +24,10 @@ from layers import jsonfast
 from layers.batch.chunking import fixed_batch
 from layers.batch.errors import BatchInputError
 from layers.batch.readers import Batch
-from layers.codec import decode_tensor, to_numpy_dtype
+from layers.codec import to_numpy_dtype
 from layers.errors import BadRequest
 from layers.model import Model
+from layers.protocol import parse_request
 
 
 class _Request:
@@ -78,41 +79,20 @@ class JsonlReader:
             raise BatchInputError(f"{where}: {exc.message}") from None
 
     def _parse(self, request: Any) -> _Request:
-        if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or not request["inputs"]:
-            raise BadRequest(
-                "a request needs \"inputs\": a non-empty list of {name, shape, datatype, data}; "
-                f"model {self.model.name!r} takes {list(self.specs)}."
-            )
-        params = request.get("parameters") or {}
-        if not isinstance(params, dict):
-            raise BadRequest("\"parameters\" must be a JSON object.")
-        allow_nonfinite = params.get("allow_nonfinite") is True
-        arrays: dict[str, np.ndarray] = {}
-        for t in request["inputs"]:
-            name = t.get("name") if isinstance(t, dict) else None
-            if isinstance(t, dict) and (t.get("parameters") or {}).get("binary_data_size") is not None:
-                raise BadRequest(f"input {name!r} uses binary_data_size; in .jsonl send \"data\" as a JSON list.")
-            if name in arrays:
-                raise BadRequest(f"input {name!r} appears more than once; send each input once.")
-            arrays[name] = decode_tensor(t, self.specs.get(name))
-        feed = self.model.validate_inputs(arrays, allow_nonfinite=allow_nonfinite)
-        outputs = request.get("outputs")
-        names = None
-        if outputs is not None:
-            if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
-                raise BadRequest("\"outputs\" must be a list of {\"name\": ...}; leave it out to get every output.")
-            for o in outputs:
-                if isinstance(o.get("parameters"), dict) and o["parameters"].get("classification"):
-                    raise BadRequest(
-                        f"output {o['name']!r}: the classification extension is not supported; request "
-                        "the raw tensor and take the top-k afterwards."
-                    )
-            names = self.model.validate_output_names([o["name"] for o in outputs])
-        request_id = request.get("id")
-        rows = {int(a.shape[0]) if a.ndim else 1 for a in feed.values()}
+        """The HTTP path's own parser (:func:`layers.protocol.parse_request`: it decodes and
+        validates every input); only binary tensor data, which a text line cannot carry, is
+        refused before it, with the fix."""
+        for t in (request.get("inputs") if isinstance(request, dict) else None) or []:
+            params = t.get("parameters") if isinstance(t, dict) else None
+            if isinstance(params, dict) and params.get("binary_data_size") is not None:
+                raise BadRequest(f"input {t.get('name')!r} uses binary_data_size; in .jsonl send \"data\" "
+                                 "as a JSON list.")
+        req = parse_request(self.model, request)
+        names = self.model.validate_output_names(req.outputs) if req.outputs is not None else None
+        rows = {int(a.shape[0]) if a.ndim else 1 for a in req.arrays.values()}
         if len(rows) != 1:
             raise BadRequest("the inputs of one request must have the same number of rows (dimension 0).")
-        return _Request(feed, names, allow_nonfinite, request_id if isinstance(request_id, str) else None, rows.pop())
+        return _Request(req.arrays, names, req.allow_nonfinite, req.id, rows.pop())
 
     def validate(self, chunk_rows: int) -> None:
         requests = rows = 0

@@ -57,13 +57,13 @@ from layers.batch.layout import (
     route,
 )
 from layers.model import Model
-from layers.observability import make_logger, make_metrics, make_tracer
+from layers.observability import setup
 
 IDEMPOTENCY_TTL_S = 14 * 24 * 3600
 
-logger = make_logger()
-metrics = make_metrics()
-tracer = make_tracer()  # None outside Lambda / with tracing off (layers/observability.py)
+# the process's one observability setup, shared with every entry point (no auto-patching)
+observability = setup()
+logger, metrics = observability.logger, observability.metrics
 
 
 class UnsupportedEvent(ValueError):

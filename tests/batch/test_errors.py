@@ -34,7 +34,7 @@ BAD_INPUTS = {
     "jsonl wrong shape": ("tiny/in/s.jsonl", files.jsonl([files.v2_request(np.zeros((1, 3)))]),
                           ["line 1 of the .jsonl", "input 'x'", "dimension 1 must be 4"]),
     "jsonl unknown input": ("tiny/in/u.jsonl", b'{"inputs": [{"name": "y", "shape": [1], "datatype": "FP32", "data": [1]}]}\n',
-                            ["line 1", "unknown input(s) ['y']"]),
+                            ["line 1", "unknown input 'y'"]),
     "jsonl unknown output": ("tiny/in/o.jsonl", files.jsonl([files.v2_request(files.rows(1), outputs=[{"name": "nope"}])]),
                              ["line 1", "unknown output(s) ['nope']"]),
     "jsonl classification": ("tiny/in/k.jsonl", files.jsonl([files.v2_request(

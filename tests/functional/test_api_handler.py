@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from layers import names
+from layers.limits import invocation_event_bytes
 from layers.manifest import ManifestError
 from tests.conftest import load_event
 from tests.functional.conftest import import_handler, route
@@ -171,7 +172,8 @@ def test_body_over_the_limit_is_413_with_size_and_limit(monkeypatch, tiny_model_
     monkeypatch.setenv(names.ENV_MAX_REQUEST_BYTES, "100")
     api = import_handler()
     event = load_event("http_infer")
-    size = len(event["body"].encode())
+    # Lambda's limit applies to the whole invocation event (layers/limits.py), not the body alone
+    size = invocation_event_bytes(event)
     status, response = call(api, lambda_context, event)
     assert status == 413
     assert f"{size:,} bytes" in body_of(response)["error"] and "100 bytes" in body_of(response)["error"]
@@ -179,10 +181,13 @@ def test_body_over_the_limit_is_413_with_size_and_limit(monkeypatch, tiny_model_
 
 def test_response_over_the_limit_is_413(monkeypatch, tiny_model_dir, lambda_context):
     monkeypatch.setenv(names.ENV_MODEL_DIR, str(tiny_model_dir))
-    monkeypatch.setenv(names.ENV_MAX_REQUEST_BYTES, "120")
+    # given a limit the request event fits under but 200 rows of 3 probabilities do not
+    rows = 200
+    body = json.dumps({"inputs": [{"name": "x", "shape": [rows, 4], "datatype": "FP32", "data": [0] * 4 * rows}]})
+    event = load_event("http_infer", body=body)
+    monkeypatch.setenv(names.ENV_MAX_REQUEST_BYTES, str(invocation_event_bytes(event) + 100))
     api = import_handler()
-    body = '{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[0,0,0,0]}]}'
-    status, response = call(api, lambda_context, load_event("http_infer", body=body))
+    status, response = call(api, lambda_context, event)
     assert status == 413 and "the response would be" in body_of(response)["error"]
 
 

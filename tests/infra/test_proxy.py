@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 import json
 
@@ -122,3 +123,82 @@ def test_missing_endpoint_configuration_says_how_to_fix(monkeypatch, lambda_cont
     monkeypatch.delenv(names.ENV_SAGEMAKER_ENDPOINT, raising=False)
     resp = proxy.handler(http_event("GET", "/v2/models/heavy"), lambda_context)
     assert resp["statusCode"] == 502 and "redeploy" in json.loads(resp["body"])["error"]
+
+
+def test_an_event_over_lambdas_limit_is_a_413_with_its_size_even_if_the_body_fits(stub, lambda_context) -> None:
+    # given 4.6 MB of binary tensor bytes: under SageMaker's 6 MB, over Lambda's once base64-encoded
+    from layers.limits import invocation_event_bytes
+
+    event = http_event("POST", "/v2/models/heavy/infer", b"\0" * int(4.6 * 1024 * 1024), b64=True,
+                       headers={"content-type": "application/octet-stream"})
+    # when / then: refused with the event's size and the limit, and SageMaker is never called
+    resp = proxy.handler(event, lambda_context)
+    error = json.loads(resp["body"])["error"]
+    assert resp["statusCode"] == 413
+    assert f"{invocation_event_bytes(event):,} bytes" in error and f"{names.LAMBDA_SYNC_PAYLOAD_BYTES:,}" in error
+
+
+def test_client_retries_fit_inside_the_functions_own_timeout(monkeypatch) -> None:
+    from infra.cdk.constructs.sagemaker_proxy import SageMakerProxyFunction
+
+    default = inspect.signature(SageMakerProxyFunction.__init__).parameters["timeout_s"].default
+    for timeout in (default, 10, 60):
+        monkeypatch.setenv(names.ENV_PROXY_TIMEOUT_S, str(timeout))
+        connect, read, attempts = proxy.client_timeouts()
+        assert attempts * (connect + read) < timeout
+    monkeypatch.setenv(names.ENV_PROXY_TIMEOUT_S, str(default))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # Lambda always sets it
+    monkeypatch.setattr(proxy, "_CLIENT", None)
+    config = proxy.client().meta.config
+    assert config.retries["total_max_attempts"] * (config.connect_timeout + config.read_timeout) < default
+    assert default == names.PROXY_TIMEOUT_S < names.HTTP_API_TIMEOUT_S
+
+
+def test_each_request_is_logged_and_measured_with_a_cold_start(stub, lambda_context, capsys, monkeypatch) -> None:
+    stub.add_response("invoke_endpoint", ok({"live": True}), {
+        "EndpointName": ENDPOINT, "Body": b"{}", "ContentType": "application/json",
+        "Accept": "application/json", "CustomAttributes": "route=GET /v2/health/live"})
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    log = io.StringIO()  # the Logger's handler holds the stdout of its creation; read it here
+    monkeypatch.setattr(proxy.logger.registered_handler, "stream", log)
+    cold_start.is_cold_start = True  # Powertools tracks the cold start once per process
+    resp = proxy.handler(http_event("GET", "/v2/health/live"), lambda_context)
+    assert resp["statusCode"] == 200
+    lines = [json.loads(line) for line in (log.getvalue() + capsys.readouterr().out).splitlines()
+             if line.startswith("{")]
+    logs = [line for line in lines if line.get("message") == "request"]
+    assert logs and logs[0]["status"] == 200 and logs[0]["path"] == "/v2/health/live"
+    emf = [line for line in lines if "_aws" in line]
+    assert any("ColdStart" in e for e in emf) and any("Latency" in e for e in emf)
+
+
+def test_the_staged_zip_runs_on_the_lambda_runtime_with_powertools_only(tmp_path) -> None:
+    """The proxy's zip (staging.stage_proxy_code) imports with nothing but the Lambda Python
+    runtime's boto3 and the Powertools layer: no orjson, numpy or onnxruntime, no repository."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    from infra.cdk.staging import stage_proxy_code
+
+    code = stage_proxy_code(dest=tmp_path / "proxy")
+    script = (
+        "import sys\n"
+        "class NotInTheRuntime:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('orjson', 'numpy', 'onnxruntime', 'infra', 'tests'):\n"
+        "            raise ImportError(f'{name} is not in the proxy zip or the Lambda runtime')\n"
+        "sys.meta_path.insert(0, NotInTheRuntime())\n"
+        f"sys.path[:0] = [{str(code)!r}, {sysconfig.get_paths()['purelib']!r}]\n"
+        "import json, functions.proxy.handler as h\n"
+        "from layers.limits import invocation_event_bytes\n"
+        "event = {'body': 'caf\\u00e9 \"x\"', 'isBase64Encoded': False}\n"
+        "assert invocation_event_bytes(event) == len(json.dumps(event, ensure_ascii=False, separators=(',', ':')).encode())\n"
+        "print(h.client_timeouts())\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", names.ENV_PROXY_MODEL: "heavy", names.ENV_PROXY_TIMEOUT_S: "29"}
+    out = subprocess.run([sys.executable, "-S", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(2, 25, 1)"

@@ -442,3 +442,17 @@ def test_images_build_single_platform_and_the_gpu_endpoint_gets_the_cuda_closure
     assert [s["dockerBuildArgs"]["RUNTIME_LOCK"] for s in gpu] == ["layers/requirements-gpu.lock"]
     staged = (outdir / gpu[0]["directory"] / "Dockerfile").read_text()
     assert "FROM modelfn-runtime" in staged and "FROM ${BASE_IMAGE}" not in staged
+
+
+def test_proxy_gets_powertools_from_its_layer_and_its_own_timeout(template: Template) -> None:
+    from infra.cdk.constructs.sagemaker_proxy import powertools_layer_parameter, powertools_version
+
+    proxy = function_by_description(template, "modelfn heavy-sm: HTTP API")[1]["Properties"]
+    env = proxy["Environment"]["Variables"]
+    assert env[names.ENV_PROXY_TIMEOUT_S] == str(proxy["Timeout"]) == str(names.PROXY_TIMEOUT_S)
+    assert env[names.ENV_PROXY_MODEL] == "heavy-sm" and env[names.ENV_PROXY_MODEL_VERSION]
+    # the layer ARN is Powertools' public SSM parameter for the version the images pin
+    (layer,) = proxy["Layers"]
+    params = template.to_json()["Parameters"]
+    assert params[layer["Ref"]]["Default"] == powertools_layer_parameter(powertools_version())
+    assert powertools_version() == "3.37.0"

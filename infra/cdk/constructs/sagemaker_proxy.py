@@ -5,6 +5,11 @@ integration (only Lambda, HTTP URLs and a few AWS services such as SQS/Step Func
 a REST-API ``AwsIntegration`` would split the one API into two. The proxy adds only the
 ``route=<METHOD> <PATH>`` custom attribute, so the endpoint serves every V2 route through the
 same router as a Lambda model (functions/proxy/handler.py).
+
+Observability as every entry point (layers/observability.py): the zip carries the handler and
+the few runtime modules it imports; Powertools (with the X-Ray SDK) comes from AWS's own
+Powertools layer, at exactly the version the images pin (layers/requirements.txt), found
+through Powertools' public SSM parameter at deploy time.
 """
 
 from __future__ import annotations
@@ -15,12 +20,28 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.cdk.nag import acknowledge
 from layers import names
 
 PROXY_HANDLER = "functions.proxy.handler.handler"
+REQUIREMENTS = Path(__file__).resolve().parents[3] / "layers" / "requirements.txt"
+
+
+def powertools_version() -> str:
+    """The aws-lambda-powertools version every image pins (layers/requirements.txt)."""
+    for line in REQUIREMENTS.read_text().splitlines():
+        name, _, version = line.split("#")[0].strip().partition("==")
+        if name.split("[")[0].strip() == "aws-lambda-powertools" and version:
+            return version.strip()
+    raise ValueError(f"{REQUIREMENTS} pins no aws-lambda-powertools version")
+
+
+def powertools_layer_parameter(version: str) -> str:
+    """Powertools' public SSM parameter holding its layer's ARN (python3.11, arm64)."""
+    return f"/aws/service/powertools/python/arm64/python3.11/{version}"
 
 
 class SageMakerProxyFunction(Construct):
@@ -48,14 +69,16 @@ class SageMakerProxyFunction(Construct):
         id: str,
         *,
         model_name: str,
+        model_version: str = "",
         code_dir: Path,
         endpoint_name: str,
         endpoint_arn: str,
         memory_mb: int = 256,
-        timeout_s: int = names.HTTP_API_TIMEOUT_S - 1,
+        timeout_s: int = names.PROXY_TIMEOUT_S,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         """
+        :param model_version: the manifest's version, in the proxy's logs; default unset.
         :param code_dir: the staged proxy source (staging.stage_proxy_code).
         :param memory_mb: default 256 (it only forwards bytes).
         :param timeout_s: default 29 s: just under the HTTP API's 30 s integration timeout.
@@ -83,8 +106,16 @@ class SageMakerProxyFunction(Construct):
             timeout=cdk.Duration.seconds(timeout_s),
             environment={
                 names.ENV_SAGEMAKER_ENDPOINT: endpoint_name,
+                names.ENV_PROXY_TIMEOUT_S: str(timeout_s),
+                names.ENV_PROXY_MODEL: model_name,
+                names.ENV_PROXY_MODEL_VERSION: model_version,
                 names.ENV_POWERTOOLS_SERVICE: f"{names.SERVICE_NAME}-{model_name}",
+                names.ENV_POWERTOOLS_NAMESPACE: names.METRICS_NAMESPACE,
             },
+            layers=[lambda_.LayerVersion.from_layer_version_arn(
+                self, "Powertools", ssm.StringParameter.value_for_string_parameter(
+                    self, powertools_layer_parameter(powertools_version())),
+            )],
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self._log_group,
             role=self._role,

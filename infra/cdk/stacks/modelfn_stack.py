@@ -278,7 +278,7 @@ class ModelfnStack(cdk.Stack):
             model_data=model_data, instance_type=spec.instance_type,
         )
         proxy = SageMakerProxyFunction(
-            group, "Proxy", model_name=spec.name,
+            group, "Proxy", model_name=spec.name, model_version=spec.version,
             code_dir=staging.stage_proxy_code(dest=self._stage_dir / "proxy"),
             endpoint_name=endpoint.endpoint_name, endpoint_arn=endpoint.endpoint_arn,
             log_retention=self._settings.log_retention,
