@@ -111,7 +111,14 @@ def _params(obj: dict, where: str) -> dict[str, Any]:
         return {}
     if not isinstance(params, dict):
         raise BadRequest(f"\"parameters\" of {where} must be a JSON object; got {params!r}.")
+    for flag in _FLAGS:  # a non-boolean would silently read as false
+        if flag in params and not isinstance(params[flag], bool):
+            raise BadRequest(f"\"parameters\".{flag} of {where} must be true or false; got {params[flag]!r}.")
     return params
+
+
+#: boolean request/tensor parameters the protocol reads
+_FLAGS = ("binary_data", "binary_data_output", "allow_nonfinite")
 
 
 def _decode_inputs(model: Model, inputs: Any, binary: bytes | memoryview,
@@ -167,8 +174,9 @@ def _requested_outputs(model: Model, outputs: Any, params: dict) -> tuple[list[s
     if outputs is None:
         all_names = [s.name for s in model.outputs]
         return None, set(all_names) if default_binary else set()
-    if not isinstance(outputs, list):
-        raise BadRequest("\"outputs\" must be a list of {\"name\": ...}; leave it out to get every output.")
+    if not isinstance(outputs, list) or not outputs:
+        raise BadRequest("\"outputs\" must be a list of {\"name\": ...} with at least one entry; "
+                         "leave it out to get every output.")
     names, binary = [], set()
     for o in outputs:
         if not isinstance(o, dict) or not isinstance(o.get("name"), str):

@@ -96,6 +96,12 @@ def test_infer_request_is_json_only(tiny):
         ({"inputs": [x_tensor()]}, b"\x00" * 4, "4 bytes follow the JSON header that no input claims"),
         ({"inputs": [x_tensor(parameters={"binary_data_size": -1})]}, b"", "non-negative integer"),
         ({"inputs": [{**x_tensor(), "data": [float("nan")] * 4}]}, b"", "NaN or Infinity"),
+        # found by schemathesis (tests/e2e/test_openapi.py): an empty list was a 500, a
+        # non-boolean flag silently read as false
+        ({"inputs": [x_tensor()], "outputs": []}, b"", "at least one entry"),
+        ({"inputs": [x_tensor()], "outputs": [{"name": "probs", "parameters": {"binary_data": {}}}]}, b"",
+         "binary_data of output 'probs' must be true or false"),
+        ({"inputs": [x_tensor()], "parameters": {"allow_nonfinite": "yes"}}, b"", "must be true or false"),
     ],
 )
 def test_bad_requests_say_what_is_wrong(tiny, request_, binary, fragment):

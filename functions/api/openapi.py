@@ -1,0 +1,267 @@
+"""The OpenAPI 3.1 document of one model's routes (``GET /openapi.json``, ``/docs``).
+
+Written here rather than generated from the resolver's routes, because what a client
+generator or a fuzzer needs is not in the route table: the Open Inference Protocol's request
+and response bodies (``$inference_request``, ``$inference_response``, ``$metadata_model_response``
+… as the KServe V2 / Triton HTTP spec defines them), narrowed to this model — the input names,
+datatypes and the fixed dims of each shape are exact, dynamic dims any size ≥ 0, with a
+working request as the example — and every error status each route can return, all with the
+``{"error": "..."}`` body (API Gateway's own 413/503 answer ``{"message": "..."}``).
+
+A ``null`` where an optional member may be is read as its absence. What JSON Schema cannot
+say is in the descriptions: ``data`` holds exactly prod(shape)
+elements (flat row-major or nested), values fit the datatype, floats are finite unless the
+request sets ``parameters.allow_nonfinite``.
+
+Built on first use and cached; it imports nothing beyond the standard library (the Swagger
+UI page imports Powertools' template on the first ``GET /docs``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from layers import names
+from layers.model import Model
+
+OPENAPI_VERSION = "3.1.0"
+JSON = "application/json"
+BINARY = "application/octet-stream"
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+_INT_RANGES = {"INT8": 8, "INT16": 16, "INT32": 32, "INT64": 64}
+_UINT_RANGES = {"UINT8": 8, "UINT16": 16, "UINT32": 32, "UINT64": 64}
+DATATYPES = ["BOOL", *_UINT_RANGES, *_INT_RANGES, "FP16", "FP32", "FP64", "BYTES"]
+
+#: what each error status means on these routes (the body is always ``{"error"}``)
+_ERRORS = {
+    400: "Bad request: a body that is not a V2 request, or a tensor that does not match the "
+         "model (unknown or missing input, wrong datatype, shape or element count, NaN).",
+    404: "Unknown model or version (this endpoint serves one model and its deployed version).",
+    405: "Another method on this path; the Allow header names the one that works.",
+    413: f"Request or response over the {names.LAMBDA_SYNC_PAYLOAD_BYTES:,}-byte synchronous "
+         "payload limit (use the binary extension, fewer rows, or batch inference).",
+    415: "A Content-Type other than application/json or application/octet-stream.",
+    503: "The model is not serving (it failed to load), or the integration timed out.",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _element(datatype: str) -> dict[str, Any]:
+    """JSON schema of one tensor element of ``datatype``."""
+    if datatype == "BOOL":
+        return {"type": "boolean"}
+    if datatype == "BYTES":
+        return {"type": "string"}
+    if datatype in _INT_RANGES:
+        bits = _INT_RANGES[datatype]
+        return {"type": "integer", "minimum": -(2 ** (bits - 1)), "maximum": 2 ** (bits - 1) - 1}
+    if datatype in _UINT_RANGES:
+        return {"type": "integer", "minimum": 0, "maximum": 2 ** _UINT_RANGES[datatype] - 1}
+    if datatype == "FP16":
+        return {"type": "number", "minimum": -65504, "maximum": 65504}
+    return {"type": "number"}
+
+
+def _shape(shape: tuple[int, ...] | list[int]) -> dict[str, Any]:
+    dims = [{"const": d} if d >= 0 else {"type": "integer", "minimum": 0} for d in shape]
+    return {"type": "array", "prefixItems": dims, "items": False, "minItems": len(dims),
+            "description": "dims as the model declares them; -1 in the metadata = any size"}
+
+
+def _example_tensor(name: str, datatype: str, shape: tuple[int, ...] | list[int]) -> dict[str, Any]:
+    dims = [d if d >= 0 else 1 for d in shape]
+    value: Any = {"BOOL": False, "BYTES": "text"}.get(datatype, 0)
+    return {"name": name, "shape": dims, "datatype": datatype, "data": [value] * math.prod(dims)}
+
+
+def _input_schema(spec) -> dict[str, Any]:
+    data_name = f"Data{spec.datatype}"
+    return {
+        "type": "object", "required": ["name", "shape", "datatype"],
+        "description": f"input {spec.name!r}: {spec.datatype} {list(spec.shape)}. \"data\" holds "
+                       "prod(shape) elements, flat row-major or nested; leave it out and set "
+                       "parameters.binary_data_size to send the tensor as raw bytes after the "
+                       "JSON header (binary extension).",
+        "properties": {
+            "name": {"const": spec.name}, "datatype": {"const": spec.datatype},
+            "shape": _shape(spec.shape), "data": _ref(data_name),
+            "parameters": {"type": ["object", "null"], "properties": {
+                "binary_data_size": {"type": ["integer", "null"], "minimum": 0}}},
+        },
+    }
+
+
+def _data_schemas(datatypes: set[str]) -> dict[str, Any]:
+    """``$tensor_data`` per datatype: a list of elements or of nested lists."""
+    out = {}
+    for dt in sorted(datatypes):
+        nested = f"Nested{dt}"
+        out[f"Data{dt}"] = {"type": "array", "items": {"anyOf": [_element(dt), _ref(nested)]}}
+        out[nested] = {"type": "array", "items": {"anyOf": [_element(dt), _ref(nested)]}}
+    return out
+
+
+def _components(model: Model) -> dict[str, Any]:
+    inputs = [_input_schema(s) for s in model.inputs]
+    out_names = [s.name for s in model.outputs]
+    tensor_meta = {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+        "name": {"type": "string"}, "datatype": {"enum": DATATYPES},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": -1}}}}
+    schemas: dict[str, Any] = {
+        "InferenceRequest": {
+            "type": "object", "required": ["inputs"],
+            "description": f"$inference_request for model {model.name!r}: each input exactly once.",
+            "properties": {
+                "id": {"type": ["string", "null"], "description": "echoed in the response"},
+                "parameters": {"type": ["object", "null"], "properties": {
+                    "binary_data_output": {"type": "boolean"}, "allow_nonfinite": {"type": "boolean"}}},
+                "inputs": {"type": "array", "minItems": len(inputs), "maxItems": len(inputs),
+                           "items": inputs[0] if len(inputs) == 1 else {"oneOf": inputs}},
+                "outputs": {"type": ["array", "null"], "minItems": 1, "maxItems": len(out_names), "items": {
+                    "type": "object", "required": ["name"], "properties": {
+                        "name": {"enum": out_names},
+                        "parameters": {"type": ["object", "null"],
+                                       "properties": {"binary_data": {"type": "boolean"}}}}}},
+            },
+        },
+        "InferenceResponse": {
+            "type": "object", "required": ["model_name", "outputs"],
+            "description": "$inference_response; with binary outputs the tensors follow the JSON "
+                           f"header as raw bytes ({HEADER_LENGTH} gives the header's length).",
+            "properties": {
+                "model_name": {"const": model.name}, "model_version": {"type": "string"},
+                "id": {"type": "string"}, "parameters": {"type": "object"},
+                "outputs": {"type": "array", "items": {
+                    "type": "object", "required": ["name", "shape", "datatype"], "properties": {
+                        "name": {"enum": out_names}, "datatype": {"enum": DATATYPES},
+                        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                        "data": {"type": "array"}, "parameters": {"type": "object"}}}},
+            },
+        },
+        "MetadataModelResponse": {
+            "type": "object", "required": ["name", "platform", "inputs", "outputs"], "properties": {
+                "name": {"const": model.name}, "versions": {"type": "array", "items": {"type": "string"}},
+                "platform": {"type": "string"},
+                "inputs": {"type": "array", "items": _ref("MetadataTensor")},
+                "outputs": {"type": "array", "items": _ref("MetadataTensor")}}},
+        "MetadataTensor": tensor_meta,
+        "MetadataServerResponse": {
+            "type": "object", "required": ["name", "version", "extensions"], "properties": {
+                "name": {"type": "string"}, "version": {"type": "string"},
+                "extensions": {"type": "array", "items": {"type": "string"}}}},
+        "Live": {"type": "object", "required": ["live"], "properties": {"live": {"type": "boolean"}}},
+        "Ready": {"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}},
+        "ModelReady": {"type": "object", "required": ["name", "ready"], "properties": {
+            "name": {"const": model.name}, "ready": {"type": "boolean"}}},
+        "Error": {"type": "object", "required": ["error"], "properties": {
+            "error": {"type": "string", "description": "what was wrong and how to fix it"}}},
+        "GatewayError": {"type": "object", "required": ["message"], "properties": {
+            "message": {"type": "string"}}, "description": "API Gateway's own error body"},
+    }
+    schemas.update(_data_schemas({s.datatype for s in model.inputs}))
+    return {"schemas": schemas}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    out = {}
+    for status in statuses:
+        schema = ({"anyOf": [_ref("Error"), _ref("GatewayError")]} if status in (413, 503)
+                  else _ref("Error"))
+        out[str(status)] = {"description": _ERRORS[status], "content": {JSON: {"schema": schema}}}
+    return out
+
+
+def _ok(schema: str, description: str) -> dict[str, Any]:
+    return {"200": {"description": description, "content": {JSON: {"schema": _ref(schema)}}}}
+
+
+def _op(summary: str, tag: str, responses: dict[str, Any], params: list | None = None, **extra) -> dict:
+    op = {"summary": summary, "tags": [tag], "responses": responses, **extra}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def document(model: Model) -> dict[str, Any]:
+    """The OpenAPI document for ``model``'s endpoint."""
+    name = {"name": "name", "in": "path", "required": True, "schema": {"enum": [model.name]},
+            "description": "the model this endpoint serves"}
+    version = {"name": "version", "in": "path", "required": True, "schema": {"enum": [model.version]},
+               "description": "the deployed version"}
+    example = {"id": "1", "inputs": [_example_tensor(s.name, s.datatype, s.shape) for s in model.inputs]}
+    body = {"required": True, "content": {
+        JSON: {"schema": _ref("InferenceRequest"), "example": example},
+        BINARY: {"schema": {"type": "string", "format": "binary"},
+                 "description": f"binary tensor extension: the JSON request in the first N bytes, N "
+                                f"given by the {HEADER_LENGTH} header, then each input with "
+                                "parameters.binary_data_size as raw little-endian bytes"}}}
+    infer_ok = {"200": {"description": "the outputs", "content": {
+        JSON: {"schema": _ref("InferenceResponse")},
+        BINARY: {"schema": {"type": "string", "format": "binary"},
+                 "description": "JSON header, then binary outputs (when requested)"}}}}
+    model_errors = (404, 405, 503)
+    paths: dict[str, Any] = {
+        "/v2/health/live": {"get": _op("Liveness", "health", {**_ok("Live", "live"), **_errors(405, 503)})},
+        "/v2/health/ready": {"get": _op("Readiness (the model loads at init)", "health",
+                                        {**_ok("Ready", "ready"), **_errors(405, 503)})},
+        "/v2": {"get": _op("Server metadata", "health",
+                           {**_ok("MetadataServerResponse", "server metadata"), **_errors(405, 503)})},
+    }
+    for prefix, params, label in (("/v2/models/{name}", [name], ""),
+                                  ("/v2/models/{name}/versions/{version}", [name, version], " of the deployed version")):
+        paths[prefix] = {"get": _op(f"Model metadata{label}: inputs/outputs (-1 = any size)", "model",
+                                    {**_ok("MetadataModelResponse", "model metadata"), **_errors(*model_errors)},
+                                    params)}
+        paths[f"{prefix}/ready"] = {"get": _op(f"Model readiness{label}", "model",
+                                               {**_ok("ModelReady", "ready"), **_errors(*model_errors)}, params)}
+        paths[f"{prefix}/infer"] = {"post": _op(
+            f"Inference{label} (V2 JSON or the binary tensor extension)", "model",
+            {**infer_ok, **_errors(400, 404, 405, 413, 415, 503)}, params, requestBody=body)}
+    doc_ok = {"200": {"description": "this document", "content": {JSON: {"schema": {"type": "object"}}}}}
+    for path in ("/openapi.json", "/v2/models/{name}/openapi.json"):
+        per_model = "{name}" in path
+        paths[path] = {"get": _op("This OpenAPI document", "docs",
+                                  {**doc_ok, **_errors(*((404, 405) if per_model else (405,)))},
+                                  [name] if per_model else None)}
+    paths["/docs"] = {"get": _op("Swagger UI for this document", "docs", {
+        "200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
+        **_errors(405)})}
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": f"modelfn: {model.name}", "version": model.version,
+                 "description": "Open Inference Protocol (KServe V2) endpoint for one model. Deployed "
+                                "models with auth: iam need SigV4-signed requests (execute-api)."},
+        "paths": paths,
+        "components": _components(model),
+    }
+
+
+_built: dict[tuple[str, str], str] = {}
+
+
+def document_json(model: Model) -> str:
+    """:func:`document` as JSON, built once per model (name and sha256)."""
+    key = (model.name, model.manifest.sha256)
+    if key not in _built:
+        _built[key] = json.dumps(document(model), separators=(",", ":"))
+    return _built[key]
+
+
+def docs_html(model: Model) -> str:
+    """The Swagger UI page for the document, with Powertools' JS/CSS inlined (works offline)."""
+    from aws_lambda_powertools.event_handler.openapi import swagger_ui
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
+
+    ui = Path(swagger_ui.__file__).parent
+    return generate_swagger_html(
+        document_json(model).replace("</", "<\\/"),
+        (ui / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
+        (ui / "swagger-ui.min.css").read_text(encoding="utf-8"),
+        swagger_base_url="", oauth2_config=None)
