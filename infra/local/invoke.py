@@ -116,5 +116,9 @@ def invoke(args) -> int:
         print(data.decode(errors="replace"))
     if not 200 <= status < 300:
         print(f"modelfn invoke: {model_url}/infer answered HTTP {status}", file=sys.stderr)
+        if status in (401, 403) and not _is_local(base):
+            print("modelfn invoke: an auth: iam model needs a SigV4 signature from a principal "
+                  "allowed execute-api:Invoke (credentials from the environment, AWS_PROFILE or "
+                  "`aws sso login`); an auth: jwt model needs a bearer token", file=sys.stderr)
         return 1
     return 0
