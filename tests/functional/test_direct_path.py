@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from aws_lambda_powertools import Metrics
 
 from functions.api import direct
 from layers import names
@@ -41,9 +40,9 @@ def _emf(out: str) -> list[dict]:
 def both_paths(api, monkeypatch, capsys, lambda_context, event) -> tuple[dict, dict]:
     """(direct response, resolver response) for ``event``, asserting the EMF records match."""
     assert direct.match_infer(event) is not None, "the case must be one the direct path takes"
-    # Powertools' metric set is shared per process: drop what other tests' handlers (batch
-    # jobs run without their flush) left behind, or it lands in this EMF record
-    Metrics().clear_metrics()
+    # Powertools' metric set is shared per process: drop what other tests (batch jobs run
+    # without their handler's flush) left behind, as each invocation's flush does
+    api.metrics.clear_metrics()
     capsys.readouterr()
     fast = api.handler(copy.deepcopy(event), lambda_context)
     fast_emf = _emf(capsys.readouterr().out)
