@@ -142,6 +142,10 @@ def _zeros_request(inputs) -> dict:
 
     from layers.codec import encode_tensor, to_numpy_dtype
 
-    return {"inputs": [encode_tensor(t.name, np.zeros([d if d > 0 else 1 for d in t.shape],
-                                                       dtype=to_numpy_dtype(t.datatype)))
-                       for t in inputs]}
+    def example(t) -> np.ndarray:
+        shape = [d if d > 0 else 1 for d in t.shape]
+        if t.datatype == "BYTES":  # a text model: a sentence says more than an empty string
+            return np.full(shape, "modelfn serves this sentence", dtype=object)
+        return np.zeros(shape, dtype=to_numpy_dtype(t.datatype))
+
+    return {"inputs": [encode_tensor(t.name, example(t)) for t in inputs]}
