@@ -12,6 +12,11 @@ dump holding a ``null`` *value* is redone by the stdlib, which writes ``NaN`` as
 read it. "null" inside a string (a model, output or request id named ``null-…``) is not a
 value: the check looks for the token after ``:``, ``,`` or ``[`` with string contents taken out,
 and only when the four bytes occur at all (one ``bytes.find`` on the common path).
+
+Depth: orjson refuses documents nested deeper than :data:`MAX_DEPTH` levels; such a body is
+not handed to the stdlib (whose recursive parser raises ``RecursionError`` a few thousand
+levels in), so every parser failure — depth, syntax, encoding — is a ``ValueError`` that the
+callers turn into a 400 with the reason.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 import orjson
 
 JSONDecodeError = ValueError  # what loads raises for a body that is not JSON either way
+MAX_DEPTH = 1024  # orjson's fixed nesting limit (arrays and objects); V2 bodies use about 4
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # a JSON string literal, escapes included
 _NULL_VALUE = re.compile(rb"[:,\[]null(?=[,\]}])")  # compact output: no spaces around tokens
@@ -31,8 +37,13 @@ _NULL_VALUE = re.compile(rb"[:,\[]null(?=[,\]}])")  # compact output: no spaces 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
     try:
         return orjson.loads(data)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit"):
+            raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels ({exc})") from None
+    try:
         return json.loads(bytes(data) if isinstance(data, memoryview | bytearray) else data)
+    except RecursionError:  # a NaN-bearing body deep enough to exhaust the Python stack
+        raise ValueError(f"JSON nested deeper than this parser can follow (limit {MAX_DEPTH} levels)") from None
 
 
 def dumps(obj: Any) -> str:

@@ -188,7 +188,7 @@ def make_server(host: str = "0.0.0.0", port: int = 8080) -> ThreadingHTTPServer:
         def _batch(self, body: bytes) -> None:
             try:
                 event = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: a body nested too deep
                 self._send(400, {"Content-Type": "application/json"}, json.dumps(
                     {"error": "a batch invocation's body must be an S3 event notification (JSON)"}).encode())
                 return

@@ -152,6 +152,10 @@ def test_routing_errors(api, lambda_context, method, path, status, fragment):
         ({"body": '{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [NaN, 1, 2, 3]}]}'},
          "NaN or Infinity"),
         ({"body": "not base64!", "isBase64Encoded": True}, "not valid base64"),
+        # a body nested 100,000 levels deep: orjson's depth limit, never the stdlib's RecursionError
+        ({"body": '{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}"}, "nested deeper than 1024 levels"),
+        ({"body": '{"id": NaN, "inputs": ' + "[" * 100_000 + "]" * 100_000 + "}"}, "nested deeper than"),
+        ({"body": base64.b64encode(b'{"inputs": "\xff\xfe"}').decode(), "isBase64Encoded": True}, "not valid JSON"),
     ],
 )
 def test_bad_requests_are_400_with_a_reason(api, lambda_context, overrides, fragment):

@@ -35,6 +35,16 @@ def test_invalid_json_raises_value_error():
         jsonfast.loads(b"{not json")
 
 
+@pytest.mark.parametrize("body", [
+    b"[" * 100_000 + b"]" * 100_000,                        # orjson's depth limit
+    b'{"a": NaN, "b": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # stdlib fallback, RecursionError
+    b'{"a": ' * 5_000 + b"1" + b"}" * 5_000,
+])
+def test_deep_nesting_is_a_value_error_with_the_reason(body):
+    with pytest.raises(ValueError, match="nested deeper than"):
+        jsonfast.loads(body)
+
+
 @pytest.mark.parametrize("obj", [
     {"model_name": "null", "model_version": "nullnullnull", "outputs": [{"name": "null", "data": [1.0]}]},
     {"id": 'x,null]', "error": 'a "quoted" null, then :null}'},
