@@ -29,6 +29,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from layers import names
 from layers.batch import upload
 from layers.batch.chunking import fixed_batch, memory_budget_bytes, output_row_cost, rows_per_chunk
 from layers.batch.deadline import Deadline, ObjectClock, OutOfTime
@@ -115,6 +116,12 @@ class BatchJob:
         return bool(err and err.get(upload.META_SOURCE) == ref.identity and err.get(upload.META_FINAL) == "true")
 
     def _produce(self, ref: ObjectRef, paths: BatchPaths, clock: ObjectClock) -> JobResult:
+        if paths.key_problem:
+            raise BatchInputError(
+                f"the key {paths.input_key!r} is not processed: {paths.key_problem}, which copied into "
+                f"{paths.model}/{names.BATCH_OUT}/ would point outside this model's folder on a disk "
+                "(aws s3 sync). Upload it again under a key without '.', '..' or empty segments.",
+                key=paths.input_key)
         suffix = suffix_of(paths.relative)
         fd, name = tempfile.mkstemp(prefix="modelfn-batch-", suffix=suffix, dir=self.tmp_dir)
         os.close(fd)
@@ -124,6 +131,10 @@ class BatchJob:
             reader = open_reader(path, suffix, self.model)
             try:
                 reader.validate(self._chunk_rows(reader))
+                if reader.rows == 0:
+                    raise BatchInputError(
+                        f"the object holds no rows ({ref.size:,} bytes); nothing was run. Upload a "
+                        f"{suffix or 'file'} with at least one row (request).", size_bytes=ref.size)
                 return self._infer_all(ref, paths, reader, clock)
             finally:
                 reader.close()

@@ -2,6 +2,11 @@
 
 ``<model>/in/<key>`` → ``<model>/out/<key>.jsonl`` or ``<model>/errors/<key>.json``.
 
+A key with a ``.``/``..`` or empty segment (``in/a/../../other-model/out/x.jsonl``,
+``in/a//b.csv``) is harmless inside S3, but copied into an output key it would make
+``aws s3 sync`` write outside this model's folder on a disk. Such a key is not run: it gets an
+error record naming it, under one flat, percent-encoded name (``errors/a%2F..%2F…json``).
+
 Objects outside this function's ``<model>/in/`` prefix are **skipped** (logged and counted,
 nothing written): the deployed notification filter never sends them, and writing an error
 record under another model's prefix would put files where that model's owners do not
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 from layers import names
 
@@ -55,12 +60,26 @@ class BatchPaths:
         return f"{self.model}/{names.BATCH_IN}/{self.relative}"
 
     @property
+    def key_problem(self) -> str | None:
+        """Why this key must not be copied into output keys (None: it is safe)."""
+        segments = self.relative.split("/")
+        if any(s in (".", "..") for s in segments):
+            return "it has a '.' or '..' path segment"
+        if "" in segments:
+            return "it has an empty path segment (a leading '/' or '//')"
+        return None
+
+    @property
+    def _output_relative(self) -> str:
+        return self.relative if self.key_problem is None else quote(self.relative, safe="")
+
+    @property
     def out_key(self) -> str:
-        return f"{self.model}/{names.BATCH_OUT}/{self.relative}.jsonl"
+        return f"{self.model}/{names.BATCH_OUT}/{self._output_relative}.jsonl"
 
     @property
     def error_key(self) -> str:
-        return f"{self.model}/{names.BATCH_ERRORS}/{self.relative}.json"
+        return f"{self.model}/{names.BATCH_ERRORS}/{self._output_relative}.json"
 
 
 def route(key: str, model_name: str) -> BatchPaths | None:

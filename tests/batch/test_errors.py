@@ -41,7 +41,29 @@ BAD_INPUTS = {
         files.rows(1), outputs=[{"name": "probs", "parameters": {"classification": 2}}])]),
         ["line 1", "classification extension is not supported"]),
     "jsonl no inputs": ("tiny/in/e.jsonl", b'{"id": "a"}\n', ["line 1", 'needs "inputs"']),
+    # an empty object is not an empty success: no rows means nothing was run, which the user must see
+    "npy no rows": ("tiny/in/empty.npy", files.npy(np.zeros((0, 4), np.float32)), ["holds no rows", "at least one row"]),
+    "jsonl empty": ("tiny/in/empty.jsonl", b"", ["holds no rows (0 bytes)"]),
+    "csv header only": ("tiny/in/h.csv", b"f1,f2,f3,f4\n", ["holds no rows"]),
 }
+
+
+@pytest.mark.parametrize(("key", "error_key"), [
+    ("tiny/in/a/../../../other-model/out/x.jsonl", "tiny/errors/a%2F..%2F..%2F..%2Fother-model%2Fout%2Fx.jsonl.json"),
+    ("tiny/in/a//b.npy", "tiny/errors/a%2F%2Fb.npy.json"),
+    ("tiny/in/./c.npy", "tiny/errors/.%2Fc.npy.json"),
+])
+def test_key_with_dot_dot_or_empty_segments_gets_a_flat_error_record_naming_it(service, aws, lambda_context,
+                                                                                key, error_key):
+    # given a valid file under a key that `aws s3 sync` would write outside the model's folder
+    result = service.handle(s3_event(upload(aws, key, files.npy(files.rows(2)))), lambda_context)["results"][0]
+    # then: not run; one error record under a flat name with no '..' or empty segment, naming the key
+    assert result["status"] == "error"
+    assert keys(aws, "tiny/out/") == [] and keys(aws, "tiny/errors/") == [error_key]
+    assert not any(seg in ("", ".", "..") for seg in error_key.split("/"))
+    reason = get_json(aws, error_key)["reason"]
+    assert repr(key) in reason and "without '.', '..' or empty segments" in reason
+    assert keys(aws, "other-model/") == []
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))

@@ -93,8 +93,3 @@ def test_jsonl_output_matches_the_http_path(service, aws, model, lambda_context)
 
 def test_uppercase_extension_is_accepted(service, aws, lambda_context):
     assert run(service, aws, lambda_context, "tiny/in/X.NPY", files.npy(files.rows(2)))["status"] == "out"
-
-
-def test_empty_input_gives_an_empty_result(service, aws, lambda_context):
-    run(service, aws, lambda_context, "tiny/in/empty.npy", files.npy(np.zeros((0, 4), np.float32)))
-    assert get_lines(aws, "tiny/out/empty.npy.jsonl") == []
