@@ -4,6 +4,14 @@ The tokenizer is the model's own ``tokenizer.json`` (shipped next to ``model.onn
 function tokenizes exactly as the model was trained; ``encode_batch`` runs in Rust across
 the batch. Padding ``longest`` pads each request to its longest text, ``max_length`` to the
 fixed length; with ``truncation`` off, a text longer than ``max_length`` tokens is a 400.
+
+Text the model never sees is not tokenized: each text is first cut to a prefix of
+:data:`CHARS_PER_TOKEN` × ``max_length`` characters, ended at a whitespace so no word is split
+(a 5 MB string to a ``max_length: 64`` model is tokenized as ~512 characters, not 5 MB). The
+cut is exact, not a guess: if the prefix's tokens do not fill ``max_length`` (or, with no
+whitespace near the end, the last kept token comes within :data:`MAX_WORD_CHARS` of the cut),
+the prefix grows ×4 and is tokenized again, up to the whole text — so what the model gets is
+what tokenizing the whole text gives, and time and memory follow ``max_length``, not the text.
 """
 
 from __future__ import annotations
@@ -17,6 +25,12 @@ from layers.errors import BadRequest
 
 #: The model inputs a tokenizer can fill, by the names Hugging Face exports use.
 TOKEN_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+#: First prefix tried per token of ``max_length`` (English averages ~4 characters a token).
+CHARS_PER_TOKEN = 8
+#: A cut with no whitespace nearby may split a word; tokens ending this close to it are re-checked
+#: (BERT's WordPiece reads a longer word as one [UNK]).
+MAX_WORD_CHARS = 100
+_GROWTH = 4
 
 
 class TextPreprocessor:
@@ -44,13 +58,47 @@ class TextPreprocessor:
         self.tokenizer = tok
 
     def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
-        encodings = self.tokenizer.encode_batch(texts)
+        first = CHARS_PER_TOKEN * self.max_length
+        cuts = [_prefix(t, first) for t in texts]
+        encodings = self.tokenizer.encode_batch([c for c, _ in cuts])
+        grown = False
+        for i, text in enumerate(texts):
+            bound, (cut, safe_end) = first, cuts[i]
+            while len(cut) < len(text) and not self._complete(encodings[i], safe_end):
+                bound *= _GROWTH
+                cut, safe_end = cuts[i] = _prefix(text, bound)
+                encodings[i], grown = self.tokenizer.encode(cut), True
+        if grown and len(texts) > 1:  # padding "longest" pads across the batch: encode it together
+            encodings = self.tokenizer.encode_batch([c for c, _ in cuts])
         if not self.truncation:
             for i, e in enumerate(encodings):
                 if len(e.ids) > self.max_length:
                     raise BadRequest(
-                        f"text {i} has {len(e.ids)} tokens but the model takes at most "
+                        f"text {i} has {'at least ' if len(cuts[i][0]) < len(texts[i]) else ''}"
+                        f"{len(e.ids)} tokens but the model takes at most "
                         f"{self.max_length}; shorten it (the catalog entry has truncation: false)."
                     )
         return {name: np.asarray([getattr(e, TOKEN_FIELDS[name]) for e in encodings], dtype=np.int64)
                 for name in self.inputs}
+
+    def _complete(self, encoding: Any, safe_end: int) -> bool:
+        """Does the prefix's encoding already hold what the whole text's encoding would?"""
+        mask, special = encoding.attention_mask, encoding.special_tokens_mask
+        real = [j for j in range(len(mask)) if mask[j] and not special[j]]
+        if not real:
+            return False
+        if not self.truncation:  # over the limit already: the 400 says so without the rest
+            return len(encoding.ids) > self.max_length
+        filled = sum(mask) >= self.max_length
+        return filled and encoding.offsets[real[-1]][1] <= safe_end
+
+
+def _prefix(text: str, bound: int) -> tuple[str, int]:
+    """``text`` cut to about ``bound`` characters at a whitespace → (prefix, end of whole words)."""
+    if len(text) <= bound:
+        return text, len(text)
+    cut = text[:bound]
+    space = max(cut.rfind(" "), cut.rfind("\n"), cut.rfind("\t"))
+    if space >= bound // 2:
+        return cut[:space], space
+    return cut, bound - MAX_WORD_CHARS
