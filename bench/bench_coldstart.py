@@ -182,7 +182,7 @@ def hash_throughput(report: Report) -> None:
         rows.append([k, round(statistics.median(ms), 1), round(rate), round(10 * 1024 / rate, 1)])
     report.table(f"sha256 of a {HASH_MB} MB artifact at init (median of 3 fresh processes, page cache warm)",
                  ["method", "ms", "MB/s", "s for a 10 GB artifact"], rows)
-    report.note("The build's probe (infra/pipeline/probe.py) times this check inside init_s, so the fit "
+    report.note("The build's probe (infra/build/probe.py) times this check inside init_s, so the fit "
                 "report's 10 s init check includes it (`hash_s` in the manifest's fit). On Lambda the first "
                 "read of an image layer comes from its lazy-loading cache, slower than a warm page cache.")
 

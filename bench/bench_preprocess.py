@@ -109,7 +109,7 @@ def closure_mb(dists: tuple[str, ...], *, deps: bool = False) -> float | None:
     """Installed MB of ``dists`` (found on sys.path or under BENCH_ALT_PATH), None if missing."""
     from packaging.requirements import Requirement
 
-    from infra.pipeline.fit import closure_bytes
+    from infra.build.fit import closure_bytes
 
     if ALT not in sys.path:
         sys.path.append(ALT)
@@ -201,8 +201,8 @@ def build_models(root: Path) -> dict[str, tuple[Path, str]]:
     import base64
 
     from bench.bench_api import build_mlp
+    from infra.build import BuildSettings, build_catalog
     from infra.catalog import load_catalog
-    from infra.pipeline import BuildSettings, build_catalog
     from samples.text import make_sentiment
     from tests.text.test_image import IMAGE_ENTRY
     from tests.text.tiny_image import make_image_onnx, png, write_image_folder

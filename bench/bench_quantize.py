@@ -1,6 +1,6 @@
 """What int8 buys, through the real pipeline: a 3×1024 MLP, a transformer encoder (4 layers,
 d=256), a BERT-shaped encoder (``transformers`` BertConfig: hidden 384, 12 heads, 4 layers,
-token ids in) and a small CNN, each built by ``infra.pipeline.build_catalog`` as fp32,
+token ids in) and a small CNN, each built by ``infra.build.build_catalog`` as fp32,
 dynamic, static and auto (:mod:`bench.quantize_models` says how they are made: no download).
 
 Targets. Issue 4, MatMul-heavy models, dynamic int8 vs fp32: size ≤ 0.30×, batch-1 p50 ≤
@@ -24,7 +24,7 @@ import numpy as np
 
 from bench.quantize_models import SEED, fit_head, task
 from bench.report import Report, percentile_ms
-from infra.pipeline.cpu import int8_host
+from infra.build.cpu import int8_host
 
 MODES = ("none", "dynamic", "static", "auto")
 
@@ -95,7 +95,7 @@ def _prepare(root: Path) -> tuple[list[dict], dict[str, float]]:
 
 def _time_all(paths: dict[str, Path], feeds: dict[str, np.ndarray], rounds: int = 5, per_round: int = 60):
     """Batch-1, single-thread p50/p95 of each artifact, interleaved so load noise hits all alike."""
-    from infra.pipeline.measure import session
+    from infra.build.measure import session
 
     sessions = {k: session(p) for k, p in paths.items()}
     samples: dict[str, list[float]] = {k: [] for k in sessions}
@@ -187,8 +187,8 @@ def _issue11_targets(rows: list[list], host) -> list[list]:
 
 
 def main() -> None:
+    from infra.build import BuildSettings, build_catalog
     from infra.catalog import load_catalog
-    from infra.pipeline import BuildSettings, build_catalog
 
     report = Report("quantize", "int8 quantization through the build pipeline")
     with tempfile.TemporaryDirectory(prefix="bench-quantize-") as tmp:

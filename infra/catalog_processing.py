@@ -9,7 +9,7 @@
   adds ``label`` (BYTES) and ``scores`` (FP32) outputs next to the raw ones; with neither
   labels nor labels_file an ``hf:`` source's ``id2label`` names the classes.
 * ``pipeline: [a, {model: b, inputs: {b_input: a_output}}]``: one served model made of other
-  catalog entries, in order (see :mod:`infra.pipeline.compose`).
+  catalog entries, in order (see :mod:`infra.build.compose`).
 
 Paths are relative to the catalog file and resolved once, here.
 """

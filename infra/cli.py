@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 # subcommand -> "module:function"; each function takes the parsed args and returns an exit code
 COMMANDS = {
-    "build": "infra.pipeline.command:build",
-    "fit": "infra.pipeline.command:fit",
+    "build": "infra.build.command:build",
+    "fit": "infra.build.command:fit",
     "up": "infra.local.command:up",
     "invoke": "infra.local.command:invoke",
     "synth": "infra.cdk.command:synth",

@@ -1,6 +1,6 @@
 """The build manifest (``manifest.json``): the one description of a built model.
 
-Written by the build pipeline (infra/pipeline), read by every runtime entry point, the local
+Written by the build pipeline (infra/build), read by every runtime entry point, the local
 stack and the CDK app. Stdlib only, so reading it costs nothing at cold start.
 
 Fields (design.md "Build output"): ``name``, ``version`` (first 12 hex of the artifact's

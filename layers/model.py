@@ -282,11 +282,11 @@ def load_model(model_dir: str | Path, manifest: Manifest | None = None, **option
     sequential and the fit report's init check counts both. A caller passing ``manifest`` has
     verified it.
 
-    A manifest with a processing block yields a :class:`layers.processing.model.ProcessedModel`
+    A manifest with a processing block yields a :class:`layers.processing.processed.ProcessedModel`
     (same interface: text/image in, label/scores out) around the raw model."""
     manifest = manifest or read_manifest(model_dir, verify=True)
     if names.MANIFEST_PROCESSING in manifest.extra:
-        from layers.processing.model import ProcessedModel
+        from layers.processing.processed import ProcessedModel
 
         return ProcessedModel.load(model_dir, manifest, load_model, **options)
     path = Path(model_dir) / names.MODEL_FILE

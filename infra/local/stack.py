@@ -120,7 +120,7 @@ class LocalStack:
 
     def _build(self, catalog) -> None:
         """Build what is stale (the pipeline reuses cached artifacts); isolate failures."""
-        from infra.pipeline import build_catalog
+        from infra.build import build_catalog
 
         try:
             results = build_catalog(catalog, self.out_dir, on_stage=self.on_build_stage)

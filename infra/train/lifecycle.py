@@ -131,7 +131,7 @@ def train_and_promote(catalog: Catalog, name: str, out_dir: Path, *, data: str |
 
 
 def _build(catalog: Catalog, spec, run: TrainingRun, out: Path, stage: StageSink) -> dict[str, Any]:
-    from infra.pipeline import build_model
+    from infra.build import build_model
 
     candidate = spec.model_copy(update={"source": str(run.artifact)})
     code_dir, _, _ = spec.training.entry(catalog.root)

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from infra.build import accuracy, measure
+from infra.build.builder import V2_TO_NUMPY
+from infra.build.data import DataError, load_dataset
 from infra.catalog import ModelSpec
-from infra.pipeline import gate, measure
-from infra.pipeline.builder import V2_TO_NUMPY
-from infra.pipeline.data import DataError, load_dataset
 from layers.manifest import read_manifest
 from layers.names import MODEL_FILE
 
@@ -66,7 +66,7 @@ def judge(spec: ModelSpec, candidate_dir: Path, live_dir: Path | None) -> Verdic
                               "compared; save the expected class per row under 'labels'")
     live_sess = measure.session(live_dir / MODEL_FILE)
     cand_sess = measure.session(candidate_dir / MODEL_FILE)
-    figures = gate.compare(measure.run_all(live_sess, data), measure.run_all(cand_sess, data), data.labels)
+    figures = accuracy.compare(measure.run_all(live_sess, data), measure.run_all(cand_sess, data), data.labels)
     if "accuracy" not in figures or "fp32_accuracy" not in figures:
         return Verdict(False, "accuracy cannot be computed from this model's outputs (no class scores "
                               "or labels output); the gate needs a classifier's outputs")

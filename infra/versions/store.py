@@ -10,7 +10,7 @@ Layout (the live directory keeps the design.md contract; everything else reads i
 
 A version directory is written once (atomically: staged, then renamed) and never changed but
 for its ``promotion.json``. Promotion publishes the version's files as the live directory in
-one atomic exchange (:func:`infra.pipeline.artifact.publish`, which carries ``versions/``
+one atomic exchange (:func:`infra.build.artifact.publish`, which carries ``versions/``
 over). A live version built by ``modelfn build`` from the catalog ``source`` is adopted as a
 version (origin ``source``) the first time versions are touched.
 """
@@ -178,7 +178,7 @@ class VersionStore:
         target = self.root / manifest["version"]
         if target.is_dir():
             return target
-        from infra.pipeline import artifact
+        from infra.build import artifact
 
         artifact.publish(model_file, manifest, target)  # staged, then renamed into place
         for name, src in files.items():
@@ -194,7 +194,7 @@ class VersionStore:
 
     def promote(self, version: str, *, reason: str, metrics: dict | None = None) -> None:
         """Make ``version`` live (atomic swap of the live directory) and push it on the stack."""
-        from infra.pipeline import artifact
+        from infra.build import artifact
 
         d = self.root / version
         try:
@@ -218,7 +218,7 @@ class VersionStore:
                                    "that was live); `modelfn promote NAME VERSION` picks any kept version")
             stack = [parent]
         target = stack[-1]
-        from infra.pipeline import artifact
+        from infra.build import artifact
 
         artifact.publish(self.root / target / MODEL_FILE,
                          read_manifest(self.root / target, verify=True).to_dict(), self.live_dir)

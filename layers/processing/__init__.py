@@ -12,7 +12,7 @@ manifest (:data:`layers.names.MANIFEST_PROCESSING`)::
 
 and its manifest ``signature`` is what clients see (:func:`public_signature`): a ``text`` or
 ``image`` BYTES input ``[-1]``, the raw outputs plus ``label`` (BYTES) and ``scores`` (FP32).
-:class:`layers.processing.model.ProcessedModel` wraps the raw model with the same interface
+:class:`layers.processing.processed.ProcessedModel` wraps the raw model with the same interface
 as :class:`layers.model.Model`, so the HTTP path, SageMaker and batch call one inference path.
 """
 

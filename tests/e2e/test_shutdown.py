@@ -49,8 +49,8 @@ def read_until(proc: subprocess.Popen, marker: str, err: Path, timeout_s: float 
 
 
 def test_sigterm_stops_every_child_process_and_frees_the_ports(tmp_path):
+    from infra.build import build_catalog
     from infra.catalog import load_catalog
-    from infra.pipeline import build_catalog
 
     # given a stack serving one model from a build made beforehand (--no-build)
     make_catalog(tmp_path, sagemaker=False)

@@ -22,8 +22,8 @@ TEXT_ENTRY = """\
 
 
 def build(catalog: Path, out: Path, names: list[str] | None = None):
+    from infra.build import BuildSettings, build_catalog
     from infra.catalog import load_catalog
-    from infra.pipeline import BuildSettings, build_catalog
 
     results = build_catalog(load_catalog(catalog), out, models=names,
                             settings=BuildSettings(require_speedup=False))

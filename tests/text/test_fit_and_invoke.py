@@ -55,8 +55,8 @@ def test_the_image_context_and_the_sagemaker_tarball_carry_the_tokenizer(text_mo
 
 
 def test_raw_jsonl_gate_data_is_tokenized_like_requests_and_labels_map_to_classes(text_model_dir, tmp_path):
-    from infra.pipeline.data import DataError
-    from infra.pipeline.processing import TOKENIZER_FILE, load_raw
+    from infra.build.data import DataError
+    from infra.build.processing import TOKENIZER_FILE, load_raw
 
     block = json.loads((text_model_dir / "manifest.json").read_text())["processing"]
     files = {TOKENIZER_FILE: text_model_dir / TOKENIZER_FILE}

@@ -163,7 +163,7 @@ def test_catalog_errors_name_the_key_and_the_fix(tmp_path, entry, says):
 
 
 def test_labels_that_do_not_match_the_classes_fail_the_build(text_model_dir, tmp_path):
-    from infra.pipeline import build_catalog
+    from infra.build import build_catalog
 
     shutil.copy(text_model_dir / "model.onnx", tmp_path / "clf.onnx")
     (tmp_path / "models.yaml").write_text("models:\n  - name: x\n    source: clf.onnx\n"

@@ -109,8 +109,8 @@ def test_what_is_not_an_image_is_a_400(image_dir, value, says):
 
 
 def test_a_preprocess_size_the_model_cannot_take_fails_the_build(tmp_path):
+    from infra.build import build_catalog
     from infra.catalog import load_catalog
-    from infra.pipeline import build_catalog
 
     make_image_onnx(tmp_path / "img.onnx")
     (tmp_path / "models.yaml").write_text(

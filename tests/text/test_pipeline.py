@@ -80,7 +80,7 @@ def test_the_pipeline_manifest_names_its_steps_and_ships_the_first_steps_tokeniz
 
 
 def test_an_unfed_step_input_is_a_build_error_naming_the_mapping(pipeline_build, tmp_path):
-    from infra.pipeline import build_catalog
+    from infra.build import build_catalog
 
     root, _ = pipeline_build
     shutil.copytree(root / "build", tmp_path / "build")

@@ -62,7 +62,7 @@ def test_without_a_source_the_first_train_makes_version_1_and_a_loser_is_kept_no
 
 
 def test_a_build_leaves_a_promoted_trained_version_live_and_keeps_the_versions(tmp_path, capsys):
-    from tests.pipeline.helpers import make_mlp_onnx
+    from tests.build.helpers import make_mlp_onnx
 
     make_mlp_onnx(tmp_path / "cat" / "v1.onnx", features=4, hidden=8, classes=3)  # untrained weights
     catalog = write_training_catalog(tmp_path / "cat", entry="trainer:train_onnx", source="v1.onnx")

@@ -152,7 +152,7 @@ def compose_steps(spec: ModelSpec, models_dir: Path) -> tuple[onnx.ModelProto, d
 def inherited_block(spec: ModelSpec, sig: dict[str, Any], steps: list, models_dir: Path):
     """The pipeline's processing block: the first step's preprocess, the last step's postprocess
     (unless the entry sets its own), and their side files."""
-    from infra.pipeline.processing import build_block
+    from infra.build.processing import build_block
 
     own, files = build_block(spec, sig)
     block: dict[str, Any] = {"model_signature": sig}

@@ -2,7 +2,7 @@
 
 Measuring a model (batch-1 latency, peak RSS) needs an input it runs on. Without
 ``example_input`` (or calibration/validation data) the build makes one from the graph's own
-hints (:func:`infra.pipeline.signature.dim_hints`): fixed dims as declared; symbolic dims
+hints (:func:`infra.build.signature.dim_hints`): fixed dims as declared; symbolic dims
 that share a ``dim_param`` name take the same size; sizes are tried from small to large,
 batch-like dims at 1 first, with ladders chosen by the name (sequence-like names start at 8,
 spatial ones include 224), because real models often reject size 1 (a ``Reshape`` into

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from infra.pipeline import gate, quantize
+from infra.build import accuracy, quantize
 
 SENSITIVITY_ROWS = 128  # gate rows sensitivity is measured on (array data)
 MAX_FP32_SHARE = 0.5
@@ -32,14 +32,14 @@ MAX_STEPS = 12
 RECORDED_SCORES = 12
 
 #: Gates the model at a path (the build's own gate: same data, figures and tolerance).
-Judge = Callable[[Path], gate.GateResult]
+Judge = Callable[[Path], accuracy.GateResult]
 #: A model's outputs at a path on the rows sensitivity is measured on.
 Outputs = Callable[[Path], list[np.ndarray]]
 
 
 @dataclass
 class SearchResult:
-    result: gate.GateResult
+    result: accuracy.GateResult
     excluded: tuple[str, ...] = ()
     record: dict[str, Any] = field(default_factory=dict)
 

@@ -10,10 +10,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
+from infra.build.convert import MIN_OPSET, ConversionError, convert
+from infra.build.signature import SignatureError, signature
 from infra.catalog import ModelSpec
-from infra.pipeline.convert import MIN_OPSET, ConversionError, convert
-from infra.pipeline.signature import SignatureError, signature
-from tests.pipeline.helpers import make_mlp_onnx, rows, torch_module, write_npz
+from tests.build.helpers import make_mlp_onnx, rows, torch_module, write_npz
 
 
 def _spec(**kw) -> ModelSpec:

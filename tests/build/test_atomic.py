@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from infra.build import BuildSettings, build_catalog
+from infra.build.artifact import STAGING_PREFIX
 from infra.catalog import load_catalog
-from infra.pipeline import BuildSettings, build_catalog
-from infra.pipeline.artifact import STAGING_PREFIX
 from layers.manifest import read_manifest
-from tests.pipeline.helpers import mlp_entry, write_catalog
+from tests.build.helpers import mlp_entry, write_catalog
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHILD = textwrap.dedent("""
     import sys, time, pathlib
     from infra.catalog import load_catalog
-    from infra.pipeline import BuildSettings, build_catalog, artifact, quantize
+    from infra.build import BuildSettings, build_catalog, artifact, quantize
     catalog, out, marker, where = sys.argv[1:5]
 
     def hang(*args, **kwargs):

@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 import onnx
 
-from infra.catalog import ModelSpec
-from infra.pipeline import (
+from infra.build import (
+    accuracy,
     artifact,
     compose,
     fit,
-    gate,
     int8_search,
     measure,
     processing,
@@ -35,10 +34,11 @@ from infra.pipeline import (
     sample_input,
     transformer,
 )
-from infra.pipeline.convert import convert
-from infra.pipeline.cpu import Int8Host, int8_host
-from infra.pipeline.data import Dataset, load_dataset
-from infra.pipeline.signature import dim_hints, signature
+from infra.build.convert import convert
+from infra.build.cpu import Int8Host, int8_host
+from infra.build.data import Dataset, load_dataset
+from infra.build.signature import dim_hints, signature
+from infra.catalog import ModelSpec
 from layers import names as layer_names
 from layers.manifest import sha256_file
 from layers.processing import public_signature
@@ -198,7 +198,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     stage(spec.name, "convert")
     fp32_path = work / "fp32.onnx"
     steps = None
-    if spec.source_kind == "pipeline":  # the steps' shipped graphs, merged (infra/pipeline/compose.py)
+    if spec.source_kind == "pipeline":  # the steps' shipped graphs, merged (infra/build/compose.py)
         merged, conversion, steps = compose.compose_steps(spec, artifact.models_dir(out_dir))
         onnx.save(merged, fp32_path)
     else:
@@ -296,7 +296,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
             else:
                 why = "; ".join(f"{c['mode']}: {c['verdict']}" for c in cands)
             quant["fallback_reason"] = f"shipped fp32: {why}"
-        shipped_figures = gate.compare(fp32_out, fp32_out, gate_data.labels) if gate_data else {}
+        shipped_figures = accuracy.compare(fp32_out, fp32_out, gate_data.labels) if gate_data else {}
         shipped_figures.update(processing.label_figures(block, fp32_out, fp32_out) if gate_data else {})
     else:
         shipped_path, mode = work / f"{best['mode']}.onnx", best["mode"]
@@ -372,10 +372,10 @@ def _candidate(mode: str, pre: Path, work: Path, calibration: Dataset | None, ga
     path = work / f"{mode}.onnx"
     info: dict[str, Any] = {"mode": mode}
 
-    def judge(candidate: Path) -> gate.GateResult:
+    def judge(candidate: Path) -> accuracy.GateResult:
         outs = run_gate(measure.session(candidate))
-        figures = {**gate.compare(fp32_out, outs, gate_data.labels), **processing.label_figures(block, fp32_out, outs)}
-        return gate.check(figures, spec.tolerance)
+        figures = {**accuracy.compare(fp32_out, outs, gate_data.labels), **processing.label_figures(block, fp32_out, outs)}
+        return accuracy.check(figures, spec.tolerance)
 
     try:
         if mode == "dynamic":

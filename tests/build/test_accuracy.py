@@ -7,10 +7,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from infra.build import quantize
+from infra.build.accuracy import check, compare
 from infra.catalog import Tolerance
-from infra.pipeline import quantize
-from infra.pipeline.gate import check, compare
-from tests.pipeline.helpers import make_cnn_onnx, make_mlp_onnx, rows
+from tests.build.helpers import make_cnn_onnx, make_mlp_onnx, rows
 
 
 def test_identical_outputs_agree_perfectly():

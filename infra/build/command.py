@@ -8,8 +8,8 @@ from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
+from infra.build.builder import STAGES, BuildResult
 from infra.catalog import CatalogError, load_catalog
-from infra.pipeline.builder import STAGES, BuildResult
 
 
 def _sizes(a: int, b: int) -> str:
@@ -79,7 +79,7 @@ def build(args: Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from infra.pipeline import build_catalog
+    from infra.build import build_catalog
 
     err = Console(stderr=True)
     try:
@@ -127,7 +127,7 @@ def fit(args: Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from infra.pipeline import fit as fitting
+    from infra.build import fit as fitting
     from layers.manifest import ManifestError, read_manifest
 
     model_dir = Path(args.out) / "models" / args.name
@@ -177,7 +177,7 @@ def fit(args: Namespace) -> int:
     c.add_row("Lambda + HTTP API", f"{lam['usd']:,.2f}", f"{lam['memory_mb']} MB × {lam['billed_ms']} ms per request")
     c.add_row("SageMaker real-time", f"{sm['usd']:,.2f}", f"{sm['instances']} × {sm['instance_type']} always on")
     console.print(c)
-    console.print(f"cheaper at this rate: [bold]{cost['cheaper']}[/bold] (list prices: infra/pipeline/fit.py)")
+    console.print(f"cheaper at this rate: [bold]{cost['cheaper']}[/bold] (list prices: infra/build/fit.py)")
     return 0
 
 

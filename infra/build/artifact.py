@@ -26,7 +26,7 @@ from typing import Any
 from infra.catalog import ModelSpec
 from layers.manifest import ManifestError, read_manifest, sha256_file
 from layers.names import MANIFEST_FILE, MANIFEST_PROCESSING, MODEL_FILE
-from layers.processing.model import verify_files
+from layers.processing.processed import verify_files
 
 #: Bump when a change to the pipeline changes what it would produce from the same inputs.
 PIPELINE_VERSION = "5"

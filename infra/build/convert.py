@@ -4,7 +4,7 @@
   (int8 per-channel QDQ needs opset 13).
 * sklearn ``.joblib``/``.pkl``: skl2onnx with the example input's name, dtype and feature
   shape; classifiers get ``zipmap: False`` so probabilities are a tensor, not a map.
-* ``hf:<dir>``: a saved Hugging Face model directory, see :mod:`infra.pipeline.hf`.
+* ``hf:<dir>``: a saved Hugging Face model directory, see :mod:`infra.build.hf`.
 * torch ``.pt``: a whole ``nn.Module`` saved with ``torch.save`` (what ``modelfn train``
   makes of a returned module), exported like a factory's module.
 * torch ``"pkg.module:factory"``: the factory (imported with the catalog's directory on
@@ -27,9 +27,9 @@ import numpy as np
 import onnx
 from onnx import version_converter
 
+from infra.build.data import read_arrays
+from infra.build.signature import dynamic_batch_lost, signature
 from infra.catalog import ModelSpec
-from infra.pipeline.data import read_arrays
-from infra.pipeline.signature import dynamic_batch_lost, signature
 
 MIN_OPSET = 13
 #: rows torch exports trace with: torch.export specializes a dim of size 1 to a constant
@@ -50,7 +50,7 @@ def convert(spec: ModelSpec, root: Path, out: Path) -> dict[str, str]:
     elif kind == "sklearn":
         model, notes = _from_sklearn(Path(spec.source), _example(spec))
     elif kind == "hf":
-        from infra.pipeline.hf import HfError, export
+        from infra.build.hf import HfError, export
 
         try:
             model, notes = export(spec.source_path)

@@ -10,11 +10,11 @@
   catalog's calibration set through a :class:`CalibrationDataReader`; the right choice for Conv.
 
 Weights are per-channel in both. ``reduce_range`` (7-bit weights) is chosen from the build
-CPU (:mod:`infra.pipeline.cpu`): on without VNNI/AMX, where onnxruntime's u8×s8 kernels
+CPU (:mod:`infra.build.cpu`): on without VNNI/AMX, where onnxruntime's u8×s8 kernels
 (VPMADDUBSW) saturate 8-bit products, off where a dot-product instruction makes the 8th bit
 free accuracy. Transformer graphs get onnxruntime's transformer optimizer before dynamic
-quantization (:mod:`infra.pipeline.transformer`), and dynamic int8 that fails the gate is
-retried with its most sensitive MatMuls kept fp32 (:mod:`infra.pipeline.int8_search`).
+quantization (:mod:`infra.build.transformer`), and dynamic int8 that fails the gate is
+retried with its most sensitive MatMuls kept fp32 (:mod:`infra.build.int8_search`).
 
 ``auto`` picks candidates from the graph's ops (:func:`candidates`); the build measures them
 and ships the fastest that loads, passes the gate and beats fp32.
@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from infra.pipeline.data import Dataset
+from infra.build.data import Dataset
 
 #: Ops the dynamic quantizer turns into integer kernels (after the Gemm rewrite).
 DYNAMIC_OPS = ("MatMul", "Attention", "LSTM", "GRU")

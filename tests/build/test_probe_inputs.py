@@ -9,11 +9,11 @@ import os
 import numpy as np
 import pytest
 
+from infra.build import build_catalog
+from infra.build.sample_input import size_assignments
 from infra.catalog import load_catalog
-from infra.pipeline import build_catalog
-from infra.pipeline.sample_input import size_assignments
 from layers.model import load_model
-from tests.pipeline.helpers import (
+from tests.build.helpers import (
     make_if_pad_onnx,
     make_pairs_onnx,
     make_picky_onnx,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from infra.catalog import DEFAULT_TOLERANCE, CatalogError, load_catalog, parse_catalog
-from tests.pipeline.helpers import mlp_entry, write_catalog
+from tests.build.helpers import mlp_entry, write_catalog
 
 
 def _error(tmp_path: Path, models: list[dict]) -> str:

@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 import pytest
 
+from infra.build import BuildSettings, build_catalog
 from infra.catalog import load_catalog
-from infra.pipeline import BuildSettings, build_catalog
 from layers.manifest import read_manifest
-from tests.pipeline.helpers import (
+from tests.build.helpers import (
     make_cnn_onnx,
     mlp_entry,
     rows,
@@ -51,7 +51,7 @@ def test_dynamic_ships_int8_matmul_and_a_manifest_the_runtime_verifies(tmp_path)
 
 
 def test_gemm_models_are_quantized_dynamically_too(tmp_path):
-    from tests.pipeline.helpers import make_mlp_onnx
+    from tests.build.helpers import make_mlp_onnx
 
     entry = mlp_entry(tmp_path, quantize="dynamic")
     make_mlp_onnx(tmp_path / "mlp.onnx", use_gemm=True)
@@ -114,7 +114,7 @@ def test_strict_gate_failure_fails_the_build_and_writes_nothing(tmp_path):
 
 def _rig_latency(monkeypatch, *, fp32_ms: float, int8_ms: float) -> None:
     """Make the build measure fixed batch-1 latencies: fp32 vs every int8 candidate."""
-    from infra.pipeline import builder, measure
+    from infra.build import builder, measure
 
     real_session = measure.session
     int8_sessions = set()

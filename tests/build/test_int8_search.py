@@ -8,9 +8,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from infra.build import BuildSettings, build_catalog, cpu
 from infra.catalog import load_catalog
-from infra.pipeline import BuildSettings, build_catalog, cpu
-from tests.pipeline.helpers import _save, rows, torch_module, write_catalog, write_npz
+from tests.build.helpers import _save, rows, torch_module, write_catalog, write_npz
 
 ANY_SPEED = BuildSettings(require_speedup=False)
 NO_VNNI = "processor\t: 0\nflags\t\t: fpu sse sse2 avx fma avx2 avx512f\n"

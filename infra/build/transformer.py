@@ -18,7 +18,7 @@ from typing import Any
 
 import onnx
 
-from infra.pipeline.quantize import op_counts
+from infra.build.quantize import op_counts
 
 #: A graph is treated as a transformer when it has attention scores and normalization.
 _ATTENTION_OPS = ("Softmax", "Attention", "MultiHeadAttention")

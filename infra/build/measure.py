@@ -2,7 +2,7 @@
 
 Latency is single-threaded batch-1 wall time after warm-up (what one Lambda vCPU sees, and
 a fair fp32-vs-int8 comparison). Init time and peak RSS come from a fresh subprocess
-(:mod:`infra.pipeline.probe`), because the build process has torch and friends loaded and
+(:mod:`infra.build.probe`), because the build process has torch and friends loaded and
 would report its own memory instead of the function's.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infra.pipeline.data import Dataset
+from infra.build.data import Dataset
 
 WARMUP = 10
 MIN_RUNS = 30
@@ -90,7 +90,7 @@ def probe(model: Path, feeds: dict[str, np.ndarray] | None, work: Path,
         (work / "probe_processing.json").write_text(json.dumps(
             {"block": processing[0], "files": {k: str(v) for k, v in processing[1].items()}}))
         args.append(str(work / "probe_processing.json"))
-    proc = subprocess.run([sys.executable, "-m", "infra.pipeline.probe", *args],
+    proc = subprocess.run([sys.executable, "-m", "infra.build.probe", *args],
                           capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from infra.cli import main
-from tests.pipeline.helpers import mlp_entry, write_catalog
+from tests.build.helpers import mlp_entry, write_catalog
 
 
 def _json(capsys) -> dict:

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from infra.build.data import DataError, Dataset
 from infra.catalog import ModelSpec
 from infra.catalog_processing import tokenizer_file
-from infra.pipeline.data import DataError, Dataset
 from layers import names
 from layers.manifest import sha256_file
 from layers.processing.post import Postprocessor
@@ -83,7 +83,7 @@ def _preprocess(spec: ModelSpec, sig: dict[str, Any]) -> tuple[dict[str, Any], d
 def _hf_config(spec: ModelSpec) -> dict[str, Any]:
     if spec.source_kind != "hf":
         return {}
-    from infra.pipeline.hf import load_config
+    from infra.build.hf import load_config
 
     return load_config(spec.source_path)
 
@@ -198,7 +198,7 @@ def run_gate_data(sess, data: Dataset, block: dict[str, Any] | None) -> list[np.
     trimmed to its own tokens (what a one-text request sends): dynamic int8 quantizes
     activations per tensor at run time, so rows padded to the data set's longest text would
     measure another model than the one clients reach."""
-    from infra.pipeline import measure
+    from infra.build import measure
 
     pre = (block or {}).get("preprocess")
     if pre is None or pre["kind"] != "text" or "attention_mask" not in data.inputs:

@@ -1,4 +1,4 @@
-"""``python -m infra.pipeline.probe MODEL FEEDS``: what a fresh function process would spend.
+"""``python -m infra.build.probe MODEL FEEDS``: what a fresh function process would spend.
 
 Prints one JSON line: ``init_s`` (the cold start's model part: verify the artifact's sha256
 as every function does at init, import onnxruntime, create the session), ``hash_s`` (the

@@ -7,7 +7,7 @@ Figures (each computed only where it means something):
 * ``max_abs_error``: largest absolute difference over all float outputs;
 * ``label_agreement`` / ``max_score_error``: with ``postprocess``, the share of rows whose
   ``label`` is the same and the largest difference of ``scores`` (see
-  :func:`infra.pipeline.processing.label_figures`);
+  :func:`infra.build.processing.label_figures`);
 * ``min_cosine``: smallest per-row cosine similarity of float outputs (embeddings/regression);
 * ``accuracy`` / ``fp32_accuracy``: against the validation set's ``labels``.
 

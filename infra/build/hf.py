@@ -121,7 +121,7 @@ def export(directory: Path) -> tuple[onnx.ModelProto, dict[str, str]]:
     """The fp32 ONNX graph of the model in ``directory``, and notes for the manifest."""
     import torch
 
-    from infra.pipeline.convert import TORCH_OPSET, _quiet, _strip_trace_metadata
+    from infra.build.convert import TORCH_OPSET, _quiet, _strip_trace_metadata
 
     module, config = load_module(directory)
     names, args = _example(module, config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.pipeline import fit
+from infra.build import fit
 from layers import names
 
 SIG = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 64]}],
@@ -72,7 +72,7 @@ def test_the_init_check_counts_the_sha256_check_every_function_runs_at_init():
 def test_the_probe_times_the_hash_inside_init(tiny_onnx, tmp_path):
     import numpy as np
 
-    from infra.pipeline import measure
+    from infra.build import measure
 
     facts = measure.probe(tiny_onnx, {"x": np.ones((1, 4), np.float32)}, tmp_path)
     assert 0 < facts["hash_s"] <= facts["init_s"]
