@@ -120,6 +120,28 @@ class Report:
         (console if console.is_terminal else Console(width=160)).print(t)
 
 
+def host_line() -> str:
+    """The CPU a figure ran on (model name, int8-relevant flags) and the load while it ran."""
+    import os
+
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown CPU":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+    shown = ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in wanted)
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return f"Host: {model}, {_cpu_count()} CPUs; flags: {shown}; load average (1/5/15 min) at the end: {load}."
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"

@@ -48,6 +48,7 @@ class JsonlReader:
         self.specs = {s.name: s for s in model.inputs}
         self.batch = fixed_batch(model.inputs)
         self.rows = self.requests = 0
+        self._parsed: list[_Request] | None = None  # every request, when they fit one chunk
         self.input_row_bytes = sum(
             math.prod(d if d >= 0 else 1 for d in s.shape[1:]) * to_numpy_dtype(s.datatype).itemsize
             for s in model.inputs
@@ -95,21 +96,37 @@ class JsonlReader:
         return _Request(req.arrays, names, req.allow_nonfinite, req.id, rows.pop())
 
     def validate(self, chunk_rows: int) -> None:
+        """Parse every line; while the rows parsed so far fit one chunk they are kept, so a
+        file no larger than a chunk is not parsed a second time by :meth:`batches`."""
         requests = rows = 0
+        kept: list[_Request] | None = []
         for _, req in self._requests():
             requests += 1
             rows += req.rows
+            if kept is not None:
+                if rows <= chunk_rows:
+                    kept.append(req)
+                else:
+                    kept = None
         self.requests, self.rows = requests, rows
+        self._parsed = kept
 
     def batches(self, chunk_rows: int) -> Iterator[Batch]:
+        parsed, self._parsed = self._parsed, None
+        requests = iter(parsed) if parsed is not None else (req for _, req in self._requests())
         group: list[_Request] = []
-        first = index = 0
-        for index, (_, req) in enumerate(self._requests()):
-            stackable = self.batch is None and group and group[0].group_key() == req.group_key()
-            if group and (not stackable or sum(r.rows for r in group) + req.rows > chunk_rows):
+        first = index = group_rows = 0
+        key: tuple | None = None
+        for index, req in enumerate(requests):
+            req_key = req.group_key()
+            stackable = self.batch is None and group and key == req_key
+            if group and (not stackable or group_rows + req.rows > chunk_rows):
                 yield self._batch(first, group)
-                group, first = [], index
+                group, first, group_rows = [], index, 0
+            if not group:
+                key = req_key
             group.append(req)
+            group_rows += req.rows
         if group:
             yield self._batch(first, group)
 
