@@ -50,9 +50,22 @@ class Tolerance(BaseModel):
     max_score_error: float | None = Field(default=None, ge=0.0)  # postprocess scores only
     min_cosine: float | None = Field(default=None, ge=-1.0, le=1.0)
     min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_retrieval_top10: float | None = Field(default=None, ge=0.0, le=1.0)  # embeddings only
 
 
 DEFAULT_TOLERANCE = Tolerance(top1_agreement=0.99, min_cosine=0.99)
+#: embeddings without a catalog ``tolerance``: every text's vector within cosine 0.99 of fp32,
+#: and on average 9 of each text's 10 nearest neighbours unchanged (infra/tasks/embedding_gate.py)
+EMBEDDING_TOLERANCE = Tolerance(min_cosine=0.99, min_retrieval_top10=0.9)
+
+
+class EmbeddingSpec(BaseModel):
+    """Pooling of an embeddings/feature-extraction model (default: the sentence-transformers
+    directory's own; a bare encoder: ``mean``, normalized for ``task: embeddings`` only)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    pooling: Literal["cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"] | None = None
+    normalize: bool | None = None
 
 
 #: Instance families with a GPU (SageMaker ``ml.<family>.<size>``): the training image runs
@@ -220,6 +233,9 @@ class ModelSpec(BaseModel):
     instance_type: str = "ml.m5.large"
     auth: Literal["iam", "jwt", "none"] = "iam"
     training: TrainingSpec | None = None
+    task: Literal["classification", "embeddings", "token-classification", "feature-extraction"] | None = None
+    """default: what an ``hf:`` directory is (infra/tasks/detect.py); other sources: raw tensors"""
+    embedding: EmbeddingSpec | None = None
     preprocess: Preprocess | None = None
     postprocess: Postprocess | None = None
     pipeline: tuple[str | PipelineStep, ...] | None = None
@@ -294,7 +310,8 @@ def _explain(err: ValidationError, where: str) -> str:
         key = ".".join(str(p) for p in e["loc"]) or "(entry)"
         if e["type"] == "extra_forbidden":
             allowed = ", ".join(ModelSpec.model_fields if len(e["loc"]) == 1 else Tolerance.model_fields)
-            nested = {"training": TrainingSpec, "promotion": PromotionSpec, "batch": BatchSpec}
+            nested = {"training": TrainingSpec, "promotion": PromotionSpec, "batch": BatchSpec,
+                      "embedding": EmbeddingSpec}
             if len(e["loc"]) > 1 and e["loc"][0] in nested:
                 allowed = ", ".join(nested[e["loc"][0]].model_fields)
             elif e["loc"] and (fields := nested_fields(e["loc"])) is not None:
@@ -353,19 +370,23 @@ def _check_files(spec: ModelSpec, where: str) -> list[str]:
     elif not Path(spec.source).is_file():
         problems.append(f"{where}: key 'source': file {spec.source} does not exist; fix the path "
                         "(relative to the catalog file) or run the step that produces it")
+    if (spec.task is not None or spec.embedding is not None) and spec.source_kind != "hf":
+        problems.append(f"{where}: keys 'task'/'embedding' choose what an hf:<dir> source serves; this "
+                        f"source is {spec.source_kind}: remove them")
+    raw_ok = spec.preprocess is not None or spec.source_kind == "hf"  # an hf dir brings its tokenizer
     for key in ("example_input", "calibration", "validation"):
         p = getattr(spec, key)
         if p is None:
             continue
-        if p.is_dir() and spec.preprocess is not None and key != "example_input":
+        if p.is_dir() and raw_ok and key != "example_input":
             continue  # a folder of images, read through the model's preprocess
         elif not p.is_file():
             problems.append(f"{where}: key {key!r}: file {p} does not exist; fix the path "
                             "(relative to the catalog file)")
-        elif p.suffix in RAW_DATA_SUFFIXES and spec.preprocess is not None:
+        elif p.suffix in RAW_DATA_SUFFIXES and raw_ok:
             continue
         elif p.suffix != ".npz":
-            raw = f", or {'/'.join(RAW_DATA_SUFFIXES)}/a folder of raw inputs" if spec.preprocess else ""
+            raw = f", or {'/'.join(RAW_DATA_SUFFIXES)}/a folder of raw inputs" if raw_ok else ""
             problems.append(f"{where}: key {key!r}: {p.name} must be an .npz of arrays keyed by input name{raw}")
     if spec.source_kind in ("sklearn", "torch") and spec.example_input is None:
         problems.append(f"{where}: key 'example_input' is required to convert a {spec.source_kind} "

@@ -73,6 +73,10 @@ TEXT_INPUT = "text"
 IMAGE_INPUT = "image"
 LABEL_OUTPUT = "label"
 SCORES_OUTPUT = "scores"
+EMBEDDING_OUTPUT = "embedding"
+"""Embeddings/feature extraction: FP32 ``[-1, dim]``, one vector per text."""
+ENTITIES_OUTPUT = "entities"
+"""Token classification: BYTES ``[-1]``, one JSON list of entities per text."""
 
 # --- training (the SageMaker container contract, functions/training/train.py) -------------
 TRAIN_PREFIX = "train"

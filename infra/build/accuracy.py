@@ -94,7 +94,8 @@ def check(figures: dict[str, float], tolerance: Tolerance) -> GateResult:
               ("min_cosine", tolerance.min_cosine, ">="),
               ("max_abs_error", tolerance.max_abs_error, "<="),
               ("max_score_error", tolerance.max_score_error, "<="),
-              ("accuracy", tolerance.min_accuracy, ">=")]
+              ("accuracy", tolerance.min_accuracy, ">="),
+              ("retrieval_top10", tolerance.min_retrieval_top10, ">=")]
     for key, limit, op in limits:
         if limit is None:
             continue

@@ -38,7 +38,7 @@ from infra.build.convert import convert
 from infra.build.cpu import Int8Host, int8_host
 from infra.build.data import Dataset, load_dataset
 from infra.build.signature import dim_hints, signature
-from infra.catalog import ModelSpec
+from infra.catalog import EMBEDDING_TOLERANCE, ModelSpec
 from layers import names as layer_names
 from layers.manifest import sha256_file
 from layers.processing import public_signature
@@ -212,6 +212,9 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     sig = signature(onnx.load(fp32_path))
     block, side_files = (compose.inherited_block(spec, sig, steps, artifact.models_dir(out_dir)) if steps
                          else processing.build_block(spec, sig))
+    if ((block or {}).get("task") or {}).get("task") in ("embeddings", "feature-extraction") \
+            and "tolerance" not in spec.model_fields_set:  # argmax means nothing for a vector
+        spec = spec.model_copy(update={"tolerance": EMBEDDING_TOLERANCE})
     example = _dataset(spec, "example_input", sig, block, side_files)
     calibration = _dataset(spec, "calibration", sig, block, side_files)
     validation = _dataset(spec, "validation", sig, block, side_files)

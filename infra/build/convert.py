@@ -51,10 +51,14 @@ def convert(spec: ModelSpec, root: Path, out: Path) -> dict[str, str]:
         model, notes = _from_sklearn(Path(spec.source), _example(spec))
     elif kind == "hf":
         from infra.build.hf import HfError, export
+        from infra.tasks.build import hf_task
+        from infra.tasks.detect import TaskError
 
         try:
-            model, notes = export(spec.source_path)
-        except HfError as exc:
+            task = hf_task(spec)
+            model, notes = export(spec.source_path, task)
+            notes["task"] = task.task
+        except (HfError, TaskError) as exc:
             raise ConversionError(f"model {spec.name!r}: {exc}") from exc
     else:
         model, notes = _from_torch(spec.source, root, _example(spec))

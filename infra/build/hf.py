@@ -117,37 +117,54 @@ class _Logits:
         return Wrapper().eval()
 
 
-def export(directory: Path) -> tuple[onnx.ModelProto, dict[str, str]]:
-    """The fp32 ONNX graph of the model in ``directory``, and notes for the manifest."""
+def export(directory: Path, task=None) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """The fp32 ONNX graph of the model in ``directory``, and notes for the manifest.
+    ``task`` (:class:`infra.tasks.detect.HfTask`): pooled tasks export the pooled (and
+    normalized) ``embedding`` instead of the logits (:mod:`infra.tasks.heads`)."""
     import torch
 
     from infra.build.convert import TORCH_OPSET, _quiet, _strip_trace_metadata
+    from infra.tasks.detect import POOLED
+    from infra.tasks.heads import EMBEDDING_OUTPUT, pooled
 
-    module, config = load_module(directory)
+    module, config = load_module(task.model_dir if task is not None else directory)
     names, args = _example(module, config)
-    wrapper = _Logits.wrap(module, names)
+    output = OUTPUT
+    if task is not None and task.task in POOLED:
+        if IMAGE_INPUT in names:
+            raise HfError(f"task {task.task!r} pools token embeddings; {type(module).__name__} takes images")
+        if "attention_mask" not in names:
+            raise HfError(f"{type(module).__name__}.forward takes no attention_mask, which pooling needs")
+        wrapper, output = pooled(module, names, task.pooling, task.normalize), EMBEDDING_OUTPUT
+    else:
+        wrapper = _Logits.wrap(module, names)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     dims = [{0: batch} if n == IMAGE_INPUT else {0: batch, 1: seq} for n in names]
     buf, exporter = io.BytesIO(), "dynamo"
     try:
         with _quiet(), torch.no_grad():
-            program = torch.onnx.export(wrapper, args, None, input_names=names, output_names=[OUTPUT],
+            program = torch.onnx.export(wrapper, args, None, input_names=names, output_names=[output],
                                         opset_version=TORCH_OPSET, dynamo=True, external_data=False,
                                         dynamic_shapes=tuple(dims), verbose=False)
         buf.write(program.model_proto.SerializeToString())
     except Exception as dynamo_exc:
         exporter, buf = "torchscript (dynamo failed)", io.BytesIO()
         axes = {n: ({0: "batch"} if n == IMAGE_INPUT else {0: "batch", 1: "sequence"}) for n in names}
-        axes[OUTPUT] = {0: "batch"}
+        axes[output] = {0: "batch", 1: "sequence"} if task is not None and task.task == "token-classification" \
+            else {0: "batch"}
         try:
             with _quiet(), torch.no_grad():
-                torch.onnx.export(wrapper, args, buf, input_names=names, output_names=[OUTPUT],
+                torch.onnx.export(wrapper, args, buf, input_names=names, output_names=[output],
                                   opset_version=17, dynamo=False, dynamic_axes=axes)
         except Exception as exc:
             raise HfError(f"torch.onnx.export failed with both exporters (dynamo: {dynamo_exc}; "
                           f"torchscript: {exc})") from exc
     model = onnx.load_from_string(buf.getvalue())
     _strip_trace_metadata(model)
+    if output != OUTPUT:  # the vector's size is fixed: say so in the signature ([-1, dim])
+        with torch.no_grad():
+            dim = int(wrapper(*args).shape[-1])
+        model.graph.output[0].type.tensor_type.shape.dim[-1].dim_value = dim
     _check_against_torch(model, wrapper, args, names)
     return model, {"converter": f"torch.onnx.export ({exporter}) of {type(module).__name__}",
                    "opset": str(max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))}

@@ -37,9 +37,23 @@ class ProcessingError(ValueError):
 
 def build_block(spec: ModelSpec, sig: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Path]]:
     """(processing block or None, side files by their name in the model directory)."""
+    from infra.tasks.build import hf_task, task_section, with_directory_defaults
+    from infra.tasks.detect import TaskError
+
+    try:
+        task = hf_task(spec)
+        if task is not None:  # the directory's own tokenizer, labels and task (infra/tasks)
+            spec = with_directory_defaults(spec, task)
+    except TaskError as exc:
+        raise ProcessingError(str(exc)) from exc
     if spec.preprocess is None and spec.postprocess is None:
         return None, {}
     block: dict[str, Any] = {"model_signature": sig}
+    if task is not None:
+        try:
+            block.update(task_section(task, sig))
+        except TaskError as exc:
+            raise ProcessingError(str(exc)) from exc
     files: dict[str, Path] = {}
     if spec.preprocess is not None:
         block["preprocess"], files = _preprocess(spec, sig)
@@ -206,7 +220,9 @@ def run_gate_data(sess, data: Dataset, block: dict[str, Any] | None) -> list[np.
     lengths = data.inputs["attention_mask"].sum(axis=1)
     rows = [sess.run(None, {k: v[i:i + 1, :max(1, int(n))] for k, v in data.inputs.items()})
             for i, n in enumerate(lengths)]
-    return [np.concatenate([r[j] for r in rows]) for j in range(len(rows[0]))]
+    # per-token outputs ([1, T, C], T differing per text) are judged token by token
+    return [np.concatenate([r[j].reshape(-1, r[j].shape[-1]) if r[j].ndim >= 3 else r[j] for r in rows])
+            for j in range(len(rows[0]))]
 
 
 def with_postprocess(block: dict[str, Any] | None, output_names: list[str],
@@ -222,7 +238,13 @@ def with_postprocess(block: dict[str, Any] | None, output_names: list[str],
 
 def label_figures(block: dict[str, Any] | None, reference: list[np.ndarray],
                   candidate: list[np.ndarray]) -> dict[str, float]:
-    """``label_agreement`` and ``max_score_error`` between two runs (after :func:`with_postprocess`)."""
+    """``label_agreement`` and ``max_score_error`` between two runs (after :func:`with_postprocess`);
+    for embeddings, cosine and top-10 retrieval agreement (:mod:`infra.tasks.embedding_gate`)."""
+    task = ((block or {}).get("task") or {}).get("task")
+    if task in ("embeddings", "feature-extraction"):
+        from infra.tasks.embedding_gate import figures
+
+        return figures(reference[0], candidate[0])
     if (block or {}).get("postprocess") is None:
         return {}
     return {"label_agreement": float(np.mean(reference[-1] == candidate[-1])),

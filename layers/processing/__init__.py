@@ -36,4 +36,6 @@ def public_signature(block: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     outputs = list(raw["outputs"])
     if post is not None:
         outputs += output_specs(post, len(post["labels"]))
+    if block.get("entities") is not None:  # token classification (layers/processing/entities.py)
+        outputs.append({"name": names.ENTITIES_OUTPUT, "datatype": "BYTES", "shape": [-1]})
     return {"inputs": inputs, "outputs": outputs}

@@ -61,6 +61,14 @@ class ProcessedModel:
             if len(raw_inputs) != 1:
                 raise ManifestError(f"an image model takes one input; {self.name!r} takes {raw_inputs}")
             self.pre = ImagePreprocessor(pre, raw_inputs[0])
+        #: the served task's record (embeddings: ``dimensions``, ``normalize``; infra/tasks)
+        self.task: dict[str, Any] = dict(block.get("task") or {})
+        self.entities = None
+        if block.get("entities") is not None and self.kind == "text":
+            from layers.processing.entities import EntityAggregator
+
+            self.entities = EntityAggregator(block["entities"], self.pre.tokenizer)
+            self._entities_from = block["entities"]["output"]
         self.post = None
         if post is not None:
             from layers.processing.post import Postprocessor
@@ -180,6 +188,8 @@ class ProcessedModel:
         """:meth:`infer` on a feed whose inputs passed the checks (:meth:`validate_inputs`, or the
         V2 decoder + :meth:`check_value`)."""
         wanted = self.validate_output_names(output_names)
+        if self.entities is not None and names.ENTITIES_OUTPUT in wanted:
+            return self._run_entities(next(iter(feed.values())).tolist(), wanted)
         post_wanted = self.post is not None and any(n not in self._raw_outputs for n in wanted)
         raw_names = [n for n in self._raw_outputs if n in wanted or (post_wanted and n == self.post.output)]
         if self.pre is not None:  # our tensors, checked by the raw model as any numpy caller's
@@ -189,6 +199,25 @@ class ProcessedModel:
         if post_wanted:
             raw.update(self.post(raw[self.post.output]))
         return {n: raw[n] for n in wanted}
+
+
+    def _run_entities(self, texts: list[str], wanted: list[str]) -> dict[str, np.ndarray]:
+        from layers.processing.entities import to_tensor
+
+        encodings = self.pre.encode(texts)
+        raw_names = sorted({self._entities_from, *(n for n in wanted if n in self._raw_outputs)})
+        raw = self.inner.infer(self.pre.tensors(encodings), raw_names)
+        raw[names.ENTITIES_OUTPUT] = to_tensor(self.entities(texts, encodings, raw[self._entities_from]))
+        return {n: raw[n] for n in wanted}
+
+    def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        """Texts → (``embedding`` [N, dim] float32, tokens read): the OpenAI embeddings route's
+        path, the same graph as V2's ``embedding`` output."""
+        if self.pre is None or self.kind != "text" or names.EMBEDDING_OUTPUT not in self._raw_outputs:
+            raise BadRequest(f"model {self.name!r} does not produce embeddings")
+        encodings = self.pre.encode(texts)
+        out = self.inner.infer(self.pre.tensors(encodings), [names.EMBEDDING_OUTPUT])
+        return out[names.EMBEDDING_OUTPUT], self.pre.token_count(encodings)
 
 
 def _text(index: int, value: Any) -> str:

@@ -58,6 +58,10 @@ class TextPreprocessor:
         self.tokenizer = tok
 
     def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        return self.tensors(self.encode(texts))
+
+    def encode(self, texts: list[str]) -> list:
+        """The tokenizer's encodings (ids, offsets into each text, masks), padded as configured."""
         first = CHARS_PER_TOKEN * self.max_length
         cuts = [_prefix(t, first) for t in texts]
         encodings = self.tokenizer.encode_batch([c for c, _ in cuts])
@@ -78,8 +82,16 @@ class TextPreprocessor:
                         f"{len(e.ids)} tokens but the model takes at most "
                         f"{self.max_length}; shorten it (the catalog entry has truncation: false)."
                     )
+        return encodings
+
+    def tensors(self, encodings: list) -> dict[str, np.ndarray]:
         return {name: np.asarray([getattr(e, TOKEN_FIELDS[name]) for e in encodings], dtype=np.int64)
                 for name in self.inputs}
+
+    @staticmethod
+    def token_count(encodings: list) -> int:
+        """Tokens the model read (padding excluded): OpenAI's ``usage``."""
+        return int(sum(sum(e.attention_mask) for e in encodings))
 
     def _complete(self, encoding: Any, safe_end: int) -> bool:
         """Does the prefix's encoding already hold what the whole text's encoding would?"""
