@@ -225,6 +225,10 @@ class ModelSpec(BaseModel):
     memory_mb: int | None = Field(default=None, ge=128, le=10_240)
     timeout_s: int = Field(default=30, ge=1, le=900)
     architecture: Literal["x86_64", "arm64"] = "x86_64"
+    cpu_features: tuple[Literal["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"], ...] = ()
+    """x86 CPU features every host that runs the model has (default: none assumed). int8 is
+    gated under kernels safe on every CPU of ``architecture``; naming a dot-product flag
+    (avx512_vnni, avx_vnni, amx_int8) lets it use full 8-bit weights (infra/build/cpu.py)."""
     reserved_concurrency: int | None = Field(default=None, ge=0)
     provisioned_concurrency: int | None = Field(default=None, ge=1)
     snapstart: bool | None = None
@@ -391,6 +395,9 @@ def _check_files(spec: ModelSpec, where: str) -> list[str]:
     if spec.source_kind in ("sklearn", "torch") and spec.example_input is None:
         problems.append(f"{where}: key 'example_input' is required to convert a {spec.source_kind} "
                         "model; add an .npz with one example batch keyed by input name")
+    if spec.cpu_features and spec.architecture != "x86_64":
+        problems.append(f"{where}: key 'cpu_features' names x86 CPU features but architecture is "
+                        f"{spec.architecture}; remove cpu_features or set architecture: x86_64")
     if spec.quantize == "static" and spec.calibration is None:
         problems.append(f"{where}: key 'calibration' is required for quantize: static; add an .npz "
                         "of representative inputs, or use quantize: dynamic/auto")

@@ -41,10 +41,12 @@ def models_dir(out_dir: Path) -> Path:
 
 
 def cache_key(spec: ModelSpec, fp32_sha256: str, *, reduce_range: bool = True) -> str:
-    """Everything that determines the artifact, hashed (``reduce_range``: the build CPU's choice)."""
+    """Everything that determines the artifact, hashed (``reduce_range``: the target's kernel
+    assumption, :mod:`infra.build.cpu`)."""
     settings = spec.model_dump(mode="json", include={"quantize", "tolerance", "strict", "target",
                                                       "instance_type", "timeout_s", "preprocess",
-                                                      "postprocess", "pipeline"})
+                                                      "postprocess", "pipeline", "architecture",
+                                                      "cpu_features"})
     files = {k: _data_digest(p) for k in ("calibration", "validation")
              if (p := getattr(spec, k)) is not None}
     files.update(_processing_digests(spec))

@@ -204,7 +204,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     else:
         conversion = convert(spec, root, fp32_path)
     fp32_sha = sha256_file(fp32_path)
-    host = int8_host()
+    host = int8_host(architecture=spec.architecture, cpu_features=spec.cpu_features)
     key = artifact.cache_key(spec, fp32_sha, reduce_range=host.reduce_range)
     if not force and (cached := artifact.reusable(target, key)):
         result.reused, result.manifest, result.model_dir = True, cached, target

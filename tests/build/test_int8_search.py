@@ -1,4 +1,4 @@
-"""Int8 for transformers: the CPU decides reduce_range, sensitive MatMuls stay fp32 when the
+"""Int8 for transformers: the target CPU class decides reduce_range, sensitive MatMuls stay fp32 when the
 gate says so, and the manifest records both."""
 
 from __future__ import annotations
@@ -52,22 +52,55 @@ def _build(tmp_path, entry):
     return r
 
 
-@pytest.mark.parametrize(("flags", "reduce_range", "weight_limit"), [(NO_VNNI, True, 64), (VNNI, False, 127)],
-                         ids=["no-vnni", "vnni"])
-def test_reduce_range_follows_the_cpu_and_is_recorded(tmp_path, monkeypatch, flags, reduce_range, weight_limit):
-    # given a CPU with or without VNNI
-    _cpuinfo(tmp_path, monkeypatch, flags)
-    _outlier_mlp(tmp_path / "m.onnx")
-    # when the model is quantized dynamically
-    r = _build(tmp_path, {"tolerance": {}})
-    # then the manifest says which was used and why, and the weights use that range
-    q = r.manifest["quantization"]
-    assert q["mode"] == "dynamic" and q["reduce_range"] is reduce_range
-    assert q["cpu_int8_dot_flags"] == ([] if reduce_range else ["avx512_vnni"])
-    assert ("no VNNI" in q["reduce_range_reason"]) is reduce_range
-    shipped = onnx.load(r.model_dir / "model.onnx")
+def _int8_weight_limit(model_dir) -> int:
+    shipped = onnx.load(model_dir / "model.onnx")
     int8 = [numpy_helper.to_array(i) for i in shipped.graph.initializer if i.data_type == TensorProto.INT8]
-    assert int8 and max(int(np.abs(a.astype(np.int32)).max()) for a in int8) == weight_limit
+    assert int8
+    return max(int(np.abs(a.astype(np.int32)).max()) for a in int8)
+
+
+def test_the_gate_verdict_does_not_depend_on_the_build_hosts_vnni(tmp_path, monkeypatch):
+    """Lambda does not promise a CPU generation: a build on a VNNI host and one on a host
+    without it make the same artifact with the same verdict, under 7-bit weights that no
+    x86 kernel saturates, and the manifest says which assumption the gate ran under."""
+    _outlier_mlp(tmp_path / "m.onnx")
+    built = {}
+    for label, flags in (("vnni", VNNI), ("no-vnni", NO_VNNI)):
+        _cpuinfo(tmp_path, monkeypatch, flags)  # the build host's VNNI forced on, then off
+        r = _build(tmp_path, {"tolerance": {}})
+        built[label] = (r.manifest, _int8_weight_limit(r.model_dir))
+        (tmp_path / "build").rename(tmp_path / f"build-{label}")
+    (vnni, vnni_limit), (plain, plain_limit) = built["vnni"], built["no-vnni"]
+    assert vnni["sha256"] == plain["sha256"] and vnni_limit == plain_limit == 64
+    for m in (vnni, plain):
+        q = m["quantization"]
+        assert q["mode"] == "dynamic" and q["reduce_range"] is True
+        assert q["int8_target"]["architecture"] == "x86_64" and q["int8_target"]["cpu_features"] == []
+        assert "with and without VNNI" in q["int8_target"]["gate_kernels"]
+    assert [c["verdict"] for c in vnni["quantization"]["candidates"]] == \
+        [c["verdict"] for c in plain["quantization"]["candidates"]] == ["ok"]
+    assert vnni["quantization"]["cpu_int8_dot_flags"] == ["avx512_vnni"]  # the host is still recorded
+    assert plain["quantization"]["cpu_int8_dot_flags"] == []
+
+
+def test_a_catalog_that_pins_vnni_gets_full_8_bit_weights(tmp_path, monkeypatch):
+    _cpuinfo(tmp_path, monkeypatch, NO_VNNI)
+    _outlier_mlp(tmp_path / "m.onnx")
+    r = _build(tmp_path, {"tolerance": {}, "cpu_features": ["avx2", "avx512_vnni"]})
+    q = r.manifest["quantization"]
+    assert q["reduce_range"] is False and "avx512_vnni (catalog cpu_features)" in q["reduce_range_reason"]
+    assert q["int8_target"]["cpu_features"] == ["avx2", "avx512_vnni"]
+    assert "pessimistic" in q["int8_target"]["gate_kernels"]  # gated here on the saturating kernel
+    assert _int8_weight_limit(r.model_dir) == 127
+
+
+def test_cpu_features_are_x86_only(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"")
+    with pytest.raises(Exception, match="cpu_features"):
+        load_catalog(write_catalog(tmp_path, [{"name": "m", "source": "m.onnx", "architecture": "arm64",
+                                               "cpu_features": ["avx512_vnni"]}]))
+    with pytest.raises(Exception, match="cpu_features"):
+        load_catalog(write_catalog(tmp_path, [{"name": "m", "source": "m.onnx", "cpu_features": ["sse9"]}]))
 
 
 def test_the_most_sensitive_matmul_stays_fp32_until_the_gate_passes(tmp_path, monkeypatch):
@@ -98,14 +131,15 @@ def test_when_no_exclusion_passes_fp32_ships_and_says_what_was_tried(tmp_path, m
     assert "most sensitive of 2 nodes kept fp32" in q["fallback_reason"]
 
 
-def test_cpu_flags_decide_reduce_range(tmp_path):
+def test_the_target_decides_reduce_range_not_the_build_cpu(tmp_path):
     (tmp_path / "a").write_text(NO_VNNI)
     (tmp_path / "b").write_text(VNNI.replace("avx512_vnni", "avx_vnni amx_int8 amx_tile"))
-    assert cpu.int8_host(tmp_path / "a").reduce_range is True
-    host = cpu.int8_host(tmp_path / "b")
-    assert host.reduce_range is False and host.int8_dot_flags == ("avx_vnni", "amx_int8")
-    missing = cpu.int8_host(tmp_path / "absent")
-    assert missing.reduce_range is True and "no CPU flags" in missing.reason
+    for info in ("a", "b", "absent"):
+        assert cpu.int8_host(tmp_path / info).reduce_range is True
+    assert cpu.int8_host(tmp_path / "b").int8_dot_flags == ("avx_vnni", "amx_int8")
+    assert cpu.int8_host(tmp_path / "a", cpu_features=("avx_vnni",)).reduce_range is False
+    assert cpu.int8_host(tmp_path / "a", cpu_features=("avx2",)).reduce_range is True
+    assert cpu.int8_host(tmp_path / "a", architecture="arm64").reduce_range is False
 
 
 @pytest.mark.slow
