@@ -120,13 +120,25 @@ def _data_feeds(sess, data: Dataset, data_name: str, sig: dict) -> dict[str, np.
                      f"are {inputs} (-1 = any size): fix the arrays' shapes or dtypes")
 
 
-def _synthetic_feeds(sess, fp32: Path, sig: dict) -> tuple[dict[str, np.ndarray] | None, dict[str, Any]]:
-    """No data at all: probe with the graph's own hints; (None, why) when nothing runs."""
+#: What makes a data-less model's figures real (the table, the manifest and ``fit`` say it).
+MEASURE_FOR_REAL = ("add 'example_input' (an .npz with one request's arrays keyed by input name, at the "
+                    "shapes clients send) or 'validation' to the catalog entry and rebuild")
+
+
+def _synthetic_feeds(sess, fp32: Path, sig: dict,
+                     block: dict | None) -> tuple[dict[str, np.ndarray] | None, dict[str, Any]]:
+    """No data at all: probe with the graph's own hints at the documented default sizes (the
+    pre-processing's max_length/size when the catalog has one); (None, why) when nothing runs."""
     dtypes = {t["name"]: V2_TO_NUMPY[t["datatype"]] for t in sig["inputs"] if t["datatype"] in V2_TO_NUMPY}
-    probe = sample_input.find(sess, dim_hints(onnx.load(fp32, load_external_data=False)), dtypes)
+    pre = (block or {}).get("preprocess") or {}
+    defaults = ({"sequence": int(pre["max_length"])} if pre.get("kind") == "text" else
+                {"spatial": int(pre["size"][0])} if pre.get("kind") == "image" else {})
+    probe = sample_input.find(sess, dim_hints(onnx.load(fp32, load_external_data=False)), dtypes,
+                              defaults=defaults)
     info: dict[str, Any] = {"from": "synthetic", "tries": probe.tries}
     if probe.feeds is not None:
-        return probe.feeds, {**info, "sizes": probe.sizes}
+        return probe.feeds, {**info, "sizes": probe.sizes, "estimate": True,
+                             "to_measure_for_real": MEASURE_FOR_REAL}
     info["unmeasured"] = (
         f"no synthetic input ran ({probe.tries} tried from the graph's dims; last error: "
         f"{probe.last_error}); latency and batch memory are unmeasured. Add 'example_input' (an "
@@ -234,12 +246,13 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
         feeds: dict[str, np.ndarray] | None = _data_feeds(fp32_sess, data, data_name, sig)
         feeds_info: dict[str, Any] = {"from": data_name}
     else:
-        feeds, feeds_info = _synthetic_feeds(fp32_sess, fp32_path, sig)
+        feeds, feeds_info = _synthetic_feeds(fp32_sess, fp32_path, sig, block)
         if "unmeasured" in feeds_info:
             result.notes.append(feeds_info["unmeasured"])
     if feeds:
         first = next(iter(feeds.values()))
         feeds_info["batch"] = int(first.shape[0]) if first.ndim else 1
+        feeds_info["shapes"] = {n: [int(d) for d in a.shape] for n, a in feeds.items()}
     try:
         fp32_out = run_gate(fp32_sess) if gate_data else None
     except Exception as exc:  # the gate's rows in batches of EVAL_BATCH
@@ -319,6 +332,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     target_name, reasons, fit_info = fit.recommend(
         artifact_bytes=shipped_path.stat().st_size, peak_rss_mb=facts["peak_rss_mb"],
         init_s=facts["init_s"], hash_s=facts.get("hash_s"), p99_ms=shipped_p99, signature=sig,
+        measured_at=fit.shape_label(feeds_info.get("shapes")), estimate=bool(feeds_info.get("estimate")),
         instance_type=spec.instance_type, requested=spec.target, timeout_s=spec.timeout_s)
     fit_info["baseline_rss_mb"] = facts["baseline_rss_mb"]
     if block is not None and block.get("preprocess"):  # in init_s; the library's share of the image

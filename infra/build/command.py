@@ -41,27 +41,44 @@ def summary_row(r: BuildResult) -> dict[str, Any]:
                      if k in shipped},
             "target": m["target"], "memory_mb": m.get("fit", {}).get("memory_mb"),
             "warning": m["metrics"].get("unmeasured"),
+            "measured_at": _measured_at(m), "estimate": bool(m["metrics"].get("input", {}).get("estimate")),
             "model_dir": str(r.model_dir)}
 
 
-def _p50(fp32: float | None, shipped: float | None) -> str:
-    return "unmeasured" if fp32 is None or shipped is None else f"{fp32:.3f}→{shipped:.3f}"
+def _measured_at(manifest: dict[str, Any]) -> str | None:
+    from infra.build.fit import shape_label
+
+    shapes = manifest["metrics"].get("input", {}).get("shapes")
+    return shape_label(shapes) if shapes else None
+
+
+def _p50(fp32: float | None, shipped: float | None, estimate: bool = False) -> str:
+    if fp32 is None or shipped is None:
+        return "unmeasured"
+    return f"{'~' if estimate else ''}{fp32:.3f}→{shipped:.3f}"
+
+
+#: The table fits 80 columns: long model names wrap (never truncated) and the legend says what
+#: the short forms mean.
+LEGEND = ("size and p50: fp32→shipped, measured at each model's first example row; "
+          "~ estimate (no data in the catalog: measured at default shapes, see below); "
+          "top1 = top-1 agreement with fp32, acc = accuracy")
 
 
 def _table(results: list[BuildResult], console) -> None:
     from rich import box
     from rich.table import Table
 
-    t = Table(title="modelfn build", caption="size and batch-1 p50: fp32→shipped", box=box.SIMPLE_HEAD)
+    t = Table(title="modelfn build", caption=LEGEND, box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("model", "mode", "size", "p50 ms", "gate", "target", "status"):
-        t.add_column(col, no_wrap=True)
+        t.add_column(col, no_wrap=col != "model", overflow="fold", min_width=8 if col == "model" else None)
     for r in results:
         row = summary_row(r)
         if row["status"] == "failed":
             t.add_row(r.name, "-", "-", "-", "-", "-", "[red]failed[/red]")
             continue
         t.add_row(row["model"], row["mode"], _sizes(row["size_fp32"], row["size_shipped"]),
-                  _p50(row["p50_fp32_ms"], row["p50_shipped_ms"]),
+                  _p50(row["p50_fp32_ms"], row["p50_shipped_ms"], row["estimate"]),
                   _gate(r.manifest["metrics"]["shipped"]), row["target"],
                   "reused" if r.reused else "[green]built[/green]")
     console.print(t)
@@ -70,6 +87,11 @@ def _table(results: list[BuildResult], console) -> None:
             console.print(f"[yellow]{r.name}[/yellow]: {why}")
         if r.ok and (why := r.manifest["metrics"].get("unmeasured")):
             console.print(f"[yellow]{r.name}: warning[/yellow]: {why}", highlight=False)
+        elif r.ok and (inp := r.manifest["metrics"].get("input", {})).get("estimate"):
+            console.print(f"[yellow]{r.name}: estimate[/yellow]: latency and memory measured at "
+                          f"{_measured_at(r.manifest)}, the build's default shapes (no data in the "
+                          f"catalog); to measure at the shapes you serve, {inp['to_measure_for_real']}",
+                          highlight=False)
         if not r.ok:
             console.print(f"[red]{r.name}[/red]: {r.error}")
 
@@ -158,7 +180,9 @@ def fit(args: Namespace) -> int:
     cost = fitting.monthly_cost(facts, p50, args.rps, architecture=spec.architecture,
                                 memory_mb=spec.memory_mb)
     report = {"name": manifest.name, "version": manifest.version, "target": manifest.target,
-              "target_reasons": list(manifest.target_reasons), "fit": facts, "cost": cost}
+              "target_reasons": list(manifest.target_reasons), "fit": facts, "cost": cost,
+              "estimate": bool(manifest.metrics.get("input", {}).get("estimate")),
+              "measured_at": facts.get("measured_at")}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -169,7 +193,13 @@ def fit(args: Namespace) -> int:
         t.add_row(reason)
     console.print(t)
     console.print(f"recommended Lambda memory {facts['memory_mb']} MB, timeout {facts['timeout_s']} s; "
-                  f"peak RSS {facts['peak_rss_mb']} MB, init {facts['init_s']} s", highlight=False)
+                  f"peak RSS {facts['peak_rss_mb']} MB, init {facts['init_s']} s"
+                  f"{' at ' + facts['measured_at'] if facts.get('measured_at') else ''}", highlight=False)
+    if (inp := manifest.metrics.get("input", {})).get("estimate"):
+        console.print(f"[yellow]estimate[/yellow]: {args.name} came with no data, so latency, memory and "
+                      f"cost were measured at the build's default shapes ({facts.get('measured_at')}), not "
+                      f"at what clients send; to make them real, {inp['to_measure_for_real']}.",
+                      highlight=False)
     c = Table(title=f"monthly cost at {args.rps:g} req/s ({cost['requests_per_month']:,} requests)")
     for col in ("option", "USD / month", "how"):
         c.add_column(col)

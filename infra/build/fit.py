@@ -107,13 +107,22 @@ def payload_bytes(tensors: list[dict[str, Any]]) -> int:
     return total
 
 
+def shape_label(shapes: dict[str, list[int]] | None) -> str:
+    """``x[1,3,224,224]`` (inputs joined by spaces): what a figure was measured at."""
+    return " ".join(f"{n}[{','.join(map(str, s))}]" for n, s in (shapes or {}).items()) or "no input"
+
+
 def recommend(*, artifact_bytes: int, peak_rss_mb: float, init_s: float, p99_ms: float | None,
               signature: dict[str, list[dict[str, Any]]], instance_type: str,
-              requested: str, timeout_s: int, hash_s: float | None = None) -> tuple[str, list[str], dict[str, Any]]:
+              requested: str, timeout_s: int, hash_s: float | None = None,
+              measured_at: str = "batch 1", estimate: bool = False) -> tuple[str, list[str], dict[str, Any]]:
     """``(target, reasons, fit)`` for one model; ``fit`` is what the manifest stores.
 
     ``init_s`` is the whole model part of init, the artifact's sha256 check included (the
-    probe measures both); ``hash_s``, when known, is that check's share, shown in the reason."""
+    probe measures both); ``hash_s``, when known, is that check's share, shown in the reason.
+    ``measured_at`` labels the latency and memory figures with the input shapes they were
+    measured at; ``estimate``: those shapes were the build's defaults, not the user's data."""
+    at = f"at {measured_at}{' (estimate: no data in the catalog)' if estimate else ''}"
     image = artifact_bytes + runtime_image_bytes()
     memory_mb = max(MEMORY_FLOOR_MB, math.ceil(peak_rss_mb * MEMORY_HEADROOM / 64.0) * 64)
     req_b, resp_b = payload_bytes(signature["inputs"]), payload_bytes(signature["outputs"])
@@ -122,12 +131,13 @@ def recommend(*, artifact_bytes: int, peak_rss_mb: float, init_s: float, p99_ms:
         (image <= names.LAMBDA_MAX_IMAGE_BYTES,
          f"image {image / 1024**3:.2f} GB vs Lambda's {names.LAMBDA_MAX_IMAGE_BYTES / 1024**3:.0f} GB"),
         (memory_mb <= names.LAMBDA_MAX_MEMORY_MB,
-         f"needs {memory_mb} MB (peak RSS {peak_rss_mb:.0f} MB × {MEMORY_HEADROOM}) vs {names.LAMBDA_MAX_MEMORY_MB} MB"),
+         f"needs {memory_mb} MB (peak RSS {peak_rss_mb:.0f} MB × {MEMORY_HEADROOM} {at}) "
+         f"vs {names.LAMBDA_MAX_MEMORY_MB} MB"),
         (init_s <= names.LAMBDA_INIT_LIMIT_S,
          f"init {init_s:.2f} s{f' (sha256 check {hash_s:.2f} s)' if hash_s is not None else ''} "
          f"vs Lambda's {names.LAMBDA_INIT_LIMIT_S} s"),
         (p99_ms is None or p99_ms / 1000 <= names.HTTP_API_TIMEOUT_S,
-         f"p99 {p99_ms:.1f} ms at batch 1 vs HTTP API's {names.HTTP_API_TIMEOUT_S} s" if p99_ms is not None
+         f"p99 {p99_ms:.1f} ms {at} vs HTTP API's {names.HTTP_API_TIMEOUT_S} s" if p99_ms is not None
          else "p99 unmeasured (no input ran; add example_input) vs HTTP API's "
               f"{names.HTTP_API_TIMEOUT_S} s"),
         (max(req_b, resp_b) <= names.LAMBDA_SYNC_PAYLOAD_BYTES,
@@ -151,7 +161,7 @@ def recommend(*, artifact_bytes: int, peak_rss_mb: float, init_s: float, p99_ms:
         **({"hash_s": round(hash_s, 3)} if hash_s is not None else {}),
         "image_bytes": image, "artifact_bytes": artifact_bytes,
         "request_bytes": req_b, "response_bytes": resp_b, "gpu_required": gpu,
-        "instance_type": instance_type,
+        "instance_type": instance_type, "measured_at": measured_at, "estimate": estimate,
     }
     return target, reasons, fit
 

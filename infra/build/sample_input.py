@@ -3,11 +3,24 @@
 Measuring a model (batch-1 latency, peak RSS) needs an input it runs on. Without
 ``example_input`` (or calibration/validation data) the build makes one from the graph's own
 hints (:func:`infra.build.signature.dim_hints`): fixed dims as declared; symbolic dims
-that share a ``dim_param`` name take the same size; sizes are tried from small to large,
-batch-like dims at 1 first, with ladders chosen by the name (sequence-like names start at 8,
-spatial ones include 224), because real models often reject size 1 (a ``Reshape`` into
-pairs, a ``Pad``/``If`` that needs a minimum length). Zeros fill the tensors. If nothing
-runs within :data:`MAX_TRIES`, the caller ships the model unmeasured and says so.
+that share a ``dim_param`` name take the same size. Each symbolic dim starts at the
+documented default for what it holds (:data:`DEFAULTS`), so the figures are those of a
+plausible served request rather than of the smallest tensor that runs:
+
+* batch dims (axis 0 of an input, or named ``batch``/``N``/…): **1**;
+* sequence dims (named ``seq``/``length``/``token``/…; or the text pre-processing's
+  ``max_length`` when the catalog has one): **128**;
+* spatial dims (named ``height``/``width``/``size``/…, or the two non-channel dims of a 4-D
+  input whose channel dim is 1, 3 or 4 — ``NCHW`` or ``NHWC``; or the image pre-processing's
+  ``size``): **224**;
+* any other dim: **1**.
+
+A dim's *name* is never read as its size: exporters name unknown dims ``unk__214`` or
+``dim_0``, and a name's digits are not a shape. When the default does not run (a model that
+needs an even length, a minimum size), sizes are tried along a ladder around the default
+within :data:`MAX_TRIES`; zeros fill the tensors. If nothing runs, the caller ships the model
+unmeasured and says so. Figures measured this way are *estimates* (the manifest and the build
+table say so, with the shapes used); ``example_input`` makes them real.
 """
 
 from __future__ import annotations
@@ -19,14 +32,17 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_TRIES = 24
+#: The documented default size per kind of symbolic dim (module docstring).
+DEFAULTS = {"batch": 1, "sequence": 128, "spatial": 224, "other": 1}
 GENERIC = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 BATCH = (1, 2, 4, 8, 16, 32, 64)
-SEQUENCE = (1, 8, 16, 32, 64, 128, 256, 512)
-SPATIAL = (1, 32, 64, 128, 224, 256, 384, 512)
-_BATCH_NAME = re.compile(r"^(n|b|bs|batch.*|.*_batch|num_batch.*|unk__\d+)$", re.IGNORECASE)
+SEQUENCE = (128, 64, 256, 32, 512, 16, 8, 1)
+SPATIAL = (224, 256, 320, 192, 384, 160, 128, 512, 96, 64, 32)
+LADDERS = {"batch": BATCH, "sequence": SEQUENCE, "spatial": SPATIAL, "other": GENERIC}
+_BATCH_NAME = re.compile(r"^(n|b|bs|batch.*|.*_batch|num_batch.*)$", re.IGNORECASE)
 _SEQUENCE_NAME = re.compile(r"seq|length|len$|token|time|frame|step|word|sentence", re.IGNORECASE)
 _SPATIAL_NAME = re.compile(r"height|width|^h$|^w$|size|pixel|image|img|resolution", re.IGNORECASE)
-_SIZE_IN_NAME = re.compile(r"(\d{1,4})$")
+_CHANNELS = (1, 3, 4)
 
 
 @dataclass(frozen=True)
@@ -39,44 +55,53 @@ class Probe:
     last_error: str | None
 
 
-def _ladder(key: str, axis: int, name: str | None) -> tuple[int, ...]:
-    if name and (m := _SIZE_IN_NAME.search(name)) and int(m.group(1)) > 0:
-        hinted = int(m.group(1))  # e.g. "seq_128"
-        return (hinted, *(s for s in GENERIC if s != hinted))
-    if name is None:
-        return BATCH if axis == 0 else GENERIC
-    if _BATCH_NAME.match(name):
-        return BATCH
-    if _SEQUENCE_NAME.search(name):
-        return SEQUENCE
-    if _SPATIAL_NAME.search(name):
-        return SPATIAL
-    return BATCH if axis == 0 else GENERIC
+def dim_kind(axis: int, name: str | None, shape: list[int | str | None]) -> str:
+    """``batch``, ``sequence``, ``spatial`` or ``other`` for one symbolic dim (docstring above)."""
+    if name and _BATCH_NAME.match(name):
+        return "batch"
+    if name and _SEQUENCE_NAME.search(name):
+        return "sequence"
+    if name and _SPATIAL_NAME.search(name):
+        return "spatial"
+    if axis == 0:
+        return "batch"
+    if len(shape) == 4 and ((shape[1] in _CHANNELS and axis in (2, 3)) or (shape[3] in _CHANNELS and axis in (1, 2))):
+        return "spatial"
+    return "other"
 
 
-def dynamic_dims(hints: dict[str, list[int | str | None]]) -> dict[str, tuple[int, ...]]:
-    """Each distinct dynamic dim (a ``dim_param`` name, or ``input[axis]`` when unnamed) → the
-    sizes to try for it, in order."""
-    dims: dict[str, tuple[int, ...]] = {}
+def _ladder(default: int, kind: str) -> tuple[int, ...]:
+    return (default, *(s for s in LADDERS[kind] if s != default))
+
+
+def dynamic_dims(hints: dict[str, list[int | str | None]],
+                 defaults: dict[str, int] | None = None) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Each distinct dynamic dim (a ``dim_param`` name, or ``input[axis]`` when unnamed) → its
+    kind and the sizes to try for it, the default first. ``defaults`` overrides
+    :data:`DEFAULTS` per kind (the catalog's pre-processing: ``max_length``, image ``size``)."""
+    sizes = {**DEFAULTS, **(defaults or {})}
+    dims: dict[str, tuple[str, tuple[int, ...]]] = {}
     for inp, shape in hints.items():
         for axis, d in enumerate(shape):
             if isinstance(d, int) and d > 0:
                 continue
             key = d if isinstance(d, str) else f"{inp}[{axis}]"
-            dims.setdefault(key, _ladder(key, axis, d if isinstance(d, str) else None))
+            if key not in dims:
+                kind = dim_kind(axis, d if isinstance(d, str) else None, shape)
+                dims[key] = (kind, _ladder(sizes[kind], kind))
     return dims
 
 
-def size_assignments(hints: dict[str, list[int | str | None]]) -> Iterator[dict[str, int]]:
-    """Size choices for every dynamic dim, most plausible first, without repeats: all at the
-    bottom of their ladders, then non-batch dims climbing with batch dims at 1, then all
-    climbing together."""
-    dims = dynamic_dims(hints)
-    batch = {k for k, ladder in dims.items() if ladder is BATCH}
-    depth = max((len(v) for v in dims.values()), default=1)
+def size_assignments(hints: dict[str, list[int | str | None]],
+                     defaults: dict[str, int] | None = None) -> Iterator[dict[str, int]]:
+    """Size choices for every dynamic dim, most plausible first, without repeats: all at their
+    defaults, then non-batch dims along their ladders with batch dims at 1, then all together."""
+    dims = dynamic_dims(hints, defaults)
+    batch = {k for k, (kind, _) in dims.items() if kind == "batch"}
+    depth = max((len(v) for _, v in dims.values()), default=1)
     seen: set[tuple] = set()
-    plans = [{k: v[min(i, len(v) - 1)] if k not in batch else 1 for k, v in dims.items()} for i in range(depth)]
-    plans += [{k: v[min(i, len(v) - 1)] for k, v in dims.items()} for i in range(depth)]
+    plans = [{k: v[min(i, len(v) - 1)] if k not in batch else 1 for k, (_, v) in dims.items()} for i in range(depth)]
+    plans += [{k: v[min(i, len(v) - 1)] for k, (_, v) in dims.items()} for i in range(depth)]
     for plan in plans:
         key = tuple(sorted(plan.items()))
         if key not in seen:
@@ -106,12 +131,12 @@ def quiet_run_options():
 
 
 def find(session, hints: dict[str, list[int | str | None]], dtypes: dict[str, type],
-         max_tries: int = MAX_TRIES) -> Probe:
+         max_tries: int = MAX_TRIES, defaults: dict[str, int] | None = None) -> Probe:
     """The first synthetic input ``session`` runs; ``dtypes`` maps inputs to numpy types
     (missing: BYTES, fed as empty strings)."""
     last, tries = None, 0
     quiet = quiet_run_options()
-    for sizes in size_assignments(hints):
+    for sizes in size_assignments(hints, defaults):
         if tries >= max_tries:
             break
         tries += 1
