@@ -128,7 +128,7 @@ def _symbolic_onnx(path):
     img [unk__9, 3, unk__320, unk__321] → GlobalAveragePool."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from tests.pipeline.helpers import _save
+    from tests.build.helpers import _save
 
     w = numpy_helper.from_array(np.ones((16, 4), np.float32), "W")
     nodes = [helper.make_node("MatMul", ["x", "W"], ["y"]), helper.make_node("GlobalAveragePool", ["img"], ["p"])]
