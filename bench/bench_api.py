@@ -168,24 +168,27 @@ def p50_us(samples: list[float]) -> float:
 
 
 def overhead_small(report: Report, root: Path, sink) -> dict[str, float]:
-    from functions.api.direct import Hooks, match_infer, max_request_bytes, respond
+    from layers.dataplane import DataPlane
+    from layers.http.fastpath import FastPath
+    from layers.limits import max_request_bytes
     from layers.protocol import infer, join_body, split_body
 
     h = load_handler(build_mlp(root / "mlp-small", 64, [256, 256], 10), sink)
     x = np.random.default_rng(0).standard_normal((1, 64)).astype(np.float32)
     body = json_body("x", x)
     event, ctx = http_event("mlp-small", body), Ctx()
-    session, request, route, limit = h.model.session, json.loads(body), match_infer(event), max_request_bytes()
-    resolver = "resolver instead of the direct path (app.resolve)"
+    fast, plane = FastPath(), DataPlane(h.model)
+    session, request, route, limit = h.model.session, json.loads(body), fast.match(event), max_request_bytes()
+    resolver = "resolver instead of the fast path (app.resolve)"
     with contextlib.redirect_stdout(sink):
         r = paired({
             "raw session.run": lambda: session.run(None, {"x": x}),
             "model.infer (validated numpy)": lambda: h.model.infer({"x": x}),
             "protocol.infer (dict in/out, validated once)": lambda: infer(h.model, request),
             "+ JSON parse/serialise": lambda: join_body(infer(h.model, split_body(body, None)[0])),
-            "+ direct path (event → Lambda response)": lambda: respond(h.model, Hooks(), event, ctx, route, limit),
+            "+ fast path (event → Lambda response)": lambda: fast.respond(plane, event, ctx, route, limit),
             resolver: lambda: h.app.resolve(event, ctx),
-            "handler (as deployed: direct path + Logger ctx + EMF record)": lambda: h.handler(event, ctx),
+            "handler (as deployed: fast path + Logger ctx + EMF record)": lambda: h.handler(event, ctx),
         }, warmup=300, repeat=3000)
     cpu = dict(CPU_TIMES)
     raw, raw_cpu = p50_us(r["raw session.run"]), p50_us(cpu["raw session.run"])
@@ -193,7 +196,7 @@ def overhead_small(report: Report, root: Path, sink) -> dict[str, float]:
              round(p50_us(cpu[k]), 1), round(p50_us(cpu[k]) - raw_cpu, 1)] for k, v in r.items()]
     report.table("Handler overhead: 1×64 FP32 → MLP 64-256-256-10, V2 JSON (µs)",
                  ["path", "wall p50", "wall p95", "wall over raw", "thread CPU p50", "CPU over raw"], rows)
-    full = "handler (as deployed: direct path + Logger ctx + EMF record)"
+    full = "handler (as deployed: fast path + Logger ctx + EMF record)"
     overhead, overhead_cpu = p50_us(r[full]) - raw, p50_us(cpu[full]) - raw_cpu
     report.note(f"**Handler overhead p50: {overhead:.0f} µs wall, {overhead_cpu:.0f} µs thread CPU** "
                 f"(target ≤ 100 µs, aim 50; handler/raw {p50_us(r[full]) / raw:.2f}×). Rows are cumulative "

@@ -36,7 +36,7 @@ HASH_MB = int(os.environ.get("BENCH_HASH_MB", "512"))
 #: Modules whose cumulative import time the importtime table shows (first import of each).
 IMPORT_MODULES = ("numpy", "onnxruntime", "orjson", "aws_lambda_powertools", "aws_lambda_powertools.logging",
                   "aws_lambda_powertools.metrics", "aws_xray_sdk.core", "aws_lambda_powertools.event_handler",
-                  "functions.api.routes", "functions.api.direct", "layers.model", "layers.protocol")
+                  "layers.http.resolver", "layers.http.fastpath", "layers.model", "layers.protocol")
 
 BARE = """
 import time; t0 = time.perf_counter()
@@ -146,7 +146,7 @@ def import_times(report: Report, model_dir: Path, task_root: Path) -> None:
         rows.append(row)
     report.table("python -X importtime, tracing on (cumulative ms of each module's first import, median of 3)",
                  ["module", *runs], rows)
-    report.note("A first inference takes the direct path (functions/api/direct.py): the Powertools event "
+    report.note("A first inference takes the fast path (layers/http/fastpath.py): the Powertools event "
                 "handler and the routes are imported on the first other request, which pays for them instead.")
 
 

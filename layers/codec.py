@@ -25,25 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from layers import datatypes
+from layers.datatypes import V2_DATATYPES
 from layers.errors import BadRequest
-from layers.manifest import V2_DATATYPES, TensorSpec
+from layers.manifest import TensorSpec
 
-_NUMPY = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
-}
-_V2 = {dt: name for name, dt in _NUMPY.items() if name != "BYTES"}
+_NUMPY = datatypes.TO_NUMPY
+_V2 = datatypes.FROM_NUMPY
 _BYTES_LEN = np.dtype("<u4")
 
 

@@ -24,12 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from layers.datatypes import V2_DATATYPES
 from layers.names import MANIFEST_FILE, MODEL_FILE
-
-V2_DATATYPES = (
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BYTES",
-)
 
 
 class ManifestError(Exception):

@@ -55,20 +55,14 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
-from layers import names
+from layers import datatypes, names
 from layers.codec import check_shape, to_numpy_dtype
 from layers.errors import BadRequest
 from layers.manifest import Manifest, ManifestError, TensorSpec, read_manifest
 from layers.providers import execution_providers, warn_on_fallback
 
 # onnxruntime's type strings for the V2 datatypes it can hold.
-_ORT_TO_V2 = {
-    "tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16",
-    "tensor(uint32)": "UINT32", "tensor(uint64)": "UINT64", "tensor(int8)": "INT8",
-    "tensor(int16)": "INT16", "tensor(int32)": "INT32", "tensor(int64)": "INT64",
-    "tensor(float16)": "FP16", "tensor(float)": "FP32", "tensor(double)": "FP64",
-    "tensor(string)": "BYTES",
-}
+_ORT_TO_V2 = datatypes.FROM_ORT
 
 
 def available_cpus() -> int:

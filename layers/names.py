@@ -125,6 +125,8 @@ SAGEMAKER_TIMEOUT_S = 60
 SQS_MAX_VISIBILITY_TIMEOUT_S = 12 * 3600
 SAGEMAKER_ASYNC_TIMEOUT_S = 3600
 """The longest an asynchronous inference (one batch object on a heavy model) may run."""
+#: the V2 binary tensor extension's header: the length of the JSON part of a body
+HEADER_LENGTH = "Inference-Header-Content-Length"
 SAGEMAKER_BATCH_ROUTE = "/batch"
 """Custom attribute ``route=POST /batch``: the serving container runs one S3 object through the
 batch job (asynchronous inference of a heavy model, functions/async_batch)."""

@@ -26,10 +26,13 @@ import numpy as np
 
 from layers import jsonfast
 from layers.codec import decode_binary, decode_tensor, encode_binary, encode_tensor
+from layers.datatypes import HEADER_LENGTH
 from layers.errors import BadRequest
 from layers.model import Model
 
-HEADER_LENGTH = "Inference-Header-Content-Length"
+__all__ = ["HEADER_LENGTH", "InferResult", "dump_json", "infer", "infer_request", "join_body",
+           "model_metadata", "parse_request", "server_metadata", "split_body"]
+
 PLATFORM = "onnxruntime_onnx"
 
 

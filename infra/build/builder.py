@@ -39,15 +39,15 @@ from infra.build.cpu import Int8Host, int8_host
 from infra.build.data import Dataset, load_dataset
 from infra.build.signature import dim_hints, signature
 from infra.catalog import EMBEDDING_TOLERANCE, ModelSpec
+from layers import datatypes
 from layers import names as layer_names
 from layers.manifest import sha256_file
 from layers.processing import public_signature
 from layers.snapstart import EXAMPLE_SHAPES_KEY
 
 StageCallback = Callable[[str, str], None]
-V2_TO_NUMPY = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
-               "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
-               "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64}
+#: V2 datatype → numpy dtype, for the fixed-size datatypes (inputs the build can make up)
+V2_TO_NUMPY = {name: dt for name, dt in datatypes.TO_NUMPY.items() if name != datatypes.BYTES}
 #: The stages a build reports, in order (progress bars count them).
 STAGES = ("convert", "quantize", "gate", "measure", "package")
 

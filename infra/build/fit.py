@@ -16,7 +16,7 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
-from layers import names
+from layers import datatypes, names
 
 # --- documented constants ------------------------------------------------------------------
 #: Uncompressed size of the AWS Lambda Python 3.11 base image (public.ecr.aws/lambda/python),
@@ -45,8 +45,8 @@ SAGEMAKER_INSTANCES = {
 SAGEMAKER_TARGET_UTILIZATION = 0.7
 GPU_FAMILIES = ("ml.g", "ml.p", "ml.inf", "ml.trn")
 
-BYTES_PER_DATATYPE = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2,
-                      "UINT32": 4, "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8, "BYTES": 64}
+#: bytes per element; BYTES (variable) is estimated at 64 bytes a string
+BYTES_PER_DATATYPE = {**datatypes.ITEMSIZE, datatypes.BYTES: 64}
 
 
 @functools.cache

@@ -9,24 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import onnx
-from onnx import TensorProto
+
+from layers import datatypes
 
 #: ONNX element type → Open Inference Protocol datatype.
-ONNX_TO_V2 = {
-    TensorProto.BOOL: "BOOL",
-    TensorProto.UINT8: "UINT8",
-    TensorProto.UINT16: "UINT16",
-    TensorProto.UINT32: "UINT32",
-    TensorProto.UINT64: "UINT64",
-    TensorProto.INT8: "INT8",
-    TensorProto.INT16: "INT16",
-    TensorProto.INT32: "INT32",
-    TensorProto.INT64: "INT64",
-    TensorProto.FLOAT16: "FP16",
-    TensorProto.FLOAT: "FP32",
-    TensorProto.DOUBLE: "FP64",
-    TensorProto.STRING: "BYTES",
-}
+ONNX_TO_V2 = datatypes.FROM_ONNX
 
 
 class SignatureError(ValueError):
@@ -43,7 +30,7 @@ def _tensor(value: onnx.ValueInfoProto, role: str) -> dict[str, Any]:
         )
     tt = value.type.tensor_type
     if tt.elem_type not in ONNX_TO_V2:
-        name = TensorProto.DataType.Name(tt.elem_type)
+        name = onnx.TensorProto.DataType.Name(tt.elem_type)
         raise SignatureError(f"{role} {value.name!r} has element type {name}, which has no "
                              "V2 datatype; cast it to a numeric type in the model")
     shape = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]

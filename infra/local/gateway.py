@@ -11,8 +11,10 @@ over 10 MB is refused with 413, an integration that takes longer than 30 s gives
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,12 +30,14 @@ from infra.local.http_api_events import (
     to_event,
 )
 from layers import names
+from layers.protocols import route_table
+from layers.routes import ANY, Scope
 
 log = logging.getLogger("modelfn.local.gateway")
 
 MODELS_PREFIX = "/v2/models/"
 #: routes of the deployed API that are not under a model (served by the default integration)
-SHARED_ROUTES = ("/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs")
+SHARED_ROUTES = tuple(path for path, _ in route_table().server_gateway_routes())
 
 
 class Integration(Protocol):
@@ -130,30 +134,51 @@ class Gateway:
 
 def match_route(method: str, path: str) -> tuple[str | None, str, dict[str, str] | None]:
     """(model name or None, routeKey, pathParameters) for a request, as the deployed HTTP API
-    (infra/cdk/constructs/http_api.py) matches it: per model ``GET /v2/models/<name>``,
-    ``GET …/ready``, ``POST …/infer``, the same three under ``…/versions/{version}``,
-    ``ANY /v2/models/<name>/{proxy+}``; ``GET`` server routes; everything else ``$default``."""
-    if path.startswith(MODELS_PREFIX):
-        name, _, rest = path[len(MODELS_PREFIX):].partition("/")
-        base = f"{MODELS_PREFIX}{name}"
-        parts = rest.split("/") if rest else []
-        version: str | None = None
-        if len(parts) >= 2 and parts[0] == "versions" and parts[1]:
-            version, tail = parts[1], parts[2:]
-        else:
-            tail = parts
-        prefix = f"{base}/versions/{{version}}" if version is not None else base
-        specific = {(): ("GET", prefix), ("ready",): ("GET", f"{prefix}/ready"),
-                    ("infer",): ("POST", f"{prefix}/infer")}.get(tuple(tail))
-        params = {"version": version} if version is not None else None
-        if specific and specific[0] == method:
-            return name, f"{specific[0]} {specific[1]}", params
-        if rest:
-            return name, f"ANY {base}/{{proxy+}}", {"proxy": rest}
-        return name, "$default", None
-    if path in SHARED_ROUTES and method == "GET":
-        return None, f"GET {path}", None
+    (infra/cdk/constructs/http_api.py) matches it, both from the runtime's route table: each
+    model's routes (``GET /v2/models/<name>``, ``GET …/ready``, ``POST …/infer``, the same
+    three under ``…/versions/{version}``), its ``ANY <prefix>/{proxy+}`` catch-all, the
+    server routes; everything else ``$default``."""
+    for prefix in _prefixes():  # ``/v2/models/m/`` is ``/v2/models/m``
+        if (m := prefix.match(path)) and m["rest"] == "":
+            path = m["base"]
+            break
+    for pattern, route in _model_patterns():
+        if route.method == method and (m := pattern.match(path)):
+            params = m.groupdict()
+            name = params.pop("name")
+            return name, f"{method} {route.for_model(name)}", params or None
+    for prefix in _prefixes():
+        if (m := prefix.match(path)):
+            name, rest = m["name"], m["rest"]
+            base = m["base"]
+            if rest:
+                return name, f"{ANY} {base}/{{proxy+}}", {"proxy": rest}
+            return name, "$default", None
+    if (path, method) in _server_routes():
+        return None, f"{method} {path}", None
     return None, "$default", None
+
+
+@functools.cache
+def _model_patterns():
+    table = route_table()
+    return tuple((r.pattern(name_segment="[^/]*"), r) for r in table
+                 if r.gateway and r.scope is Scope.MODEL and not r.catch_all)
+
+
+@functools.cache
+def _prefixes():
+    """``<prefix>/<name>[/<rest>]`` for each catch-all's prefix (``/v2/models/{name}``)."""
+    out = []
+    for prefix in route_table().model_prefixes():
+        head = re.escape(prefix[: prefix.index("{name}")])
+        out.append(re.compile(f"^(?P<base>{head}(?P<name>[^/]*))(?:/(?P<rest>.*))?$"))
+    return tuple(out)
+
+
+@functools.cache
+def _server_routes():
+    return frozenset(route_table().server_gateway_routes())
 
 
 class _Server(ThreadingHTTPServer):

@@ -97,7 +97,7 @@ class SageMakerIntegration:
                 f"{names.SAGEMAKER_PAYLOAD_BYTES} bytes. Send fewer rows per request or use "
                 "batch inference through S3.")})
         attrs = f"route={req.method} {req.path}"
-        if (n := req.header("Inference-Header-Content-Length")) is not None:
+        if (n := req.header(names.HEADER_LENGTH)) is not None:
             attrs += f";inference-header-content-length={n}"
         headers = {CUSTOM_ATTRIBUTES: attrs,
                    "Content-Type": req.header("Content-Type") or "application/json",

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from functions.api.routes import build_app
+from layers.http.resolver import build_app
 from tests.batch.conftest import get_json, get_lines, keys, s3_event, upload
 from tests.conftest import load_event
 

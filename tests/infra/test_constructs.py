@@ -140,3 +140,14 @@ def test_snapstart_refuses_what_lambda_would_refuse_at_deploy(tmp_path, kw, matc
     stack = cdk.Stack(cdk.App(), "S")
     with pytest.raises(ValueError, match=match):
         model_function(stack, "Fn", tmp_path, snapstart=True, **kw)
+
+
+def test_the_http_apis_routes_are_the_route_tables(stacks) -> None:
+    """The CDK API routes exactly what the runtime's one route table declares, per model."""
+    from layers.protocols import route_table
+
+    table = route_table()
+    keys = {r["Properties"]["RouteKey"] for r in stacks["ApiStack"].find_resources("AWS::ApiGatewayV2::Route").values()}
+    expected = {f"{method} {path}" for path, method in (*table.model_gateway_routes("open"),
+                                                        *table.server_gateway_routes())}
+    assert keys == expected | {"$default"}

@@ -144,7 +144,7 @@ def test_batch_function_does_its_job_under_its_policy_and_nothing_else(
 
 
 def test_api_function_serves_under_its_policy_and_reaches_no_data(synthesized, moto_aws, monkeypatch, lambda_context):
-    from functions.api.routes import build_app
+    from layers.http.resolver import build_app
     from layers.model import load_model
     from tests.conftest import load_event
 

@@ -60,7 +60,7 @@ def test_a_binary_body_whose_event_fits_passes():
 
 
 def test_the_api_answers_413_for_such_an_event_before_decoding_it(monkeypatch, tiny_model_dir, lambda_context):
-    from functions.api.routes import build_app
+    from layers.http.resolver import build_app
     from layers.model import load_model
 
     monkeypatch.delenv(names.ENV_MAX_REQUEST_BYTES, raising=False)

@@ -28,9 +28,11 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.cdk.nag import acknowledge
+from layers.protocols import route_table
 
 GET, POST, ANY = apigwv2.HttpMethod.GET, apigwv2.HttpMethod.POST, apigwv2.HttpMethod.ANY
-SERVER_ROUTES = ("/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs")
+#: the server-wide routes (sent to the first model), from the runtime's route table
+SERVER_ROUTES = tuple(path for path, _ in route_table().server_gateway_routes())
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",
     "ip": "$context.identity.sourceIp",
@@ -51,13 +53,9 @@ class ConfigurationError(ValueError):
 
 
 def model_routes(name: str) -> tuple[tuple[str, apigwv2.HttpMethod], ...]:
-    """(path, method) of every route one model gets."""
-    base = f"/v2/models/{name}"
-    routes = []
-    for prefix in (base, f"{base}/versions/{{version}}"):
-        routes += [(prefix, GET), (f"{prefix}/ready", GET), (f"{prefix}/infer", POST)]
-    routes.append((f"{base}/{{proxy+}}", ANY))
-    return tuple(routes)
+    """(path, method) of every route one model gets: the runtime's route table
+    (:mod:`layers.routes`), ``{name}`` = ``name``."""
+    return tuple((path, apigwv2.HttpMethod(method)) for path, method in route_table().model_gateway_routes(name))
 
 
 class ModelHttpApi(Construct):
@@ -169,9 +167,10 @@ class ModelHttpApi(Construct):
             )
         if not self._server_routes_added:
             self._server_routes_added = True
-            for path in SERVER_ROUTES:
+            for path, method in route_table().server_gateway_routes():
                 routes += self._api.add_routes(
-                    path=path, methods=[GET], integration=integration, authorizer=authorizer
+                    path=path, methods=[apigwv2.HttpMethod(method)], integration=integration,
+                    authorizer=authorizer,
                 )
             routes.append(apigwv2.HttpRoute(
                 self, "DefaultRoute",

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of one model's routes (``GET /openapi.json``, ``/docs``).
+"""The V2 protocol's fragment of one model's OpenAPI 3.1 document (``GET /openapi.json``).
 
 Written here rather than generated from the resolver's routes, because what a client
 generator or a fuzzer needs is not in the route table: the Open Inference Protocol's request
@@ -13,28 +13,23 @@ say is in the descriptions: ``data`` holds exactly prod(shape)
 elements (flat row-major or nested), values fit the datatype, floats are finite unless the
 request sets ``parameters.allow_nonfinite``.
 
-Built on first use and cached; it imports nothing beyond the standard library (the Swagger
-UI page imports Powertools' template on the first ``GET /docs``).
+The whole document (every protocol's fragment, the docs routes, the Swagger UI) is
+:mod:`layers.protocols.docs`'s, built on first use and cached.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
-from layers import names
+import numpy as np
+
+from layers import datatypes, names
+from layers.datatypes import HEADER_LENGTH
+from layers.messages import BINARY, JSON
 from layers.model import Model
 
-OPENAPI_VERSION = "3.1.0"
-JSON = "application/json"
-BINARY = "application/octet-stream"
-HEADER_LENGTH = "Inference-Header-Content-Length"
-
-_INT_RANGES = {"INT8": 8, "INT16": 16, "INT32": 32, "INT64": 64}
-_UINT_RANGES = {"UINT8": 8, "UINT16": 16, "UINT32": 32, "UINT64": 64}
-DATATYPES = ["BOOL", *_UINT_RANGES, *_INT_RANGES, "FP16", "FP32", "FP64", "BYTES"]
+DATATYPES = list(datatypes.V2_DATATYPES)
 
 #: what each error status means on these routes (the body is always ``{"error"}``)
 _ERRORS = {
@@ -59,11 +54,10 @@ def _element(datatype: str) -> dict[str, Any]:
         return {"type": "boolean"}
     if datatype == "BYTES":
         return {"type": "string"}
-    if datatype in _INT_RANGES:
-        bits = _INT_RANGES[datatype]
-        return {"type": "integer", "minimum": -(2 ** (bits - 1)), "maximum": 2 ** (bits - 1) - 1}
-    if datatype in _UINT_RANGES:
-        return {"type": "integer", "minimum": 0, "maximum": 2 ** _UINT_RANGES[datatype] - 1}
+    row = datatypes.BY_NAME.get(datatype)
+    if row is not None and row.is_integer:
+        info = np.iinfo(row.numpy)
+        return {"type": "integer", "minimum": int(info.min), "maximum": int(info.max)}
     if datatype == "FP16":
         return {"type": "number", "minimum": -65504, "maximum": 65504}
     return {"type": "number"}
@@ -98,10 +92,10 @@ def _input_schema(spec) -> dict[str, Any]:
     }
 
 
-def _data_schemas(datatypes: set[str]) -> dict[str, Any]:
+def _data_schemas(used: set[str]) -> dict[str, Any]:
     """``$tensor_data`` per datatype: a list of elements or of nested lists."""
     out = {}
-    for dt in sorted(datatypes):
+    for dt in sorted(used):
         nested = f"Nested{dt}"
         out[f"Data{dt}"] = {"type": "array", "items": {"anyOf": [_element(dt), _ref(nested)]}}
         out[nested] = {"type": "array", "items": {"anyOf": [_element(dt), _ref(nested)]}}
@@ -169,7 +163,7 @@ def _components(model: Model) -> dict[str, Any]:
     return {"schemas": schemas}
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
+def errors(*statuses: int) -> dict[str, Any]:
     out = {}
     for status in statuses:
         schema = ({"anyOf": [_ref("Error"), _ref("GatewayError")]} if status in (413, 503)
@@ -182,17 +176,21 @@ def _ok(schema: str, description: str) -> dict[str, Any]:
     return {"200": {"description": description, "content": {JSON: {"schema": _ref(schema)}}}}
 
 
-def _op(summary: str, tag: str, responses: dict[str, Any], params: list | None = None, **extra) -> dict:
+def op(summary: str, tag: str, responses: dict[str, Any], params: list | None = None, **extra) -> dict:
     op = {"summary": summary, "tags": [tag], "responses": responses, **extra}
     if params:
         op["parameters"] = params
     return op
 
 
-def document(model: Model) -> dict[str, Any]:
-    """The OpenAPI document for ``model``'s endpoint."""
-    name = {"name": "name", "in": "path", "required": True, "schema": {"enum": [model.name]},
+def name_param(model: Model) -> dict[str, Any]:
+    return {"name": "name", "in": "path", "required": True, "schema": {"enum": [model.name]},
             "description": "the model this endpoint serves"}
+
+
+def fragment(model: Model) -> dict[str, Any]:
+    """The V2 routes' paths and the component schemas (shared by every fragment's errors)."""
+    name = name_param(model)
     version = {"name": "version", "in": "path", "required": True, "schema": {"enum": [model.version]},
                "description": "the deployed version"}
     example = {"id": "1", "inputs": [_example_tensor(s.name, s.datatype, s.shape) for s in model.inputs]}
@@ -208,60 +206,22 @@ def document(model: Model) -> dict[str, Any]:
                  "description": "JSON header, then binary outputs (when requested)"}}}}
     model_errors = (404, 405, 503)
     paths: dict[str, Any] = {
-        "/v2/health/live": {"get": _op("Liveness", "health", {**_ok("Live", "live"), **_errors(405, 503)})},
-        "/v2/health/ready": {"get": _op("Readiness (the model loads at init)", "health",
-                                        {**_ok("Ready", "ready"), **_errors(405, 503)})},
-        "/v2": {"get": _op("Server metadata", "health",
-                           {**_ok("MetadataServerResponse", "server metadata"), **_errors(405, 503)})},
+        "/v2/health/live": {"get": op("Liveness", "health", {**_ok("Live", "live"), **errors(405, 503)})},
+        "/v2/health/ready": {"get": op("Readiness (the model loads at init)", "health",
+                                        {**_ok("Ready", "ready"), **errors(405, 503)})},
+        "/v2": {"get": op("Server metadata", "health",
+                           {**_ok("MetadataServerResponse", "server metadata"), **errors(405, 503)})},
     }
     for prefix, params, label in (("/v2/models/{name}", [name], ""),
                                   ("/v2/models/{name}/versions/{version}", [name, version], " of the deployed version")):
-        paths[prefix] = {"get": _op(f"Model metadata{label}: inputs/outputs (-1 = any size)", "model",
-                                    {**_ok("MetadataModelResponse", "model metadata"), **_errors(*model_errors)},
+        paths[prefix] = {"get": op(f"Model metadata{label}: inputs/outputs (-1 = any size)", "model",
+                                    {**_ok("MetadataModelResponse", "model metadata"), **errors(*model_errors)},
                                     params)}
-        paths[f"{prefix}/ready"] = {"get": _op(f"Model readiness{label}", "model",
-                                               {**_ok("ModelReady", "ready"), **_errors(*model_errors)}, params)}
-        paths[f"{prefix}/infer"] = {"post": _op(
+        paths[f"{prefix}/ready"] = {"get": op(f"Model readiness{label}", "model",
+                                               {**_ok("ModelReady", "ready"), **errors(*model_errors)}, params)}
+        paths[f"{prefix}/infer"] = {"post": op(
             f"Inference{label} (V2 JSON or the binary tensor extension)", "model",
-            {**infer_ok, **_errors(400, 404, 405, 413, 415, 503)}, params, requestBody=body)}
-    doc_ok = {"200": {"description": "this document", "content": {JSON: {"schema": {"type": "object"}}}}}
-    for path in ("/openapi.json", "/v2/models/{name}/openapi.json"):
-        per_model = "{name}" in path
-        paths[path] = {"get": _op("This OpenAPI document", "docs",
-                                  {**doc_ok, **_errors(*((404, 405) if per_model else (405,)))},
-                                  [name] if per_model else None)}
-    paths["/docs"] = {"get": _op("Swagger UI for this document", "docs", {
-        "200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
-        **_errors(405)})}
-    return {
-        "openapi": OPENAPI_VERSION,
-        "info": {"title": f"modelfn: {model.name}", "version": model.version,
-                 "description": "Open Inference Protocol (KServe V2) endpoint for one model. Deployed "
-                                "models with auth: iam need SigV4-signed requests (execute-api)."},
-        "paths": paths,
-        "components": _components(model),
-    }
+            {**infer_ok, **errors(400, 404, 405, 413, 415, 503)}, params, requestBody=body)}
+    return {"paths": paths, "components": _components(model)}
 
 
-_built: dict[tuple[str, str], str] = {}
-
-
-def document_json(model: Model) -> str:
-    """:func:`document` as JSON, built once per model (name and sha256)."""
-    key = (model.name, model.manifest.sha256)
-    if key not in _built:
-        _built[key] = json.dumps(document(model), separators=(",", ":"))
-    return _built[key]
-
-
-def docs_html(model: Model) -> str:
-    """The Swagger UI page for the document, with Powertools' JS/CSS inlined (works offline)."""
-    from aws_lambda_powertools.event_handler.openapi import swagger_ui
-    from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
-
-    ui = Path(swagger_ui.__file__).parent
-    return generate_swagger_html(
-        document_json(model).replace("</", "<\\/"),
-        (ui / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
-        (ui / "swagger-ui.min.css").read_text(encoding="utf-8"),
-        swagger_base_url="", oauth2_config=None)

@@ -1,7 +1,7 @@
-"""The direct inference path and the Powertools resolver answer identically.
+"""The fast path (inference) and the Powertools resolver answer identically.
 
 Each case sends the same recorded event through the handler twice: as deployed (inference
-takes the direct path) and with the direct path switched off (everything through the
+takes the fast path) and with the fast path switched off (everything through the
 resolver); status, headers, body and the EMF record must be the same.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from functions.api import direct
 from layers import names
+from layers.http.fastpath import FastPath
 from tests.conftest import load_event
 from tests.functional.conftest import import_handler, route
 
@@ -38,8 +38,8 @@ def _emf(out: str) -> list[dict]:
 
 
 def both_paths(api, monkeypatch, capsys, lambda_context, event) -> tuple[dict, dict]:
-    """(direct response, resolver response) for ``event``, asserting the EMF records match."""
-    assert direct.match_infer(event) is not None, "the case must be one the direct path takes"
+    """(fast-path response, resolver response) for ``event``, asserting the EMF records match."""
+    assert FastPath().match(event) is not None, "the case must be one the fast path takes"
     # Powertools' metric set is shared per process: drop what other tests (batch jobs run
     # without their handler's flush) left behind, as each invocation's flush does
     api.metrics.clear_metrics()
@@ -47,7 +47,7 @@ def both_paths(api, monkeypatch, capsys, lambda_context, event) -> tuple[dict, d
     fast = api.handler(copy.deepcopy(event), lambda_context)
     fast_emf = _emf(capsys.readouterr().out)
     with monkeypatch.context() as m:
-        m.setattr(api, "match_infer", lambda _event: None)
+        m.setattr(api.binding, "match_fast", lambda _event: None)
         slow = api.handler(copy.deepcopy(event), lambda_context)
     slow_emf = _emf(capsys.readouterr().out)
     assert fast_emf == slow_emf and fast_emf
@@ -99,13 +99,13 @@ def _staged(event: dict, stage: str) -> dict:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_direct_path_and_resolver_answer_the_same(case, api, monkeypatch, capsys, lambda_context):
+def test_fast_path_and_resolver_answer_the_same(case, api, monkeypatch, capsys, lambda_context):
     # given a recorded inference event (or a client mistake in one)
     if case == "versioned, right version":
         event = route(load_event("http_infer"), "POST", f"/v2/models/tiny/versions/{api.model.version}/infer")
     else:
         event = CASES[case]()
-    # when it goes through the direct path and through the resolver
+    # when it goes through the fast path and through the resolver
     fast, slow = both_paths(api, monkeypatch, capsys, lambda_context, event)
     # then status, headers, body and the EMF record are identical
     assert fast == slow
@@ -138,18 +138,18 @@ def test_internal_error_is_the_same_500(api, monkeypatch, capsys, lambda_context
     ("POST", "/v2/models/tiny/versions/infer"),
     ("POST", "/v2/models/a/b/infer"),
 ])
-def test_what_the_direct_path_does_not_take_goes_to_the_resolver(method, path, api, lambda_context):
+def test_what_the_fast_path_does_not_take_goes_to_the_resolver(method, path, api, lambda_context):
     event = route(load_event("http_infer"), method, path)
-    assert direct.match_infer(event) is None
+    assert FastPath().match(event) is None
     assert api.handler(event, lambda_context) == api.app.resolve(event, lambda_context)
 
 
 def test_events_without_stage_or_path_are_left_to_the_resolver():
     event = load_event("http_infer")
     del event["requestContext"]["stage"]
-    assert direct.match_infer(event) is None
-    assert direct.match_infer({"rawPath": "/v2/models/tiny/infer"}) is None
-    assert direct.match_infer("not an event") is None
+    assert FastPath().match(event) is None
+    assert FastPath().match({"rawPath": "/v2/models/tiny/infer"}) is None
+    assert FastPath().match("not an event") is None
 
 
 def test_a_cold_start_answering_inference_never_imports_the_resolver(tiny_model_dir):
@@ -161,10 +161,10 @@ def test_a_cold_start_answering_inference_never_imports_the_resolver(tiny_model_
         "from tests.conftest import FakeLambdaContext, load_event\n"
         "r = h.handler(load_event('http_infer'), FakeLambdaContext())\n"
         "assert r['statusCode'] == 200, r\n"
-        "loaded = [m for m in ('functions.api.routes', 'aws_lambda_powertools.event_handler') if m in sys.modules]\n"
+        "loaded = [m for m in ('layers.http.resolver', 'aws_lambda_powertools.event_handler') if m in sys.modules]\n"
         "print('LOADED', loaded)\n"
         "r = h.handler(load_event('http_health_live'), FakeLambdaContext())\n"
-        "print('LIVE', r['statusCode'], 'functions.api.routes' in sys.modules)\n"
+        "print('LIVE', r['statusCode'], 'layers.http.resolver' in sys.modules)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(repo), names.ENV_MODEL_DIR: str(tiny_model_dir)}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=repo, capture_output=True, text=True,
@@ -178,7 +178,7 @@ def test_under_snapstart_the_resolver_is_built_at_init(monkeypatch, tiny_model_d
     monkeypatch.setenv(names.ENV_MODEL_DIR, str(tiny_model_dir))
     monkeypatch.setenv(names.ENV_LAMBDA_INIT_TYPE, names.INIT_TYPE_SNAPSTART)
     # when the handler is imported, then the resolver is already there
-    assert import_handler()._app is not None
+    assert import_handler().binding._app is not None
     # and on an ordinary on-demand init it is not
     monkeypatch.delenv(names.ENV_LAMBDA_INIT_TYPE)
-    assert import_handler()._app is None
+    assert import_handler().binding._app is None
