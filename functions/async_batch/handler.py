@@ -136,17 +136,25 @@ def record_failure(notification: dict[str, Any], model: str) -> dict[str, str] |
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """SQS batches report each message that failed on its own (``ReportBatchItemFailures``):
+    the others are deleted, the failed ones retried and, after ``maxReceiveCount``, kept in
+    the DLQ; SNS notifications (asynchronous invokes) raise and are retried by Lambda."""
     model, endpoint = settings()
-    submitted, failed = [], []
+    submitted, failed, item_failures = [], [], []
     for message in event.get("Records") or []:
         if message.get("EventSource") == "aws:sns" or "Sns" in message:
             done = record_failure(json.loads(message["Sns"]["Message"]), model)
             failed += [done] if done else []
             continue
-        body = parse_sqs_body(message["body"])
-        if is_test_event(body):
-            continue
-        for record in body.get("Records") or []:
-            done = submit(record, model, endpoint)
-            submitted += [done] if done else []
-    return {"submitted": submitted, "failed": failed}
+        try:
+            body = parse_sqs_body(message["body"])
+            if is_test_event(body):
+                continue
+            for record in body.get("Records") or []:
+                done = submit(record, model, endpoint)
+                submitted += [done] if done else []
+        except Exception:
+            LOG.exception("submitting failed; the message will be retried",
+                          extra={"message_id": message.get("messageId")})
+            item_failures.append({"itemIdentifier": message.get("messageId", "")})
+    return {"submitted": submitted, "failed": failed, "batchItemFailures": item_failures}

@@ -6,7 +6,10 @@ infra/cdk/constructs/retraining_trigger.py): a hundred files uploaded together a
 batch. Per batch, each model whose ``train/`` prefix received objects gets at most one
 execution of its training state machine, and none while one of its executions is still
 running (that run already trains on the data it copied; the next upload retrains again).
-The function runs with a reserved concurrency of one, so two batches never race.
+Two batches may run at once (the event source's maximum concurrency is 2, SQS's minimum, and
+the function reserves no concurrency so nothing is throttled and sent toward the DLQ): when
+both start a run for one model, each then lists the running executions and the newer one
+stops itself (:func:`yield_to_older`), so exactly one run stays.
 
 A deterministic execution name (from the batch's message ids) makes a retried batch find the
 execution it already started instead of starting a second one. Failures raise: SQS delivers
@@ -93,7 +96,25 @@ def start_unless_running(model: str, arn: str, keys: list[str], name: str) -> tu
         started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))
     except sfn.exceptions.ExecutionAlreadyExists:  # this batch's run, started on an earlier try
         return "started", f"{arn.replace(':stateMachine:', ':execution:')}:{name}"
+    older = yield_to_older(arn, started["executionArn"])
+    if older is not None:
+        return "running", older
     return "started", started["executionArn"]
+
+
+def yield_to_older(arn: str, mine: str) -> str | None:
+    """Another batch started a run of the same model at the same time: the newer of the two
+    (start date, then name) stops itself. Returns the run that stays when it is not ``mine``."""
+    sfn = client()
+    running = sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING", maxResults=100)["executions"]
+    if len(running) < 2:
+        return None
+    oldest = min(running, key=lambda e: (e["startDate"], e["name"]))
+    if oldest["executionArn"] == mine:
+        return None
+    sfn.stop_execution(executionArn=mine, error="ConcurrentRetraining",
+                       cause=f"another batch started {oldest['name']} at the same time; it trains on the new data")
+    return oldest["executionArn"]
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

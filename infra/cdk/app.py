@@ -34,6 +34,7 @@ from aws_cdk import aws_logs as logs
 from infra.catalog import CatalogError, load_catalog
 from infra.cdk.constructs.http_api import ConfigurationError
 from infra.cdk.deploy_spec import NotBuiltError, load_deploy_specs
+from infra.cdk.log_retention import FunctionLogRetention
 from infra.cdk.nag import add_checks
 from infra.cdk.stacks.modelfn_stack import ModelfnStack, StackSettings
 
@@ -99,10 +100,12 @@ def build_app(
     stack = ModelfnStack(
         app, get("modelfn:stack_name") or DEFAULT_STACK_NAME,
         specs=specs, catalog=catalog, stage_dir=stage_dir.resolve(),
-        settings=settings_from_context(app.node),
+        settings=(stack_settings := settings_from_context(app.node)),
         description="modelfn: one container-image Lambda per model behind one HTTP API",
         env=cdk.Environment(account=account, region=region) if account and region else None,
     )
+    # functions CDK makes for itself (bucket notifications) log with a retention too
+    cdk.Aspects.of(app).add(FunctionLogRetention(stack_settings.log_retention))
     if checks:
         add_checks(app)
     return app, stack

@@ -59,7 +59,10 @@ def test_new_inputs_reach_the_glue_which_may_only_submit_to_its_endpoint(templat
     assert props["Environment"]["Variables"][names.ENV_BATCH_MODEL] == "heavy-sm"
     [mapping] = [m for m in resources_of_type(template, "AWS::Lambda::EventSourceMapping").values()
                  if m["Properties"]["FunctionName"] == {"Ref": glue_id}]
-    assert mapping["Properties"]["BatchSize"] == 1
+    # bounded: 10 objects a batch, at most 2 glue invocations at once, failed objects retried alone
+    assert mapping["Properties"]["BatchSize"] == 10
+    assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 2}
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     role = props["Role"]["Fn::GetAtt"][0]
     statements = [s for p in resources_of_type(template, "AWS::IAM::Policy").values()
                   if {"Ref": role} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]

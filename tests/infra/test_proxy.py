@@ -175,14 +175,19 @@ def test_each_request_is_logged_and_measured_with_a_cold_start(stub, lambda_cont
 
 def test_the_staged_zip_runs_on_the_lambda_runtime_with_powertools_only(tmp_path) -> None:
     """The proxy's zip (staging.stage_proxy_code) imports with nothing but the Lambda Python
-    runtime's boto3 and the Powertools layer: no orjson, numpy or onnxruntime, no repository."""
+    runtime's boto3 and the stack's Powertools layer (powertools_layer.py, found first on the
+    path as /opt/python is on Lambda): no orjson, numpy or onnxruntime, no repository, no C
+    extension (wrapt falls back to Python)."""
     import subprocess
     import sys
     import sysconfig
 
+    from infra.cdk.constructs.powertools_layer import stage_powertools_layer
     from infra.cdk.staging import stage_proxy_code
 
     code = stage_proxy_code(dest=tmp_path / "proxy")
+    layer = stage_powertools_layer(tmp_path / "powertools-layer") / "python"
+    assert not list(layer.rglob("*.so")), "the layer must run on any architecture"
     script = (
         "import sys\n"
         "class NotInTheRuntime:\n"
@@ -190,8 +195,10 @@ def test_the_staged_zip_runs_on_the_lambda_runtime_with_powertools_only(tmp_path
         "        if name.split('.')[0] in ('orjson', 'numpy', 'onnxruntime', 'infra', 'tests'):\n"
         "            raise ImportError(f'{name} is not in the proxy zip or the Lambda runtime')\n"
         "sys.meta_path.insert(0, NotInTheRuntime())\n"
-        f"sys.path[:0] = [{str(code)!r}, {sysconfig.get_paths()['purelib']!r}]\n"
+        f"sys.path[:0] = [{str(code)!r}, {str(layer)!r}, {sysconfig.get_paths()['purelib']!r}]\n"
         "import json, functions.proxy.handler as h\n"
+        "import aws_lambda_powertools, aws_xray_sdk, wrapt\n"
+        f"assert all(m.__file__.startswith({str(layer)!r}) for m in (aws_lambda_powertools, aws_xray_sdk, wrapt))\n"
         "from layers.limits import invocation_event_bytes\n"
         "event = {'body': 'caf\\u00e9 \"x\"', 'isBase64Encoded': False}\n"
         "assert invocation_event_bytes(event) == len(json.dumps(event, ensure_ascii=False, separators=(',', ':')).encode())\n"

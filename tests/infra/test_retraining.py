@@ -91,6 +91,34 @@ def test_a_retried_batch_does_not_start_a_second_run(machines, lambda_context) -
     assert len(_executions(sfn, arns["digits"])) == 1
 
 
+def test_two_batches_racing_for_one_model_leave_exactly_one_run(machines, lambda_context, monkeypatch) -> None:
+    """The starter reserves no concurrency (a reservation below the event source's maximum
+    concurrency of 2 throttles batches into the DLQ), so two batches can both pass the
+    "nothing running" check; the newer run stops itself."""
+    sfn, arns, starter = machines
+    first = starter.handler(_batch(["clf-lambda/train/a.npz"]), lambda_context)["started"]["clf-lambda"]
+    # given a second batch whose "is a run in progress?" check ran before the first run started
+    real = starter.client()
+    calls = {"n": 0}
+
+    class Racing:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def list_executions(self, **kw):
+            calls["n"] += 1
+            return {"executions": []} if calls["n"] == 1 else real.list_executions(**kw)
+
+    monkeypatch.setattr(starter, "_CLIENT", Racing())
+    second = starter.handler(_batch(["clf-lambda/train/b.npz"]), lambda_context)
+    # then the second batch's run stopped itself and reports the first one as the run
+    assert second == {"started": {}, "running": {"clf-lambda": first}}
+    running = sfn.list_executions(stateMachineArn=arns["clf-lambda"], statusFilter="RUNNING")["executions"]
+    assert [e["executionArn"] for e in running] == [first]
+    stopped = sfn.list_executions(stateMachineArn=arns["clf-lambda"], statusFilter="ABORTED")["executions"]
+    assert len(stopped) == 1
+
+
 def test_each_model_in_a_batch_gets_its_own_run_and_other_keys_are_ignored(machines, lambda_context) -> None:
     sfn, _, starter = machines
     event = _batch(["clf-lambda/train/a.npz", "digits/train/b.npz", "clf-lambda/in/batch.npz",
@@ -136,7 +164,10 @@ def test_new_objects_under_train_reach_the_starter_batched(template) -> None:
     assert mapping["Properties"]["MaximumBatchingWindowInSeconds"] == 300
     starter = template["Resources"][mapping["Properties"]["FunctionName"]["Ref"]]["Properties"]
     assert starter["Handler"] == "functions.retrain.handler.handler"
-    assert starter["ReservedConcurrentExecutions"] == 1  # two batches never race
+    # no reservation below the event source's concurrency: nothing is throttled by design
+    # (throttled batches count toward maxReceiveCount); racing batches settle in the starter
+    assert "ReservedConcurrentExecutions" not in starter
+    assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 2}
     machines = json.dumps(starter["Environment"]["Variables"][names.ENV_RETRAIN_STATE_MACHINES])
     assert "clf-lambda" in machines and "TrainingStateMachine" in machines
 
@@ -150,6 +181,10 @@ def test_the_starter_may_start_and_list_only_the_training_state_machines(templat
                   for s in p["Properties"]["PolicyDocument"]["Statement"]]
     states = [s for s in statements if any(a.startswith("states:") for a in
                                            ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))]
-    assert {json.dumps(s["Action"]) for s in states} == {'"states:StartExecution"', '"states:ListExecutions"'}
-    assert all(s["Resource"] == {"Ref": next(iter(resources_of_type(template, "AWS::StepFunctions::StateMachine")))}
-               for s in states)
+    machine = next(iter(resources_of_type(template, "AWS::StepFunctions::StateMachine")))
+    assert {json.dumps(s["Action"]) for s in states} == {
+        '"states:StartExecution"', '"states:ListExecutions"', '"states:StopExecution"'}
+    assert all(s["Resource"] == {"Ref": machine} for s in states if s["Action"] != "states:StopExecution")
+    # StopExecution: only this machine's executions (the newer of two racing runs stops itself)
+    [stop] = [s for s in states if s["Action"] == "states:StopExecution"]
+    assert machine in json.dumps(stop["Resource"]) and ":execution:" in json.dumps(stop["Resource"])

@@ -98,7 +98,10 @@ def test_synthesizes_exactly_the_expected_resources(template: Template) -> None:
         "AWS::Lambda::Permission": 26 + 1,  # one per route, SNS → the async-batch glue
         "AWS::Lambda::EventSourceMapping": 4,
         "AWS::IAM::Role": 19, "AWS::IAM::Policy": 13,
-        "AWS::Logs::LogGroup": 9,  # 7 functions, API access logs, state machine
+        # 7 functions + CDK's notification handler, API access logs, state machine, CodeBuild,
+        # the two endpoints' groups (made before SageMaker would make them without retention)
+        "AWS::Logs::LogGroup": 13,
+        "AWS::Lambda::LayerVersion": 1,  # Powertools for the proxy, at the images' versions
         "AWS::CodeDeploy::Application": 4, "AWS::CodeDeploy::DeploymentGroup": 4,
         # errors + p99 per model function, DLQs, the async endpoint's scale-from-zero step
         "AWS::CloudWatch::Alarm": 4 * 2 + 2 + 1 + 2,
@@ -283,7 +286,7 @@ def test_batch_function_reads_its_own_input_and_writes_its_own_results(template:
                                        "s3:ListMultipartUploadParts", "s3:PutObject"]
     listing = by_sid["ListOwnPrefix"][1]
     assert listing["Action"] == "s3:ListBucket"
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["clf-lambda/*"]}}
+    assert listing["Condition"] == {"StringLikeIfExists": {"s3:prefix": ["clf-lambda/*"]}}
     text = json.dumps(write["Resource"])
     assert "/clf-lambda/out/*" in text and "/clf-lambda/errors/*" in text
     assert "open-model" not in json.dumps([s for _, s in by_sid.values()])
@@ -318,7 +321,7 @@ def test_sagemaker_model_gets_an_autoscaled_endpoint_and_a_proxy(template: Templ
     })
     _, proxy = function_by_description(template, "SageMaker endpoint proxy")
     props = proxy["Properties"]
-    assert props["Runtime"] == "python3.11" and props["Handler"] == "functions.proxy.handler.handler"
+    assert props["Runtime"] == "python3.13" and props["Handler"] == "functions.proxy.handler.handler"
     assert names.ENV_SAGEMAKER_ENDPOINT in props["Environment"]["Variables"]
     invoke = [s for _, s in _statements(template) if s.get("Sid") == "InvokeOwnEndpoint"]
     assert len(invoke) == 1 and invoke[0]["Action"] == "sagemaker:InvokeEndpoint"
@@ -445,14 +448,13 @@ def test_images_build_single_platform_and_the_gpu_endpoint_gets_the_cuda_closure
 
 
 def test_proxy_gets_powertools_from_its_layer_and_its_own_timeout(template: Template) -> None:
-    from infra.cdk.constructs.sagemaker_proxy import powertools_layer_parameter, powertools_version
-
     proxy = function_by_description(template, "modelfn heavy-sm: HTTP API")[1]["Properties"]
     env = proxy["Environment"]["Variables"]
     assert env[names.ENV_PROXY_TIMEOUT_S] == str(proxy["Timeout"]) == str(names.PROXY_TIMEOUT_S)
     assert env[names.ENV_PROXY_MODEL] == "heavy-sm" and env[names.ENV_PROXY_MODEL_VERSION]
-    # the layer ARN is Powertools' public SSM parameter for the version the images pin
+    # the layer is the stack's own (bundled at the pinned versions), not a looked-up ARN
     (layer,) = proxy["Layers"]
-    params = template.to_json()["Parameters"]
-    assert params[layer["Ref"]]["Default"] == powertools_layer_parameter(powertools_version())
-    assert powertools_version() == "3.37.0"
+    layers = resources(template, "AWS::Lambda::LayerVersion")
+    assert layer["Ref"] in layers
+    assert layers[layer["Ref"]]["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert not template.to_json().get("Parameters", {}).get(layer["Ref"])

@@ -129,8 +129,8 @@ def test_the_synthesized_definition_trains_with_the_catalog_parameters_then_buil
     # then it succeeds through every step, in order
     assert status["status"] == "SUCCEEDED", (status.get("error"), status.get("cause"))
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if e["type"].endswith("StateEntered")]
-    assert entered == ["NameJob", "Train", "CheckTraining", "TrainingDone?", "BuildTrained",
-                       "CheckBuild", "BuildDone?", "Summarize", "Built"]
+    assert entered == ["NameJob", "Train", "CheckTraining", "TrainingDone?", "KeepTrainingLogs",
+                       "TrainingOutcome", "BuildTrained", "CheckBuild", "BuildDone?", "Summarize", "Built"]
     # and the training job it created carries the catalog's parameters
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     [summary] = sagemaker.list_training_jobs()["TrainingJobSummaries"]

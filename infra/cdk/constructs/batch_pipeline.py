@@ -154,14 +154,7 @@ class ModelBatchPipeline(Construct):
                      "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
             resources=[bucket.arn_for_objects(f"{out}*"), bucket.arn_for_objects(f"{err}*")],
         ))
-        # Without ListBucket a HEAD of a missing key answers 403 instead of 404; scoped to the
-        # model's own prefix so it cannot enumerate other models' objects.
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ListOwnPrefix",
-            actions=["s3:ListBucket"],
-            resources=[bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{self._prefixes[names.BATCH_IN].split('/')[0]}/*"]}},
-        ))
+        role.add_to_principal_policy(list_for_missing_keys(bucket, self._prefixes[names.BATCH_IN].split("/")[0]))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="Idempotency",
             actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
@@ -177,6 +170,26 @@ class ModelBatchPipeline(Construct):
                 role, f"AwsSolutions-IAM5[Resource::<{_logical(bucket)}.Arn>/{prefix}*]",
                 "results are written under the model's own out/ and errors/ prefixes only",
             )
+
+
+def list_for_missing_keys(bucket: s3.IBucket, model_name: str) -> iam.PolicyStatement:
+    """``s3:ListBucket`` so that a HEAD/GET of a missing key is a 404, not a 403.
+
+    S3's HeadObject reference: "If you have the s3:ListBucket permission on the bucket, Amazon
+    S3 returns an HTTP status code 404 Not Found error. If you don't have the s3:ListBucket
+    permission, Amazon S3 returns an HTTP status code 403 Forbidden error." The ``s3:prefix``
+    condition key is documented only for ListObjects requests (Service Authorization
+    Reference, Amazon S3: ``s3:prefix`` "filters access by key name prefix" on ListBucket);
+    a HeadObject request carries no prefix, and a ``StringLike`` on a key absent from the
+    request context does not match (IAM condition operators), so the old prefix-only grant
+    made every missing-result check a 403 (retried, then dead-lettered). ``StringLikeIfExists``
+    keeps listings that name a prefix on the model's own, and applies to the HEAD check. What
+    it allows besides: a listing with no prefix at all sees key names (never contents) of
+    the bucket."""
+    return iam.PolicyStatement(
+        sid="ListOwnPrefix", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
+        conditions={"StringLikeIfExists": {"s3:prefix": [f"{model_name}/*"]}},
+    )
 
 
 def _logical(bucket: s3.IBucket) -> str:

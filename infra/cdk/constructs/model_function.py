@@ -143,6 +143,10 @@ class ModelFunction(Construct):
             reserved_concurrent_executions=reserved_concurrency,
             ephemeral_storage_size=cdk.Size.mebibytes(ephemeral_storage_mb),
             snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snapstart else None,
+            # Every deploy publishes a version; CDK's default (DESTROY) would delete the
+            # previous one with the deploy, leaving `rollback --deployed` nothing to go back
+            # to. Kept versions are pruned by the tool (versions.deployed.prune_versions).
+            current_version_options=lambda_.VersionOptions(removal_policy=cdk.RemovalPolicy.RETAIN),
         )
         self._alias = lambda_.Alias(
             self, "Live",

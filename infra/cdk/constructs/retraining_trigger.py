@@ -4,8 +4,11 @@ EventBridge rule (S3 "Object Created" in the batch bucket, one key prefix per tr
 → SQS queue → the starter function (functions/retrain/handler.py) through an event source
 mapping that batches for ``debounce_s``. Why this shape: S3 sends one event per object, and a
 data drop is often hundreds of files; the batching window gathers a burst into one
-invocation, which starts at most one execution per model and none while one runs, and the
-function's reserved concurrency of one keeps two batches from racing. The queue also keeps
+invocation, which starts at most one execution per model and none while one runs. The event
+source allows two invocations at once (SQS's minimum maximum concurrency) and the function
+reserves no concurrency: a reservation below the event source's concurrency throttles by
+design, and throttled batches count toward ``maxReceiveCount`` and end in the DLQ. Two
+batches racing for one model are settled by the starter (the newer run stops itself). The queue also keeps
 the events through a throttle or a failed start (retries, then a dead-letter queue with an
 alarm) instead of losing them. Why EventBridge and not a bucket notification: S3 allows only
 one notification per overlapping prefix/event, and EventBridge leaves the batch prefixes'
@@ -14,6 +17,7 @@ SQS notifications untouched.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,11 +35,14 @@ from constructs import Construct
 
 from infra.cdk.constructs.event_queue import EventQueue
 from infra.cdk.nag import acknowledge
+from infra.cdk.runtimes import ZIP_RUNTIME, ZIP_RUNTIME_REASON
 from layers import names
 
 RETRAIN_HANDLER = "functions.retrain.handler.handler"
 #: SQS event source mappings take up to 10,000 messages per batch when a window is set.
 MAX_BATCH = 10_000
+#: Starter invocations at once: SQS event sources take no less than 2.
+STARTER_CONCURRENCY = 2
 
 
 class ModelRetrainingTrigger(Construct):
@@ -106,13 +113,12 @@ class ModelRetrainingTrigger(Construct):
         self._function = lambda_.Function(
             self, "Starter",
             description="modelfn: start a training run per model for new training data",
-            runtime=lambda_.Runtime.PYTHON_3_11,
+            runtime=ZIP_RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler=RETRAIN_HANDLER,
             code=lambda_.Code.from_asset(str(code_dir)),
             memory_size=256,
             timeout=cdk.Duration.seconds(timeout_s),
-            reserved_concurrent_executions=1,
             environment={names.ENV_RETRAIN_STATE_MACHINES: cdk.Stack.of(self).to_json_string(
                 {m: sm.state_machine_arn for m, sm in sorted(state_machines.items())})},
             tracing=lambda_.Tracing.ACTIVE,
@@ -122,24 +128,31 @@ class ModelRetrainingTrigger(Construct):
         )
         self._function.add_event_source(sources.SqsEventSource(
             self._queue, batch_size=MAX_BATCH, max_batching_window=cdk.Duration.seconds(debounce_s),
-            max_concurrency=2,
+            max_concurrency=STARTER_CONCURRENCY,
         ))
         for _, machine in sorted(state_machines.items()):
             machine.grant_start_execution(self._function)
+            machine.grant_execution(self._function, "states:StopExecution")
         self._function.add_to_role_policy(iam.PolicyStatement(
             sid="SeeRunningExecutions", actions=["states:ListExecutions"],
             resources=[sm.state_machine_arn for _, sm in sorted(state_machines.items())],
         ))
-        self._acknowledge()
+        self._acknowledge(state_machines)
 
-    def _acknowledge(self) -> None:
+    def _acknowledge(self, state_machines: Mapping[str, sfn.IStateMachine]) -> None:
+        stack = cdk.Stack.of(self)
+        for _, machine in sorted(state_machines.items()):
+            name = json.dumps({"Fn::Select": [6, {"Fn::Split": [":", {
+                "Ref": stack.get_logical_id(machine.node.default_child)}]}]}, separators=(",", ":"))
+            acknowledge(self._function.role,
+                        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
+                        f"<AWS::AccountId>:execution:{name}:*]",
+                        "StopExecution on this model's own training runs (names are per batch): "
+                        "the newer of two concurrent runs stops itself")
         acknowledge(self._function.role, "AwsSolutions-IAM5[Resource::*]",
                     "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions")
         for rule, why in (
-            ("AwsSolutions-L1", "pinned to python3.11 like the proxy and the model images, so "
-                                "the runtime is tested on one Python version"),
-            ("Serverless-LambdaLatestVersion", "pinned to python3.11 like the proxy and the model "
-                                               "images, so the runtime is tested on one version"),
+            *((rule, ZIP_RUNTIME_REASON) for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion")),
             ("Serverless-LambdaDLQ", "invoked only by its SQS event source mapping; failed "
                                      "batches go to the queue's redrive DLQ"),
             ("Serverless-LambdaEventSourceMappingDestination",

@@ -35,9 +35,17 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.cdk.constructs.batch_pipeline import list_for_missing_keys
 from infra.cdk.constructs.batch_storage import BatchStorage
 from infra.cdk.constructs.event_queue import EventQueue
+from infra.cdk.constructs.sagemaker_endpoint import (
+    endpoint_id,
+    endpoint_log_group,
+    endpoint_name,
+    storage_encryption_reason,
+)
 from infra.cdk.nag import acknowledge
+from infra.cdk.runtimes import ZIP_RUNTIME, ZIP_RUNTIME_REASON
 from infra.cdk.sagemaker_iam import grant_sagemaker_logs_and_metrics
 from infra.environment import SAGEMAKER_MODEL_DIR, function_environment
 from layers import names
@@ -92,6 +100,8 @@ class SageMakerAsyncBatch(Construct):
         max_instances: int = 2,
         backlog_per_instance: int = 5,
         scale_in_cooldown_s: int = 600,
+        glue_batch_size: int = 10,
+        glue_concurrency: int = 2,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         """
@@ -102,6 +112,9 @@ class SageMakerAsyncBatch(Construct):
         :param max_instances: default 2; the minimum is 0 (idle costs nothing).
         :param backlog_per_instance: queued objects per instance to scale on (default 5).
         :param scale_in_cooldown_s: idle seconds before scaling in, to zero at last (600).
+        :param glue_batch_size: S3 events per glue invocation (default 10).
+        :param glue_concurrency: glue invocations at once (default 2, the SQS event source's
+            minimum maximum concurrency).
         """
         super().__init__(scope, id)
         bucket = storage.bucket
@@ -138,11 +151,18 @@ class SageMakerAsyncBatch(Construct):
                 ),
             ),
         )
-        self._endpoint = sagemaker.CfnEndpoint(self, "Endpoint",
-                                               endpoint_config_name=config.attr_endpoint_config_name)
+        # RetainAllVariantProperties: an update keeps the scaled count (often 0) instead of
+        # starting a billed instance again; a new instance type is a new endpoint (see
+        # sagemaker_endpoint.py) since its variant is autoscaled.
+        name = endpoint_name(self, model_name, instance_type)
+        self._endpoint = sagemaker.CfnEndpoint(self, endpoint_id(instance_type), endpoint_name=name,
+                                               endpoint_config_name=config.attr_endpoint_config_name,
+                                               retain_all_variant_properties=True)
+        self._endpoint.node.add_dependency(
+            endpoint_log_group(self, "EndpointLogs", name=name, retention=log_retention))
         self._scale_to_zero(max_instances, backlog_per_instance, scale_in_cooldown_s)
-        self._glue(model_name, storage, code_dir, log_retention)
-        self._acknowledge(model, config, bucket)
+        self._glue(model_name, storage, code_dir, log_retention, glue_batch_size, glue_concurrency)
+        self._acknowledge(model, config, bucket, instance_type)
 
     def _container_role(self, model_name: str, image: ecr_assets.DockerImageAsset,
                         model_data: s3_assets.Asset, storage: BatchStorage) -> iam.Role:
@@ -167,9 +187,7 @@ class SageMakerAsyncBatch(Construct):
                        bucket.arn_for_objects(f"{p[names.BATCH_ERRORS]}*"),
                        bucket.arn_for_objects(f"{p['async']}responses/*"),
                        bucket.arn_for_objects(f"{p['async']}failures/*")]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ListOwnPrefix", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{model_name}/*"]}}))
+        role.add_to_principal_policy(list_for_missing_keys(bucket, model_name))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="Idempotency", resources=[storage.table.table_arn],
             actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]))
@@ -204,7 +222,7 @@ class SageMakerAsyncBatch(Construct):
         )
 
     def _glue(self, model_name: str, storage: BatchStorage, code_dir: Path,
-              log_retention: logs.RetentionDays) -> None:
+              log_retention: logs.RetentionDays, glue_batch_size: int, glue_concurrency: int) -> None:
         bucket, p = storage.bucket, self._prefixes
         events = EventQueue(self, "Queue", visibility_timeout_s=6 * 60,
                             alarm_description=f"{model_name}: asynchronous batch events gave up; see the DLQ")
@@ -217,13 +235,18 @@ class SageMakerAsyncBatch(Construct):
         log_group.grant_write(role)
         self._function = lambda_.Function(
             self, "Glue", description=f"modelfn {model_name}: S3 batch → SageMaker asynchronous inference",
-            runtime=lambda_.Runtime.PYTHON_3_11, architecture=lambda_.Architecture.ARM_64,
+            runtime=ZIP_RUNTIME, architecture=lambda_.Architecture.ARM_64,
             handler=GLUE_HANDLER, code=lambda_.Code.from_asset(str(code_dir)), memory_size=256,
             timeout=cdk.Duration.seconds(60), role=role, log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE, logging_format=lambda_.LoggingFormat.JSON,
             environment={names.ENV_BATCH_MODEL: model_name, names.ENV_SAGEMAKER_ENDPOINT: self.endpoint_name},
         )
-        self._function.add_event_source(sources.SqsEventSource(self._queue, batch_size=1))
+        # Bounded: a drop of 2,000 objects is 200 batches handled by at most `glue_concurrency`
+        # invocations at once (each only submits, the endpoint's queue does the work), and a
+        # failed object is retried alone (ReportBatchItemFailures), not its whole batch.
+        self._function.add_event_source(sources.SqsEventSource(
+            self._queue, batch_size=glue_batch_size, max_concurrency=glue_concurrency,
+            report_batch_item_failures=True))
         self._topic.add_subscription(subscriptions.LambdaSubscription(self._function, dead_letter_queue=dlq))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="Submit", actions=["sagemaker:InvokeEndpointAsync"], resources=[self.endpoint_arn]))
@@ -234,14 +257,12 @@ class SageMakerAsyncBatch(Construct):
             sid="RecordFailures", actions=["s3:PutObject", "s3:GetObject"],
             resources=[bucket.arn_for_objects(f"{p[names.BATCH_ERRORS]}*"),
                        bucket.arn_for_objects(f"{p[names.BATCH_OUT]}*")]))
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ListOwnPrefix", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{model_name}/*"]}}))
+        role.add_to_principal_policy(list_for_missing_keys(bucket, model_name))
         acknowledge(role, "AwsSolutions-IAM5[Resource::*]",
                     "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions")
 
     def _acknowledge(self, model: sagemaker.CfnModel, config: sagemaker.CfnEndpointConfig,
-                     bucket: s3.IBucket) -> None:
+                     bucket: s3.IBucket, instance_type: str) -> None:
         stack = cdk.Stack.of(self)
         arn = f"<{stack.get_logical_id(bucket.node.default_child)}.Arn>"
         for prefix, why in (
@@ -265,14 +286,12 @@ class SageMakerAsyncBatch(Construct):
         for rule, why in (
             ("AwsSolutions-SM1", "the container reaches only S3 and DynamoDB through their public "
                                  "endpoints with its role; no VPC resources"),
-            ("AwsSolutions-SM2", "GPU instance types with local NVMe storage reject a KMS key for "
-                                 "the ML storage volume; the volume holds only the model artifact"),
+            ("AwsSolutions-SM2", storage_encryption_reason(instance_type)),
         ):
             acknowledge(model, rule, why)
             acknowledge(config, rule, why)
         for rule, why in (
-            ("AwsSolutions-L1", "pinned to python3.11 like the proxy and the model images"),
-            ("Serverless-LambdaLatestVersion", "pinned to python3.11 like the proxy and the model images"),
+            *((rule, ZIP_RUNTIME_REASON) for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion")),
             ("Serverless-LambdaDLQ", "invoked by its SQS event source (redrive DLQ) and by SNS (its "
                                      "subscription's DLQ)"),
             ("Serverless-LambdaEventSourceMappingDestination",

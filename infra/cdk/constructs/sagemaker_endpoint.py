@@ -4,23 +4,74 @@ The image is the shared SageMaker serving image (the same runtime as the Lambda 
 functions/sagemaker/Dockerfile); the model arrives as ``model.tar.gz`` from S3 and SageMaker
 unpacks it into ``/opt/ml/model``. Clients never see the endpoint: the HTTP API reaches it
 through the proxy function (sagemaker_proxy.py).
+
+Updates keep what autoscaling decided: ``RetainAllVariantProperties`` makes UpdateEndpoint
+keep the variant's current instance count and weight instead of resetting it to the new
+config's ``InitialInstanceCount`` (without it every model update drops a scaled-out endpoint
+to one instance). An ``instance_type`` change is not an update at all: SageMaker refuses
+UpdateEndpoint when it changes the instance type of a variant registered with Application
+Auto Scaling ("deregister the variant as a scalable target … before you update the
+endpoint", SageMaker developer guide, *Update endpoints that use auto scaling*), and
+CloudFormation cannot deregister in the middle of an update. So the endpoint's logical id
+carries the instance type (:func:`endpoint_id`): a new type creates a new endpoint with its
+own scalable target, the proxy switches to it, and CloudFormation deletes the old endpoint
+(deleting an endpoint deregisters its scalable targets) in the cleanup phase.
 """
 
 from __future__ import annotations
+
+import hashlib
+import re
 
 import aws_cdk as cdk
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.cdk.nag import acknowledge
 from infra.cdk.sagemaker_iam import grant_sagemaker_logs_and_metrics
+from infra.cdk.sagemaker_instances import has_local_storage
 from infra.environment import SAGEMAKER_MODEL_DIR, function_environment
 
 VARIANT_NAME = "AllTraffic"
+
+
+def endpoint_id(instance_type: str) -> str:
+    """The endpoint's construct id: ``ml.g5.xlarge`` → ``EndpointMlG5Xlarge``. A new instance
+    type is a new endpoint (replacement), never an UpdateEndpoint of an autoscaled variant."""
+    return "Endpoint" + "".join(p.capitalize() for p in re.split(r"[^a-zA-Z0-9]+", instance_type) if p)
+
+
+def endpoint_name(scope: Construct, model_name: str, instance_type: str) -> str:
+    """A fixed endpoint name, so its log group (``/aws/sagemaker/Endpoints/<name>``) can be
+    created with a retention before SageMaker creates it without one: the model's name (40
+    characters) + a hash of the construct path, the account/region-unique stack name and the
+    instance type (a new instance type is a new name, as a replacement needs). 63 at most."""
+    stack = cdk.Stack.of(scope)
+    digest = hashlib.sha256(f"{stack.stack_name}/{scope.node.path}/{instance_type}".encode()).hexdigest()[:10]
+    return f"{model_name[:40]}-{digest}"
+
+
+def endpoint_log_group(scope: Construct, id: str, *, name: str,
+                       retention: logs.RetentionDays) -> logs.LogGroup:
+    """The log group SageMaker writes the endpoint's container logs to, made first with a
+    retention (SageMaker would create it never-expiring)."""
+    return logs.LogGroup(scope, id, log_group_name=f"/aws/sagemaker/Endpoints/{name}",
+                         retention=retention, removal_policy=cdk.RemovalPolicy.DESTROY)
+
+
+def storage_encryption_reason(instance_type: str) -> str:
+    """Why the endpoint config carries no KMS key (cdk-nag AwsSolutions-SM2), by the one rule
+    of :mod:`infra.cdk.sagemaker_instances`."""
+    if has_local_storage(instance_type):
+        return (f"{instance_type} has local NVMe storage, which SageMaker encrypts in hardware and "
+                "for which CreateEndpointConfig rejects a KmsKeyId")
+    return (f"{instance_type}'s ML storage volume holds only the model artifact (already in the "
+            "asset bucket) and is encrypted by SageMaker with its AWS managed key")
 
 
 class SageMakerModelEndpoint(Construct):
@@ -70,6 +121,7 @@ class SageMakerModelEndpoint(Construct):
         min_instances: int = 1,
         max_instances: int = 4,
         invocations_per_instance: int = 200,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         """
         :param image: the shared SageMaker serving image.
@@ -78,6 +130,7 @@ class SageMakerModelEndpoint(Construct):
         :param min_instances: default 1 (real-time endpoints cannot scale to zero).
         :param max_instances: default 4.
         :param invocations_per_instance: target per instance per minute (default 200).
+        :param log_retention: of the endpoint's log group (default one month).
         """
         super().__init__(scope, id)
         self._role = iam.Role(
@@ -113,9 +166,14 @@ class SageMakerModelEndpoint(Construct):
                 initial_variant_weight=1.0,
             )],
         )
+        name = endpoint_name(self, model_name, instance_type)
+        log_group = endpoint_log_group(self, "Logs", name=name, retention=log_retention)
         self._endpoint = sagemaker.CfnEndpoint(
-            self, "Endpoint", endpoint_config_name=self._endpoint_config.attr_endpoint_config_name
+            self, endpoint_id(instance_type), endpoint_name=name,
+            endpoint_config_name=self._endpoint_config.attr_endpoint_config_name,
+            retain_all_variant_properties=True,
         )
+        self._endpoint.node.add_dependency(log_group)
         self._endpoint_name = self._endpoint.attr_endpoint_name
         self._endpoint_arn = self._endpoint.ref
         self._scalable_target = appscaling.ScalableTarget(
@@ -148,8 +206,7 @@ class SageMakerModelEndpoint(Construct):
         for rule, why in (
             ("AwsSolutions-SM1", "the model container needs no VPC resources: it reads only its "
                                  "model artifact from S3 and is reached only via InvokeEndpoint"),
-            ("AwsSolutions-SM2", "GPU instance types with local NVMe storage reject a KMS key for "
-                                 "the ML storage volume; the volume holds only the model artifact"),
+            ("AwsSolutions-SM2", storage_encryption_reason(instance_type)),
         ):
             acknowledge(self._model, rule, why)
             acknowledge(self._endpoint_config, rule, why)

@@ -7,9 +7,9 @@ a REST-API ``AwsIntegration`` would split the one API into two. The proxy adds o
 same router as a Lambda model (functions/proxy/handler.py).
 
 Observability as every entry point (layers/observability.py): the zip carries the handler and
-the few runtime modules it imports; Powertools (with the X-Ray SDK) comes from AWS's own
-Powertools layer, at exactly the version the images pin (layers/requirements.txt), found
-through Powertools' public SSM parameter at deploy time.
+the few runtime modules it imports; Powertools (with the X-Ray SDK) comes from the stack's own
+layer, built from exactly the versions the images pin (powertools_layer.py), on the images'
+Python (3.13, infra/cdk/runtimes.py).
 """
 
 from __future__ import annotations
@@ -20,28 +20,14 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from infra.cdk.constructs.powertools_layer import PowertoolsLayer
 from infra.cdk.nag import acknowledge
+from infra.cdk.runtimes import ZIP_RUNTIME, ZIP_RUNTIME_REASON
 from layers import names
 
 PROXY_HANDLER = "functions.proxy.handler.handler"
-REQUIREMENTS = Path(__file__).resolve().parents[3] / "layers" / "requirements.txt"
-
-
-def powertools_version() -> str:
-    """The aws-lambda-powertools version every image pins (layers/requirements.txt)."""
-    for line in REQUIREMENTS.read_text().splitlines():
-        name, _, version = line.split("#")[0].strip().partition("==")
-        if name.split("[")[0].strip() == "aws-lambda-powertools" and version:
-            return version.strip()
-    raise ValueError(f"{REQUIREMENTS} pins no aws-lambda-powertools version")
-
-
-def powertools_layer_parameter(version: str) -> str:
-    """Powertools' public SSM parameter holding its layer's ARN (python3.11, arm64)."""
-    return f"/aws/service/powertools/python/arm64/python3.11/{version}"
 
 
 class SageMakerProxyFunction(Construct):
@@ -79,7 +65,8 @@ class SageMakerProxyFunction(Construct):
     ) -> None:
         """
         :param model_version: the manifest's version, in the proxy's logs; default unset.
-        :param code_dir: the staged proxy source (staging.stage_proxy_code).
+        :param code_dir: the staged proxy source (staging.stage_proxy_code); the Powertools
+            layer is staged beside it (``<code_dir>/../powertools-layer``).
         :param memory_mb: default 256 (it only forwards bytes).
         :param timeout_s: default 29 s: just under the HTTP API's 30 s integration timeout.
         """
@@ -98,7 +85,7 @@ class SageMakerProxyFunction(Construct):
         self._function = lambda_.Function(
             self, "Function",
             description=f"modelfn {model_name}: HTTP API → SageMaker endpoint proxy",
-            runtime=lambda_.Runtime.PYTHON_3_11,
+            runtime=ZIP_RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler=PROXY_HANDLER,
             code=lambda_.Code.from_asset(str(code_dir)),
@@ -112,10 +99,9 @@ class SageMakerProxyFunction(Construct):
                 names.ENV_POWERTOOLS_SERVICE: f"{names.SERVICE_NAME}-{model_name}",
                 names.ENV_POWERTOOLS_NAMESPACE: names.METRICS_NAMESPACE,
             },
-            layers=[lambda_.LayerVersion.from_layer_version_arn(
-                self, "Powertools", ssm.StringParameter.value_for_string_parameter(
-                    self, powertools_layer_parameter(powertools_version())),
-            )],
+            layers=[PowertoolsLayer.of(self, stage_dir=Path(code_dir).parent / "powertools-layer")],
+            # kept on every deploy: `rollback` needs the previous version (versions.deployed)
+            current_version_options=lambda_.VersionOptions(removal_policy=cdk.RemovalPolicy.RETAIN),
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self._log_group,
             role=self._role,
@@ -128,16 +114,8 @@ class SageMakerProxyFunction(Construct):
             "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions; "
             "CDK adds exactly these two actions for active tracing",
         )
-        acknowledge(
-            self._function, "AwsSolutions-L1",
-            "pinned to python3.11, the interpreter of the model images (layers/Dockerfile), so "
-            "the proxy and the runtime are tested on one Python version",
-        )
-        acknowledge(
-            self._function, "Serverless-LambdaLatestVersion",
-            "pinned to python3.11, the interpreter of the model images (layers/Dockerfile), so "
-            "the proxy and the runtime are tested on one Python version",
-        )
+        for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
+            acknowledge(self._function, rule, ZIP_RUNTIME_REASON)
         acknowledge(
             self._function, "Serverless-LambdaDLQ",
             "invoked synchronously by the HTTP API only; there are no asynchronous invocations",

@@ -39,13 +39,47 @@ from constructs import Construct
 
 from infra.cdk.nag import acknowledge
 from infra.cdk.sagemaker_iam import grant_sagemaker_logs_and_metrics
+from infra.cdk.sagemaker_instances import volume_kms_key
 from infra.cdk.training_image import TrainingImage
 from layers import names
 
 #: Training job names: ``<model[:20]>-<uuid>`` (63 characters at most).
 JOB_NAME_PREFIX_CHARS = 20
+#: Where SageMaker writes every training job's logs (one group per account and region).
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 #: CodeBuild's terminal statuses other than SUCCEEDED.
 BUILD_FAILED = ("FAILED", "FAULT", "STOPPED", "TIMED_OUT")
+
+
+class PrefixScopedLocation(tasks.S3Location):
+    """The ``train`` channel, granted on its prefix only.
+
+    ``S3Location.from_bucket`` grants ``s3:List*`` on the whole bucket (CDK's ``grant_read``),
+    so one model's training job could list every model's keys. SageMaker lists the channel
+    with ``prefix=<channel prefix>`` (S3Prefix data type), so ListBucket under an ``s3:prefix``
+    condition is what it needs, plus GetObject on the keys below it."""
+
+    def __init__(self, bucket: s3.IBucket, prefix: str) -> None:
+        super().__init__()
+        self._bucket, self._prefix = bucket, prefix
+
+    def bind(self, task, *, for_reading=None, for_writing=None) -> tasks.S3LocationConfig:
+        if for_writing:
+            raise ValueError("the train channel is read-only")
+        task.role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadTrainChannel", actions=["s3:GetObject"],
+            resources=[self._bucket.arn_for_objects(f"{self._prefix}*")]))
+        task.role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ListTrainChannel", actions=["s3:ListBucket"], resources=[self._bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{self._prefix}*", self._prefix]}}))
+        return tasks.S3LocationConfig(uri=self._bucket.s3_url_for_object(self._prefix))
+
+
+def retention_days(retention: logs.RetentionDays) -> int:
+    """``RetentionDays.ONE_MONTH`` → 30 (what PutRetentionPolicy takes), as CDK renders it."""
+    probe = cdk.Stack()
+    group = logs.LogGroup(probe, "Group", retention=retention)
+    return int(probe.resolve(group.node.default_child.retention_in_days))
 
 
 class ModelTrainingPipeline(Construct):
@@ -119,7 +153,7 @@ class ModelTrainingPipeline(Construct):
         )
         grant_sagemaker_logs_and_metrics(self._training_role, kind="TrainingJobs", sid_prefix="Training")
         self._grant_pull(image)
-        self._project = self._build_project(model_name, source, artifacts, encryption_key)
+        self._project = self._build_project(model_name, source, artifacts, encryption_key, log_retention)
         self._grant_build(artifacts, encryption_key)
         definition = self._definition(
             model_name=model_name, entry_point=entry_point, image=image.image,
@@ -127,6 +161,7 @@ class ModelTrainingPipeline(Construct):
             max_runtime_s=max_runtime_s, data_bucket=data_bucket, artifacts=artifacts,
             encryption_key=encryption_key, volume_gb=volume_gb,
             poll=cdk.Duration.seconds(poll_interval_s),
+            log_retention_days=retention_days(log_retention),
         )
         self._state_machine = sfn.StateMachine(
             self, "StateMachine",
@@ -160,7 +195,7 @@ class ModelTrainingPipeline(Construct):
         self, *, model_name: str, entry_point: str | None, image: tasks.DockerImage,
         instance_type: str, hyperparameters: Mapping[str, str], max_runtime_s: int,
         data_bucket: s3.IBucket, artifacts: s3.IBucket, encryption_key: kms.IKey,
-        volume_gb: int, poll: cdk.Duration,
+        volume_gb: int, poll: cdk.Duration, log_retention_days: int,
     ) -> sfn.IChainable:
         name = sfn.Pass(
             self, "NameJob",
@@ -181,7 +216,7 @@ class ModelTrainingPipeline(Construct):
             input_data_config=[tasks.Channel(
                 channel_name="train",
                 data_source=tasks.DataSource(s3_data_source=tasks.S3DataSource(
-                    s3_location=tasks.S3Location.from_bucket(data_bucket, self._prefixes["train"]),
+                    s3_location=PrefixScopedLocation(data_bucket, self._prefixes["train"]),
                     s3_data_type=tasks.S3DataType.S3_PREFIX,
                 )),
             )],
@@ -195,7 +230,9 @@ class ModelTrainingPipeline(Construct):
                 instance_count=1,
                 instance_type=ec2.InstanceType(instance_type.removeprefix("ml.")),
                 volume_size=cdk.Size.gibibytes(volume_gb),
-                volume_encryption_key=encryption_key,
+                # SageMaker rejects a volume key for instance types with local NVMe storage
+                # (ml.g5, ml.g4dn, ml.p4d …): CreateTrainingJob would fail (sagemaker_instances)
+                volume_encryption_key=volume_kms_key(instance_type, encryption_key),
             ),
             stopping_condition=tasks.StoppingCondition(max_runtime=cdk.Duration.seconds(max_runtime_s)),
             integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
@@ -236,7 +273,7 @@ class ModelTrainingPipeline(Construct):
         )
         check_build.add_retry(max_attempts=3, interval=cdk.Duration.seconds(10), backoff_rate=2)
         training_done = (
-            sfn.Choice(self, "TrainingDone?")
+            sfn.Choice(self, "TrainingOutcome")
             .when(sfn.Condition.string_equals("$.training.TrainingJobStatus", "Completed"),
                   start_build.next(check_build).next(
                       sfn.Choice(self, "BuildDone?")
@@ -261,12 +298,35 @@ class ModelTrainingPipeline(Construct):
             .when(sfn.Condition.string_equals("$.training.TrainingJobStatus", "Stopped"),
                   sfn.Fail(self, "TrainingStopped", error="TrainingStopped",
                            cause="the training job was stopped before it completed"))
+        )
+        # SageMaker writes job logs to /aws/sagemaker/TrainingJobs, a group it creates without a
+        # retention and shares across the account (a stack cannot own it: it may exist already).
+        # Once a job has run the group exists, so each run sets its retention; a failure here
+        # (no logs written, no permission) never fails the run.
+        keep_logs = tasks.CallAwsService(
+            self, "KeepTrainingLogs",
+            service="cloudwatchlogs", action="putRetentionPolicy", iam_action="logs:PutRetentionPolicy",
+            parameters={"LogGroupName": TRAINING_LOG_GROUP, "RetentionInDays": log_retention_days},
+            iam_resources=[stack.format_arn(service="logs", resource="log-group",
+                                            resource_name=TRAINING_LOG_GROUP,
+                                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)],
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        keep_logs.add_catch(training_done, errors=["States.ALL"], result_path=sfn.JsonPath.DISCARD)
+        finished = sfn.Condition.or_(*(sfn.Condition.string_equals("$.training.TrainingJobStatus", s)
+                                       for s in ("Completed", "Failed", "Stopped")))
+        job_ended = (
+            sfn.Choice(self, "TrainingDone?")
+            .when(finished, keep_logs.next(training_done))
             .otherwise(sfn.Wait(self, "WaitTraining", time=sfn.WaitTime.duration(poll)).next(describe))
         )
-        return name.next(train).next(describe).next(training_done)
+        return name.next(train).next(describe).next(job_ended)
 
-    def _build_project(self, model_name: str, source: s3_assets.Asset,
-                       artifacts: s3.IBucket, encryption_key: kms.IKey) -> codebuild.Project:
+    def _build_project(self, model_name: str, source: s3_assets.Asset, artifacts: s3.IBucket,
+                       encryption_key: kms.IKey, log_retention: logs.RetentionDays) -> codebuild.Project:
+        # its own log group with a retention (CodeBuild's default group never expires)
+        build_logs = logs.LogGroup(self, "BuildLogs", retention=log_retention,
+                                   removal_policy=cdk.RemovalPolicy.DESTROY)
         return codebuild.Project(
             self, "Build",
             description=f"modelfn {model_name}: build the trained model (quantize + gate)",
@@ -278,6 +338,8 @@ class ModelTrainingPipeline(Construct):
             encryption_key=encryption_key,
             timeout=cdk.Duration.hours(1),
             build_spec=codebuild.BuildSpec.from_object(buildspec(model_name)),
+            logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(
+                log_group=build_logs)),
             environment_variables={
                 "ARTIFACTS_BUCKET": codebuild.BuildEnvironmentVariable(value=artifacts.bucket_name),
             },
