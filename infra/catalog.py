@@ -26,7 +26,10 @@ from infra.catalog_processing import (
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
 TORCH_SOURCE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-SOURCE_SUFFIXES = (".onnx", ".joblib", ".pkl", ".pt")
+SOURCE_SUFFIXES = (".onnx", ".joblib", ".pkl", ".pt", ".keras", ".h5")
+#: Keras 3 ``.keras`` and legacy HDF5 with architecture; a suffix-less path is a TensorFlow
+#: SavedModel directory (infra/build/keras.py)
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 #: A whole ``nn.Module`` saved with ``torch.save`` (what a training entry point's torch result
 #: becomes); its classes must be importable from the catalog's directory.
 TORCH_FILE_SUFFIXES = (".pt",)
@@ -35,6 +38,21 @@ HF_PREFIX = "hf:"
 #: raw texts (.txt one per line, .jsonl objects with "text"/"image" and optional "label")
 #: or a folder of images (labels from sub-folder names).
 RAW_DATA_SUFFIXES = (".txt", ".jsonl")
+
+
+SAVED_MODEL_FILE = "saved_model.pb"
+
+
+def keras_source_problem(path: Path) -> str | None:
+    """Why ``path`` is not a Keras/TensorFlow source (None when it looks like one)."""
+    if path.is_dir():
+        if not (path / SAVED_MODEL_FILE).is_file():
+            return (f"{path} is not a TensorFlow SavedModel directory (no {SAVED_MODEL_FILE}); export "
+                    "one with model.export(dir) (Keras 3) or tf.saved_model.save(model, dir)")
+        return None
+    if not path.is_file():
+        return f"file {path} does not exist; fix the path (relative to the catalog file)"
+    return None
 
 
 class CatalogError(ValueError):
@@ -264,7 +282,7 @@ class ModelSpec(BaseModel):
         return self.snapstart
 
     @property
-    def source_kind(self) -> Literal["onnx", "sklearn", "torch", "hf", "pipeline", "none"]:
+    def source_kind(self) -> Literal["onnx", "sklearn", "torch", "hf", "keras", "pipeline", "none"]:
         if self.pipeline is not None:
             return "pipeline"
         if not self.source:
@@ -275,6 +293,9 @@ class ModelSpec(BaseModel):
             return "onnx"
         if self.source.endswith((".joblib", ".pkl")):
             return "sklearn"
+        if self.source.endswith(KERAS_SUFFIXES) or (
+                ":" not in self.source and not Path(self.source.rstrip("/")).suffix):
+            return "keras"  # a .keras/.h5 file or a SavedModel directory
         return "torch"  # a "pkg.module:factory" or a whole module saved with torch.save (.pt)
 
     @property
@@ -365,11 +386,15 @@ def _check_files(spec: ModelSpec, where: str) -> list[str]:
             problems.append(f"{where}: key 'source': {spec.source_path} is not a saved Hugging Face "
                             "model directory (no config.json); point hf:<dir> at what "
                             "save_pretrained() wrote (relative to the catalog file)")
+    elif spec.source_kind == "keras":
+        if (problem := keras_source_problem(Path(spec.source))) is not None:
+            problems.append(f"{where}: key 'source': {problem}")
     elif spec.source_kind == "torch":
         if not TORCH_SOURCE_RE.match(spec.source):
             problems.append(
                 f"{where}: key 'source': {spec.source!r} is neither a file ending in "
-                f"{', '.join(SOURCE_SUFFIXES)} nor a torch factory 'pkg.module:factory'"
+                f"{', '.join(SOURCE_SUFFIXES)} (or a SavedModel directory) nor a torch factory "
+                "'pkg.module:factory'"
             )
     elif not Path(spec.source).is_file():
         problems.append(f"{where}: key 'source': file {spec.source} does not exist; fix the path "
@@ -392,7 +417,7 @@ def _check_files(spec: ModelSpec, where: str) -> list[str]:
         elif p.suffix != ".npz":
             raw = f", or {'/'.join(RAW_DATA_SUFFIXES)}/a folder of raw inputs" if raw_ok else ""
             problems.append(f"{where}: key {key!r}: {p.name} must be an .npz of arrays keyed by input name{raw}")
-    if spec.source_kind in ("sklearn", "torch") and spec.example_input is None:
+    if spec.source_kind in ("sklearn", "torch", "keras") and spec.example_input is None:
         problems.append(f"{where}: key 'example_input' is required to convert a {spec.source_kind} "
                         "model; add an .npz with one example batch keyed by input name")
     if spec.cpu_features and spec.architecture != "x86_64":

@@ -5,6 +5,9 @@
 * sklearn ``.joblib``/``.pkl``: skl2onnx with the example input's name, dtype and feature
   shape; classifiers get ``zipmap: False`` so probabilities are a tensor, not a map.
 * ``hf:<dir>``: a saved Hugging Face model directory, see :mod:`infra.build.hf`.
+* Keras ``.keras``, legacy ``.h5`` with architecture, a TensorFlow SavedModel directory:
+  tf2onnx in a child process, checked against the framework's predictions, see
+  :mod:`infra.build.keras`.
 * torch ``.pt``: a whole ``nn.Module`` saved with ``torch.save`` (what ``modelfn train``
   makes of a returned module), exported like a factory's module.
 * torch ``"pkg.module:factory"``: the factory (imported with the catalog's directory on
@@ -59,6 +62,15 @@ def convert(spec: ModelSpec, root: Path, out: Path) -> dict[str, str]:
             model, notes = export(spec.source_path, task)
             notes["task"] = task.task
         except (HfError, TaskError) as exc:
+            raise ConversionError(f"model {spec.name!r}: {exc}") from exc
+    elif kind == "keras":
+        from infra.build.keras import KerasError
+        from infra.build.keras import export as keras_export
+
+        try:
+            model, notes = keras_export(Path(spec.source), _example(spec),
+                                        log=lambda m: print(f"  {spec.name}: {m}", file=sys.stderr, flush=True))
+        except KerasError as exc:
             raise ConversionError(f"model {spec.name!r}: {exc}") from exc
     else:
         model, notes = _from_torch(spec.source, root, _example(spec))
