@@ -85,8 +85,9 @@ def test_torch_and_sklearn_sources_need_an_example_input(tmp_path):
 
 
 def test_a_source_that_is_neither_file_nor_factory(tmp_path):
-    msg = _error(tmp_path, [{"name": "m", "source": "model.h5"}])
+    msg = _error(tmp_path, [{"name": "m", "source": "model.bin"}])
     assert "neither a file" in msg and "pkg.module:factory" in msg
+    assert "does not exist" in _error(tmp_path, [{"name": "m", "source": "model.h5"}])  # a Keras source
 
 
 def test_strict_needs_validation_data(tmp_path):

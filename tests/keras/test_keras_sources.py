@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from infra.catalog import CatalogError, load_catalog
 from infra.build import keras as keras_source
+from infra.catalog import CatalogError, load_catalog
 from layers.model import load_model
 from layers.protocol import infer_request
 
