@@ -9,7 +9,9 @@ datasets (no download):
   ([N, 1, 8, 8]); validation files carry ``labels``.
 * ``sentiment/`` (a tiny BERT text classifier, trained on template sentences, saved as a
   Hugging Face directory with its tokenizer) + ``sentiment_val.jsonl`` / ``sentiment_calib.txt``
-  (see ``samples/text.py``).
+  (see ``samples/text.py``); ``embedder/`` (a sentence-transformers directory over the
+  sentiment encoder) + ``embedder_val.txt`` and ``tagger/`` (a BertForTokenClassification
+  tagging people and places) + ``tagger_val.txt`` (see ``samples/tasks.py``).
 * for ``digits-trained`` (a model with ``training:``): ``digits_train/part-000.npz`` (its
   training data: the first 300 training rows, ``x`` + ``y``), ``digits_train_more/part-001.npz``
   (the rest: copy it into ``digits_train/`` and ``modelfn train digits-trained`` again), and
@@ -108,9 +110,10 @@ def make_digits(out: Path) -> list[str]:
 
 def make_text(out: Path) -> str:
     sys.path.insert(0, str(ROOT))
+    from samples.tasks import make_embedder, make_tagger
     from samples.text import make_sentiment
 
-    return make_sentiment(out)
+    return "\n".join([make_sentiment(out), make_embedder(out), make_tagger(out)])
 
 
 FIRST_ROWS = 300

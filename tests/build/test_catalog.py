@@ -122,6 +122,9 @@ def test_the_sample_catalog_is_well_formed():
     assert (specs["digits-mlp"].source_kind, specs["digits-mlp"].quantize) == ("torch", "dynamic")
     assert (specs["digits-cnn"].quantize, specs["digits-cnn"].calibration is not None) == ("static", True)
     assert (specs["sentiment"].source_kind, specs["sentiment"].preprocess.kind) == ("hf", "text")
+    # tokenizer, task and pooling come from the directories themselves (infra/tasks/detect.py)
+    assert (specs["embedder"].source_kind, specs["embedder"].preprocess, specs["embedder"].task) == ("hf", None, None)
+    assert specs["tagger"].source_kind == "hf" and specs["tagger"].validation is not None
 
 
 def test_snapstart_defaults_on_and_gives_way_to_provisioned_concurrency(tmp_path):
