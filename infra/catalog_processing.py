@@ -5,7 +5,8 @@
   Rust ``tokenizers`` library;
   ``preprocess: {image: {size: [H, W], mean: [...], std: [...], layout: NCHW}}``: an ``image``
   BYTES input of PNG/JPEG bytes, decoded, resized, scaled to [0, 1] and normalized.
-* ``postprocess: {softmax: true, labels: [...] | labels_file: F, top_k: K, output: NAME}``
+* ``postprocess: {softmax: true|false, labels: [...] | labels_file: F, top_k: K, output: NAME}``
+  (``softmax`` unset: decided from the model, :mod:`infra.build.scores`)
   adds ``label`` (BYTES) and ``scores`` (FP32) outputs next to the raw ones; with neither
   labels nor labels_file an ``hf:`` source's ``id2label`` names the classes.
 * ``pipeline: [a, {model: b, inputs: {b_input: a_output}}]``: one served model made of other
@@ -65,7 +66,7 @@ class Postprocess(BaseModel):
     """Scores and label names from a classifier's raw output."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    softmax: bool = True
+    softmax: bool | None = None  # None: decided from the model (infra/build/scores.py)
     labels: tuple[str, ...] | None = None
     labels_file: Path | None = None
     top_k: int | None = Field(default=None, ge=1)

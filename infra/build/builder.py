@@ -32,6 +32,7 @@ from infra.build import (
     processing,
     quantize,
     sample_input,
+    scores,
     transformer,
 )
 from infra.build.convert import convert
@@ -253,6 +254,11 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
         first = next(iter(feeds.values()))
         feeds_info["batch"] = int(first.shape[0]) if first.ndim else 1
         feeds_info["shapes"] = {n: [int(d) for d in a.shape] for n, a in feeds.items()}
+    warnings: list[str] = []
+    if block is not None and block.get("postprocess") is not None and not steps:  # softmax only over logits
+        warning = scores.settle(block["postprocess"], spec.postprocess.softmax,
+                                onnx.load(fp32_path, load_external_data=False), fp32_sess, feeds)
+        warnings += [warning] if warning else []
     try:
         fp32_out = run_gate(fp32_sess) if gate_data else None
     except Exception as exc:  # the gate's rows in batches of EVAL_BATCH
@@ -358,6 +364,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
             "input": {k: v for k, v in feeds_info.items() if k != "unmeasured"},
             **({"unmeasured": feeds_info["unmeasured"]} if "unmeasured" in feeds_info else {}),
         },
+        **({"warnings": warnings} if warnings else {}),
         "target": target_name, "target_reasons": reasons,
         "built_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "fit": fit_info,

@@ -40,7 +40,7 @@ def summary_row(r: BuildResult) -> dict[str, Any]:
             "gate": {k: shipped[k] for k in ("top1_agreement", "max_abs_error", "min_cosine", "accuracy")
                      if k in shipped},
             "target": m["target"], "memory_mb": m.get("fit", {}).get("memory_mb"),
-            "warning": m["metrics"].get("unmeasured"),
+            "warning": m["metrics"].get("unmeasured"), "warnings": m.get("warnings", []),
             "measured_at": _measured_at(m), "estimate": bool(m["metrics"].get("input", {}).get("estimate")),
             "model_dir": str(r.model_dir)}
 
@@ -83,6 +83,8 @@ def _table(results: list[BuildResult], console) -> None:
                   "reused" if r.reused else "[green]built[/green]")
     console.print(t)
     for r in results:
+        for warning in (r.manifest or {}).get("warnings", []) if r.ok else []:
+            console.print(f"[yellow]{r.name}: warning[/yellow]: {warning}", highlight=False)
         if r.ok and (why := r.manifest["quantization"].get("fallback_reason")):
             console.print(f"[yellow]{r.name}[/yellow]: {why}")
         if r.ok and (why := r.manifest["metrics"].get("unmeasured")):

@@ -1,6 +1,8 @@
 """Class scores → ``scores`` (FP32) and ``label`` (BYTES), optionally the top k only.
 
-``scores`` are the softmax of the raw output (or the raw values with ``softmax: false``),
+``scores`` are the softmax of the raw output (or the raw values with ``softmax: false``: the
+build sets it from the model, infra/build/scores.py — false where the model outputs
+probabilities already),
 ``label`` the class names of the highest scores: ``[N]`` (or ``[N, K]`` with ``top_k``,
 best first, ``scores`` then ``[N, K]`` in the same order). Without label names a class is
 named by its index (``"0"``, ``"1"``, ...).
@@ -27,7 +29,7 @@ class Postprocessor:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.output: str = config["output"]
-        self.softmax = bool(config.get("softmax", True))
+        self.softmax = config.get("softmax") is not False  # unset (older manifests): logits
         self.top_k: int | None = config.get("top_k")
         self.labels = np.asarray(list(config["labels"]), dtype=object)
 
