@@ -9,6 +9,13 @@ alarms guard it exactly like a deploy, and an alarm rolls it back automatically.
 
 The stack output ``Deployment<Model>`` (:func:`layers.names.output_deployment`) names, per
 function kind, the function, the CodeDeploy application and the deployment group.
+
+Versions outlive deploys: the template's ``AWS::Lambda::Version`` resources are retained
+(``DeletionPolicy: Retain``, infra/cdk/constructs/model_function.py), because CloudFormation
+would otherwise delete the previous version on every deploy and leave nothing to roll back
+to. Kept versions cost storage and, with SnapStart, a cache each, so the tool prunes them
+(:func:`prune_versions`, after every promote/rollback): the newest :data:`KEEP_VERSIONS`, the
+live one and any version an alias routes to stay; older ones are deleted.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from layers import names
 
 ALIAS = "live"
 KINDS = ("api", "batch")
+#: Published versions kept per function (besides whatever an alias routes to).
+KEEP_VERSIONS = 5
 
 
 class DeployedError(RuntimeError):
@@ -105,6 +114,31 @@ def start_deployment(codedeploy, lam, target: Target, to_version: str, reason: s
     )["deploymentId"]
 
 
+def prune_versions(lam, target: Target, keep: int = KEEP_VERSIONS, also_keep: tuple[str, ...] = ()) -> list[str]:
+    """Delete published versions beyond the newest ``keep``, never one an alias routes to
+    (live, mid-canary, or pinned by the user), one in ``also_keep`` (a deployment's target
+    before CodeDeploy moves the alias) nor the newest (the template's current one).
+    Returns the deleted version numbers."""
+    if keep < 1:
+        raise DeployedError(f"keep at least one version, not {keep}")
+    protected: set[str] = set(also_keep)
+    for page in lam.get_paginator("list_aliases").paginate(FunctionName=target.function):
+        for alias in page["Aliases"]:
+            protected.add(alias["FunctionVersion"])
+            protected.update(((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}))
+    numbers = sorted(int(v["Version"])
+                     for page in lam.get_paginator("list_versions_by_function").paginate(FunctionName=target.function)
+                     for v in page["Versions"] if v["Version"] != "$LATEST")
+    kept = set(numbers[-keep:])
+    deleted = []
+    for n in numbers:
+        if n in kept or str(n) in protected:
+            continue
+        lam.delete_function(FunctionName=target.function, Qualifier=str(n))
+        deleted.append(str(n))
+    return deleted
+
+
 def move_live(clients: dict[str, Any], stack: str, model: str, ref: str | None, reason: str) -> dict[str, str]:
     """Deploy model version ``ref`` (or, with None, the one before the live one) to every kind."""
     found = targets(clients["cloudformation"], stack, model)
@@ -121,6 +155,7 @@ def move_live(clients: dict[str, Any], stack: str, model: str, ref: str | None, 
             chosen = _resolve(versions, ref)
         started[kind] = start_deployment(clients["codedeploy"], clients["lambda"], target,
                                          chosen.lambda_version, reason)
+        prune_versions(clients["lambda"], target, also_keep=(chosen.lambda_version,))
     return started
 
 
