@@ -125,7 +125,7 @@ def prune_versions(lam, target: Target, keep: int = KEEP_VERSIONS, also_keep: tu
     for page in lam.get_paginator("list_aliases").paginate(FunctionName=target.function):
         for alias in page["Aliases"]:
             protected.add(alias["FunctionVersion"])
-            protected.update(((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}))
+            protected.update((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {})
     numbers = sorted(int(v["Version"])
                      for page in lam.get_paginator("list_versions_by_function").paginate(FunctionName=target.function)
                      for v in page["Versions"] if v["Version"] != "$LATEST")
