@@ -23,6 +23,7 @@ COMMANDS = {
     "promote": "infra.versions.command:promote",
     "rollback": "infra.versions.command:rollback",
     "image": "infra.image.command:image",
+    "doctor": "infra.doctor.command:doctor",
 }
 
 
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synth", help="cdk synth through the pinned CDK CLI, all checks on")
     s.add_argument("--catalog", default="models.yaml")
     s.add_argument("--out", default="build")
+    d = sub.add_parser("doctor", help="check the AWS account (quotas, Region) before a deploy")
+    d.add_argument("--catalog", default="models.yaml")
+    d.add_argument("--out", default="build", help="build directory (default build/)")
+    d.add_argument("--region", default=None, help="default: the AWS configuration's Region")
+    d.add_argument("--json", action="store_true")
     _add_lifecycle(sub)
     im = sub.add_parser("image", help="build each model's container image (docker, podman or buildah)")
     im.add_argument("--catalog", default="models.yaml")

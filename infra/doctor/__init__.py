@@ -1,0 +1,1 @@
+"""``modelfn doctor``: what a deploy of this catalog would hit in this account, said first."""
