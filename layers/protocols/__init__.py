@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 Operation = Callable[["DataPlane", "Request"], "Reply"]
 
 #: the protocols every model endpoint serves, in document order
-BUILTIN = ("layers.protocols.v2", "layers.protocols.docs")
+BUILTIN = ("layers.protocols.v2", "layers.protocols.openai", "layers.protocols.docs")
 
 
 @dataclass(frozen=True)

@@ -224,3 +224,62 @@ def test_batch_txt_gives_entities_per_line(task_build, aws, lambda_context):  # 
     want = load_model(task_build / "ner").infer({"text": np.array(QUERIES, dtype=object)}, ["entities"])
     got = [next(t for t in line["outputs"] if t["name"] == "entities")["data"][0] for line in lines]
     assert [json.loads(g) for g in got] == [json.loads(w) for w in want["entities"].tolist()]
+
+
+# --- the OpenAI-compatible API -----------------------------------------------------------------
+
+
+@pytest.fixture
+def emb_api(monkeypatch, task_build):
+    import sys
+
+    from layers import names
+    from layers.model import reset_model
+    from tests.functional.conftest import HANDLER_MODULE, import_handler
+
+    monkeypatch.setenv(names.ENV_MODEL_DIR, str(task_build / "emb"))
+    module = import_handler()
+    yield module
+    sys.modules.pop(HANDLER_MODULE, None)
+    reset_model()
+
+
+def _call(api, lambda_context, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    from tests.conftest import load_event
+    from tests.functional.conftest import route
+
+    event = route(load_event("http_infer"), method, path)
+    event.update(body=json.dumps(body) if body is not None else "", isBase64Encoded=False,
+                 headers={"content-type": "application/json"})
+    out = api.handler(event, lambda_context)
+    return out["statusCode"], json.loads(out["body"])
+
+
+def test_openai_embeddings_pinned_and_by_body_match_sentence_transformers(emb_api, lambda_context, task_dirs):
+    import base64
+
+    want = _st_vectors(task_dirs / "st", QUERIES)
+    for path in ("/openai/emb/v1/embeddings", "/openai/v1/embeddings"):
+        status, doc = _call(emb_api, lambda_context, "POST", path, {"model": "emb", "input": QUERIES})
+        assert status == 200, doc
+        got = np.array([d["embedding"] for d in doc["data"]], dtype=np.float32)
+        assert np.all(_cosines(got, want) >= 0.99) and doc["usage"]["prompt_tokens"] > len(QUERIES)
+    status, doc = _call(emb_api, lambda_context, "POST", "/openai/v1/embeddings",
+                        {"model": "emb", "input": QUERIES[0], "encoding_format": "base64"})
+    vec = np.frombuffer(base64.b64decode(doc["data"][0]["embedding"]), dtype="<f4")
+    assert status == 200 and _cosines(vec[None], want[:1])[0] >= 0.99
+    status, doc = _call(emb_api, lambda_context, "GET", "/openai/emb/v1/models")
+    assert status == 200 and [m["id"] for m in doc["data"]] == ["emb"]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "code"), [
+    ("/openai/v1/embeddings", {"model": "nope", "input": "x"}, 404, "model_not_found"),
+    ("/openai/nope/v1/embeddings", {"model": "nope", "input": "x"}, 404, "model_not_found"),
+    ("/openai/emb/v1/embeddings", {"model": "emb", "input": [1, 2]}, 400, None),
+    ("/openai/emb/v1/embeddings", {"model": "emb", "input": "x", "dimensions": 8}, 400, None),
+])
+def test_openai_errors_in_openais_shape(emb_api, lambda_context, path, body, status, code):
+    got, doc = _call(emb_api, lambda_context, "POST", path, body)
+    assert got == status, doc
+    assert set(doc["error"]) == {"message", "type", "param", "code"} and doc["error"]["code"] == code
+    assert doc["error"]["type"] == "invalid_request_error"

@@ -1,0 +1,132 @@
+"""OpenAI's API, the second registered protocol: embeddings and the model list.
+
+Routes: ``POST /openai/{name}/v1/embeddings`` and ``GET /openai/{name}/v1/models[/{model}]``
+are pinned to one model (each model's own function answers them, no extra hop); ``POST
+/openai/v1/embeddings`` names the model in the body's ``"model"`` (``Scope.BODY``: the local
+gateway reads it and forwards to that model's function; a function asked for another model
+answers OpenAI's 404 ``model_not_found``). ``GET /openai/v1/models`` lists the models the
+answering function serves. The wire format (request checks, float/base64 vectors, usage,
+error bodies) is :mod:`layers.openai_wire`; every error here, including the shared checks'
+(size, content type), is answered in OpenAI's error shape.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Callable
+
+from layers import openai_wire as wire
+from layers.dataplane import DataPlane
+from layers.errors import BadRequest, ModelfnError, UnsupportedMediaType
+from layers.jsonfast import loads
+from layers.messages import Reply, Request, json_reply
+from layers.protocols import Protocol, register
+from layers.routes import GET, POST, Route, Scope
+
+NAME = "openai"
+PINNED = "/openai/{name}/v1"
+SHARED = "/openai/v1"
+_SIZE_FIX = "Send fewer texts per request, or drop a .txt into the batch bucket."
+
+
+def _route(method: str, path: str, operation: str, **kw) -> Route:
+    return Route(method, path, operation, NAME, **kw)
+
+
+ROUTES = (
+    _route(POST, PINNED + "/embeddings", "embeddings", summary="OpenAI embeddings (this model)"),
+    _route(GET, PINNED + "/models", "models", summary="OpenAI model list (this model)"),
+    _route(POST, SHARED + "/embeddings", "embeddings", scope=Scope.BODY, body_field="model",
+           gateway=False, summary="OpenAI embeddings, the model named in the body"),
+    _route(GET, SHARED + "/models", "models", scope=Scope.SERVER, summary="OpenAI model list"),
+)
+
+
+def _openai_errors(op: Callable[[DataPlane, Request], Reply]) -> Callable[[DataPlane, Request], Reply]:
+    def wrapped(plane: DataPlane, req: Request) -> Reply:
+        try:
+            return op(plane, req)
+        except ModelfnError as exc:
+            plane.hooks.on_client_error(exc)
+            status, body = wire.error_of(exc)
+            return json_reply(status, body)
+    wrapped.__name__ = op.__name__
+    return wrapped
+
+
+def _dimensions(plane: DataPlane) -> int:
+    task = getattr(plane.model, "task", None) or {}
+    if task.get("task") not in ("embeddings", "feature-extraction"):
+        raise wire.OpenAIError(f"Model `{plane.model.name}` is not an embedding model (it serves "
+                               f"{task.get('task') or 'tensors'}); use its V2 route POST /v2/models/"
+                               f"{plane.model.name}/infer.", param="model")
+    return int(task["dimensions"])
+
+
+@_openai_errors
+def embeddings(plane: DataPlane, req: Request) -> Reply:
+    pinned = req.params.get("name")
+    if pinned is not None and pinned != plane.model.name:
+        raise wire.model_not_found(pinned, [plane.model.name])
+    content_type = (req.headers.get("content-type") or "application/json").lower()
+    if not content_type.startswith("application/json"):
+        raise UnsupportedMediaType(f"Content-Type {content_type!r} is not supported; send application/json.")
+    req.check_size(_SIZE_FIX)
+    body, _ = req.body()
+    try:
+        doc = loads(body)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"We could not parse the JSON body of your request ({exc}).") from None
+    name = doc.get("model") if isinstance(doc, dict) else None
+    if isinstance(name, str) and name and name != plane.model.name:
+        raise wire.model_not_found(name, [plane.model.name])
+    model, texts, fmt = wire.parse_embeddings(doc, dimensions=_dimensions(plane))
+    vectors, tokens = plane.model.embed(texts)
+    return json_reply(200, wire.embeddings_response(model, vectors, fmt, tokens))
+
+
+@_openai_errors
+def models(plane: DataPlane, req: Request) -> Reply:
+    pinned = req.params.get("name")
+    if pinned is not None and pinned != plane.model.name:
+        raise wire.model_not_found(pinned, [plane.model.name])
+    return json_reply(200, wire.models_response([wire.model_card(plane.model.name, _created(plane))]))
+
+
+def _created(plane: DataPlane) -> int:
+    built = getattr(plane.model.manifest, "built_at", "") or ""
+    try:
+        return calendar.timegm(time.strptime(built, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return 0
+
+
+def document(model) -> dict:
+    """The OpenAPI fragment: OpenAI's request/response and error bodies, per route."""
+    error = {"description": "OpenAI's error body", "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"error": {"type": "object", "properties": {
+            "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]},
+            "code": {"type": ["string", "null"]}}}}}}}}
+    request = {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["model", "input"], "properties": {
+            "model": {"type": "string", "example": model.name},
+            "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            "encoding_format": {"enum": ["float", "base64"]}, "dimensions": {"type": "integer"},
+            "user": {"type": "string"}}}}}}
+    ok = {"description": "embeddings", "content": {"application/json": {"schema": {"type": "object"}}}}
+    paths: dict = {}
+    for r in ROUTES:
+        params = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}] \
+            if "{name}" in r.path else []
+        op: dict = {"summary": r.summary, "tags": ["openai"], "parameters": params,
+                    "responses": {"200": ok, "400": error, "404": error}}
+        if r.method == POST:
+            op["requestBody"] = request
+            op["responses"].update({"413": error, "415": error})
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {"paths": paths}
+
+
+PROTOCOL = register(Protocol(name=NAME, routes=ROUTES, operations={"embeddings": embeddings, "models": models},
+                             document=document))
