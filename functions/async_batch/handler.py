@@ -31,14 +31,14 @@ from urllib.parse import unquote_plus
 import boto3
 from botocore.exceptions import ClientError
 
-from layers import names
+from layers import names, sagemaker_wire
 from layers.batch import upload
 from layers.batch.layout import BatchPaths, ObjectRef, is_test_event, parse_sqs_body, route
 
 LOG = logging.getLogger("modelfn.async_batch")
 LOG.setLevel(logging.INFO)
-#: The container's batch route (functions/sagemaker/serve.py).
-BATCH_ATTRIBUTE = f"route=POST {names.SAGEMAKER_BATCH_ROUTE}"
+#: The container's batch route (layers/http/sagemaker.py).
+BATCH_ATTRIBUTE = sagemaker_wire.BATCH_ATTRIBUTE
 INVOCATION_TIMEOUT_S = names.SAGEMAKER_ASYNC_TIMEOUT_S
 REQUESTS = "async/requests"
 

@@ -35,7 +35,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from layers import names
+from layers import names, sagemaker_wire
 from layers.errors import PayloadTooLarge
 from layers.limits import check_invocation_event
 from layers.observability import setup
@@ -102,10 +102,7 @@ def _header(event: dict, name: str) -> str | None:
 
 def custom_attributes(method: str, path: str, header_length: str | None) -> str:
     """The ``X-Amzn-SageMaker-Custom-Attributes`` value serve.py routes on."""
-    attrs = f"route={method} {path}"
-    if header_length is not None:
-        attrs += f";inference-header-content-length={header_length}"
-    return attrs
+    return sagemaker_wire.request_attributes(method, path, header_length)
 
 
 def _body(event: dict) -> bytes:
@@ -151,7 +148,7 @@ def _forward(event: dict, context: Any) -> dict:
             ContentType=content_type,
             Accept=_header(event, "accept") or "application/json",
             CustomAttributes=custom_attributes(
-                method, path, _header(event, "inference-header-content-length")),
+                method, path, _header(event, sagemaker_wire.HEADER_LENGTH)),
         )
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
@@ -173,10 +170,10 @@ def _forward(event: dict, context: Any) -> dict:
     except BotoCoreError as exc:
         return _error(502, f"could not reach the model's SageMaker endpoint ({exc}); retry")
     payload = resp["Body"].read()
-    headers_len = _custom_attribute(resp.get("CustomAttributes"), "inference-header-content-length")
+    headers_len = sagemaker_wire.parse(resp.get("CustomAttributes")).header_length
     out = _response(200, payload, resp.get("ContentType") or "application/json")
     if headers_len is not None:
-        out["headers"]["inference-header-content-length"] = headers_len
+        out["headers"][sagemaker_wire.HEADER_LENGTH] = headers_len
     return out
 
 
@@ -200,11 +197,3 @@ _handle = observability.entry_point(_handle)
 def handler(event: dict, context: Any) -> dict:
     """Lambda handler: an API Gateway HTTP API (payload 2.0) event → the endpoint's answer."""
     return _handle(event, context)
-
-
-def _custom_attribute(attrs: str | None, key: str) -> str | None:
-    for part in (attrs or "").split(";"):
-        k, _, v = part.partition("=")
-        if k.strip().lower() == key:
-            return v.strip()
-    return None

@@ -187,7 +187,7 @@ def stage_sagemaker_image(*, dest: Path, runtime_image: str | None = None) -> Pa
 
 #: The runtime modules the SageMaker proxy imports besides the names (Powertools comes from
 #: AWS's Powertools layer; nothing here needs orjson, numpy or onnxruntime).
-PROXY_RUNTIME_FILES = ("errors.py", "limits.py", "observability.py")
+PROXY_RUNTIME_FILES = ("errors.py", "limits.py", "observability.py", "sagemaker_wire.py")
 
 
 def stage_proxy_code(*, dest: Path) -> Path:
@@ -196,6 +196,8 @@ def stage_proxy_code(*, dest: Path) -> Path:
     return stage_function_code(dest=dest, package="proxy", runtime=PROXY_RUNTIME_FILES)
 
 
+#: The runtime modules (under ``layers/``) each zip function's package imports.
+FUNCTION_RUNTIME_FILES = {"async_batch": ("sagemaker_wire.py",)}
 #: The stdlib-only batch modules (layout, error records) a zip function may carry.
 BATCH_LAYOUT_FILES = ("__init__.py", "layout.py", "upload.py")
 
@@ -210,7 +212,7 @@ def stage_function_code(*, dest: Path, package: str, batch_layout: bool = False,
         "layers/__init__.py": REPO_ROOT / "layers" / "__init__.py",
         "layers/names.py": REPO_ROOT / "layers" / "names.py",
     }
-    for name in runtime:
+    for name in (*runtime, *FUNCTION_RUNTIME_FILES.get(package, ())):
         files[f"layers/{name}"] = REPO_ROOT / "layers" / name
     if batch_layout:
         for name in BATCH_LAYOUT_FILES:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 from infra.local import processes
 from infra.local.http_api_events import HttpRequest, HttpResponse, gateway_error
-from layers import names
+from layers import names, sagemaker_wire
 
-CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+CUSTOM_ATTRIBUTES = sagemaker_wire.HEADER
 _HOP_HEADERS = {"content-length", "connection", "transfer-encoding", "keep-alive", "date", "server"}
 
 
@@ -96,9 +96,7 @@ class SageMakerIntegration:
                 f"request body is {len(req.body)} bytes; a SageMaker endpoint accepts at most "
                 f"{names.SAGEMAKER_PAYLOAD_BYTES} bytes. Send fewer rows per request or use "
                 "batch inference through S3.")})
-        attrs = f"route={req.method} {req.path}"
-        if (n := req.header(names.HEADER_LENGTH)) is not None:
-            attrs += f";inference-header-content-length={n}"
+        attrs = sagemaker_wire.request_attributes(req.method, req.path, req.header(names.HEADER_LENGTH))
         headers = {CUSTOM_ATTRIBUTES: attrs,
                    "Content-Type": req.header("Content-Type") or "application/json",
                    "Accept": req.header("Accept") or "application/json"}

@@ -15,10 +15,13 @@ import logging
 import time
 from typing import Any
 
+from layers import protocols
 from layers.dataplane import DataPlane, Hooks
 from layers.errors import ModelfnError
+from layers.http.apigw import error_reply, internal_error_reply
 from layers.http.fastpath import FastPath
 from layers.limits import max_request_bytes
+from layers.messages import Reply, Request
 from layers.observability import Observability
 from layers.protocol import InferResult
 
@@ -53,6 +56,7 @@ class HttpBinding:
         #: ``match_fast(event)``: the fast route an event is for, or None (tests switch it off)
         self.match_fast = self.fast.match
         self._app = None
+        self._router = None
 
     def resolver(self):
         """Powertools' resolver over every route, built on first use."""
@@ -62,6 +66,44 @@ class HttpBinding:
             self._app = build_app(self.plane, limit=self.limit)
         return self._app
 
+    def router(self):
+        """The table as a router for requests that come without an event (built on first use)."""
+        if self._router is None:
+            from layers.http.router import Router
+
+            self._router = Router()
+        return self._router
+
+    def handle(self, req: Request, context: Any = None) -> Reply:
+        """A request from a transport without API Gateway events (the SageMaker container) →
+        the reply the resolver would give, recorded as :meth:`serve` records."""
+        start = time.perf_counter()
+        hooks = self.plane.hooks
+        try:
+            found = self.router().match(req.method, req.path, self.plane.model.name)
+            if isinstance(found, Reply):
+                reply = found
+            else:
+                route, req.params = found
+                reply = protocols.operation(route)(self.plane, req)
+        except ModelfnError as exc:
+            reply = error_reply(exc, hooks)
+        except Exception as exc:
+            reply = internal_error_reply(exc, hooks, req.context)
+        self._record(start, req.context, reply.status, req.path)
+        return reply
+
+    def _record(self, start: float, context: Any, status: Any, path: str) -> None:
+        obs = self.obs
+        if obs is None:
+            return
+        ms = (time.perf_counter() - start) * 1000.0
+        obs.record_request(latency_ms=ms, request_id=getattr(context, "aws_request_id", ""),
+                           status=status, path=path)
+        logger = obs.logger
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("request", extra={"path": path, "status": status, "latency_ms": round(ms, 3)})
+
     def serve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """One event → its Lambda response (the fast path or the resolver), recorded."""
         start = time.perf_counter()
@@ -70,14 +112,5 @@ class HttpBinding:
             response = self.fast.respond(self.plane, event, context, match, self.limit)
         else:
             response = self.resolver().resolve(event, context)
-        obs = self.obs
-        if obs is not None:
-            ms = (time.perf_counter() - start) * 1000.0
-            status = response.get("statusCode")
-            obs.record_request(latency_ms=ms, request_id=getattr(context, "aws_request_id", ""),
-                               status=status, path=event.get("rawPath", ""))
-            logger = obs.logger
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("request", extra={"path": event.get("rawPath"), "status": status,
-                                               "latency_ms": round(ms, 3)})
+        self._record(start, context, response.get("statusCode"), event.get("rawPath", ""))
         return response

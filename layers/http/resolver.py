@@ -20,15 +20,13 @@ from layers import protocols
 from layers.dataplane import DataPlane, Hooks
 from layers.errors import MethodNotAllowed, ModelfnError
 from layers.http.apigw import error_reply, internal_error_reply, request
+from layers.http.router import METHODS
 from layers.limits import max_request_bytes
 from layers.messages import JSON, Reply
 from layers.model import Model
 from layers.protocol import dump_json
 
 __all__ = ["build_app", "json_response"]
-
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(status_code=status, content_type=JSON, body=dump_json(body), headers=headers)

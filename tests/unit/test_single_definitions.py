@@ -4,6 +4,7 @@ API's synthesized routes: ``tests/infra/test_constructs.py``)."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -107,3 +108,37 @@ def test_every_model_route_names_its_model_in_the_path():
         if route.scope is Scope.BODY:
             assert route.body_field, route
         assert re.fullmatch(r"(/[^/]*)+", route.path), route
+
+
+# --- the SageMaker wire format --------------------------------------------------------------
+def test_every_custom_attributes_writer_and_reader_uses_the_wire_module():
+    from functions.async_batch import handler as glue
+    from functions.proxy import handler as proxy
+    from functions.sagemaker import serve
+    from infra.local import sagemaker as local_sagemaker
+    from layers import sagemaker_wire as wire
+
+    assert serve.CUSTOM_ATTRIBUTES is wire.HEADER is local_sagemaker.CUSTOM_ATTRIBUTES
+    assert glue.BATCH_ATTRIBUTE is wire.BATCH_ATTRIBUTE
+    attrs = proxy.custom_attributes("POST", "/v2/models/m/infer", "12")
+    assert attrs == wire.request_attributes("POST", "/v2/models/m/infer", "12")
+    assert serve.parse_custom_attributes(attrs) == ("POST", "/v2/models/m/infer", "12") == tuple(wire.parse(attrs))
+    assert wire.parse(wire.response_attributes(7)).header_length == "7"
+
+
+def _code_strings(path: Path) -> list[str]:
+    """The source of every string literal in ``path`` that is not a docstring."""
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    docs = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+    return [ast.get_source_segment(source, n) or "" for n in ast.walk(tree)
+            if isinstance(n, ast.Constant | ast.JoinedStr) and isinstance(getattr(n, "value", ""), str | list)
+            and id(n) not in docs]
+
+
+@pytest.mark.parametrize("literal", ["X-Amzn-SageMaker-Custom-Attributes", "route={", "route=POST",
+                                     "inference-header-content-length="])
+def test_no_other_module_writes_or_parses_custom_attributes(literal):
+    holders = [p.relative_to(REPO).as_posix() for p in _sources("layers", "functions", "infra")
+               if p.name != "sagemaker_wire.py" and any(literal in s for s in _code_strings(p))]
+    assert holders == [], holders
