@@ -116,7 +116,8 @@ def _add_lifecycle(sub) -> None:
         parser.add_argument("--deployed", action="store_true",
                             help="act on the deployed stack (live alias through CodeDeploy) instead of local")
         parser.add_argument("--stack", default="ModelfnStack", help="deployed stack name")
-    v.add_argument("--json", action="store_true")
+        parser.add_argument("--json", action="store_true",
+                            help="print JSON (what the HTTPS route /v2/models/{name}/… answers)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

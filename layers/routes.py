@@ -40,6 +40,11 @@ class Scope(enum.Enum):
     #: the JSON body names the model (``body_field``, e.g. OpenAI's ``"model"``): a router
     #: reads the body and forwards the request to that model's function
     BODY = "body"
+    #: the path names the model, but the model's control function answers, not the model's
+    #: own: training and versions (:mod:`layers.protocols.control`). On AWS always
+    #: IAM-authorized, whatever the model's inference ``auth``; locally the stack's control
+    #: integration (:mod:`infra.local.control`) runs the CLI's code
+    CONTROL = "control"
 
 
 @dataclass(frozen=True)
@@ -101,8 +106,17 @@ class RouteTable:
         return len(self.routes)
 
     def served(self) -> tuple[Route, ...]:
-        """The routes a model function answers itself (not the API's catch-alls)."""
-        return tuple(r for r in self.routes if not r.catch_all)
+        """The routes a model function answers itself (not the API's catch-alls, not the
+        control routes)."""
+        return tuple(r for r in self.routes if not r.catch_all and r.scope is not Scope.CONTROL)
+
+    def control(self) -> tuple[Route, ...]:
+        """The routes the control function answers (training, versions)."""
+        return tuple(r for r in self.routes if r.scope is Scope.CONTROL)
+
+    def control_gateway_routes(self, name: str) -> tuple[tuple[str, str], ...]:
+        """(path, method) of every control route of one model, ``{name}`` = ``name``."""
+        return tuple((r.for_model(name), r.method) for r in self.control())
 
     def fast(self) -> tuple[Route, ...]:
         return tuple(r for r in self.routes if r.fast)

@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 
 from infra.catalog import keras_source_problem
+from layers.datatypes import FROM_ORT, TO_NUMPY
 
 #: the ``keras`` extra in pyproject.toml (a test keeps the two equal)
 REQUIREMENTS = ("tensorflow-cpu==2.21.0", "tf2onnx==1.17.0")
@@ -128,10 +129,8 @@ def agreement(model: onnx.ModelProto, example: dict[str, np.ndarray],
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     inputs = sess.get_inputs()
-    types = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
-             "tensor(int32)": np.int32, "tensor(float16)": np.float16, "tensor(bool)": np.bool_}
     arrays = list(example.values()) if len(inputs) == 1 and len(example) == 1 else [example[i.name] for i in inputs]
-    feed = {i.name: np.asarray(a).astype(types.get(i.type, np.float32), copy=False)
+    feed = {i.name: np.asarray(a).astype(TO_NUMPY[FROM_ORT[i.type]], copy=False)
             for i, a in zip(inputs, arrays, strict=True)}
     got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed), strict=True))
     worst, top1 = 0.0, []

@@ -85,6 +85,9 @@ class Routes:
     models: dict[str, Integration] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # model -> why it is not serving
     default: Callable[[], Integration | None] = lambda: None
+    #: the control routes (training, versions; ``Scope.CONTROL``): the deployed API's control
+    #: function, here :class:`infra.local.control.ControlIntegration`; None: not served
+    control: Callable[..., HttpResponse] | None = None
 
 
 class Gateway:
@@ -113,6 +116,16 @@ class Gateway:
         self._server.server_close()
 
     def handle(self, req: HttpRequest) -> HttpResponse:
+        if self.routes.control is not None:
+            from layers.errors import MethodNotAllowed
+            from layers.protocols.control import match
+
+            try:
+                hit = match(req.method, req.path)
+            except MethodNotAllowed as exc:
+                return HttpResponse.json(405, exc.body(), [("allow", exc.allow)])
+            if hit is not None:
+                return self.routes.control(req, *hit)
         name, route_key, params = match_route(req.method, req.path)
         if name is not None:
             integration = self.routes.models.get(name)

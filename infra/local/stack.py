@@ -79,6 +79,7 @@ class LocalStack:
     _trained: tuple[str, ...] = ()
     _catalog: Any = None  # infra.catalog.Catalog, once started
     retrainers: dict[str, Any] = field(default_factory=dict)  # model -> infra.train.retrain.Retrainer
+    control: Any = None  # infra.local.control.LocalControl: training and versions over HTTP
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -167,7 +168,10 @@ class LocalStack:
             t.start()
         for t in starters:
             t.join()
-        routes = Routes(default=self._default_integration)
+        from infra.local.control import ControlIntegration, LocalControl
+
+        self.control = LocalControl(Path(self.catalog_path), Path(self.out_dir), self.aws)
+        routes = Routes(default=self._default_integration, control=ControlIntegration(self.control))
         for svc in self.services.values():
             why = svc.failure or (svc.api.failure if svc.api else None) or \
                 (svc.sagemaker.failure if svc.sagemaker else None)

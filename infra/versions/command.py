@@ -10,16 +10,51 @@ from __future__ import annotations
 import json
 import sys
 from argparse import Namespace
+from pathlib import Path
+from typing import Any
 
 from infra.versions.store import VersionError, VersionInfo, VersionStore
 
 
-def _store(args: Namespace) -> VersionStore:
-    store = VersionStore(args.out, args.name)
+def open_store(out: Path, name: str) -> VersionStore:
+    store = VersionStore(out, name)
     if not store.live_dir.is_dir():
-        raise VersionError(f"{args.name} is not built in {args.out}; run `modelfn build --model {args.name}` "
-                           f"or `modelfn train {args.name}` first")
+        raise VersionError(f"{name} is not built in {out}; run `modelfn build --model {name}` "
+                           f"or `modelfn train {name}` first")
     return store
+
+
+def _store(args: Namespace) -> VersionStore:
+    return open_store(args.out, args.name)
+
+
+def versions_doc(out: Path, name: str) -> dict[str, Any]:
+    """What ``modelfn versions NAME --json`` prints (and ``GET /v2/models/{name}/versions`` answers)."""
+    store = open_store(out, name)
+    with store.locked():
+        store.adopt_live()
+    return {"model": name, "live": store.live_version(), "versions": [i.to_json() for i in store.versions()]}
+
+
+def promote_version(out: Path, name: str, ref: str) -> dict[str, Any]:
+    """Make version ``ref`` (a version or its number) live; what ``promote --json`` prints."""
+    store = open_store(out, name)
+    with store.locked():
+        store.adopt_live()
+        version = store.resolve(ref)
+        before = store.live_version()
+        if version != before:
+            store.promote(version, reason=f"promoted by `modelfn promote` over {before}")
+    return {"model": name, "live": version, "previous": before, "changed": version != before}
+
+
+def rollback_version(out: Path, name: str) -> dict[str, Any]:
+    """Make the previously live version live again; what ``rollback --json`` prints."""
+    store = open_store(out, name)
+    with store.locked():
+        store.adopt_live()
+        before, after = store.rollback()
+    return {"model": name, "live": after, "previous": before, "changed": True}
 
 
 def versions(args: Namespace) -> int:
@@ -28,6 +63,9 @@ def versions(args: Namespace) -> int:
 
         return deployed.versions_command(args)
     try:
+        if args.json:
+            print(json.dumps(versions_doc(args.out, args.name), indent=2))
+            return 0
         store = _store(args)
         with store.locked():
             store.adopt_live()
@@ -35,9 +73,6 @@ def versions(args: Namespace) -> int:
     except VersionError as exc:
         print(f"modelfn versions: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps({"model": args.name, "live": live, "versions": [i.to_json() for i in infos]}, indent=2))
-        return 0
     _table(args.name, infos, live)
     return 0
 
@@ -70,19 +105,16 @@ def promote(args: Namespace) -> int:
 
         return deployed.promote_command(args)
     try:
-        store = _store(args)
-        with store.locked():
-            store.adopt_live()
-            version = store.resolve(args.version)
-            if version == store.live_version():
-                print(f"{args.name}: {version} is already live")
-                return 0
-            before = store.live_version()
-            store.promote(version, reason=f"promoted by `modelfn promote` over {before}")
+        doc = promote_version(args.out, args.name, args.version)
     except VersionError as exc:
         print(f"modelfn promote: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.name}: {version} is live (was {before}); a running `modelfn up` swaps to it")
+    if getattr(args, "json", False):
+        print(json.dumps(doc, indent=2))
+    elif not doc["changed"]:
+        print(f"{args.name}: {doc['live']} is already live")
+    else:
+        print(f"{args.name}: {doc['live']} is live (was {doc['previous']}); a running `modelfn up` swaps to it")
     return 0
 
 
@@ -92,12 +124,12 @@ def rollback(args: Namespace) -> int:
 
         return deployed.rollback_command(args)
     try:
-        store = _store(args)
-        with store.locked():
-            store.adopt_live()
-            before, after = store.rollback()
+        doc = rollback_version(args.out, args.name)
     except VersionError as exc:
         print(f"modelfn rollback: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.name}: rolled back from {before} to {after}; a running `modelfn up` swaps to it")
+    if getattr(args, "json", False):
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"{args.name}: rolled back from {doc['previous']} to {doc['live']}; a running `modelfn up` swaps to it")
     return 0

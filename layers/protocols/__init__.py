@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 Operation = Callable[["DataPlane", "Request"], "Reply"]
 
 #: the protocols every model endpoint serves, in document order
-BUILTIN = ("layers.protocols.v2", "layers.protocols.openai", "layers.protocols.docs")
+BUILTIN = ("layers.protocols.v2", "layers.protocols.openai", "layers.protocols.docs",
+           "layers.protocols.control")
 
 
 @dataclass(frozen=True)
