@@ -21,8 +21,10 @@ from infra.catalog_processing import (
     check_pipelines,
     check_processing,
     nested_fields,
+    preprocess_model,
     resolve_processing,
 )
+from infra.kinds import raw_data_suffixes
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
 TORCH_SOURCE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -34,10 +36,6 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 #: becomes); its classes must be importable from the catalog's directory.
 TORCH_FILE_SUFFIXES = (".pt",)
 HF_PREFIX = "hf:"
-#: What calibration/validation may be besides an .npz when the model has ``preprocess``:
-#: raw texts (.txt one per line, .jsonl objects with "text"/"image" and optional "label")
-#: or a folder of images (labels from sub-folder names).
-RAW_DATA_SUFFIXES = (".txt", ".jsonl")
 
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -412,10 +410,10 @@ def _check_files(spec: ModelSpec, where: str) -> list[str]:
         elif not p.is_file():
             problems.append(f"{where}: key {key!r}: file {p} does not exist; fix the path "
                             "(relative to the catalog file)")
-        elif p.suffix in RAW_DATA_SUFFIXES and raw_ok:
-            continue
+        elif p.suffix in raw_data_suffixes() and raw_ok:
+            continue  # raw inputs of the model's kind (infra/kinds): .txt, .jsonl
         elif p.suffix != ".npz":
-            raw = f", or {'/'.join(RAW_DATA_SUFFIXES)}/a folder of raw inputs" if raw_ok else ""
+            raw = f", or {'/'.join(raw_data_suffixes())}/a folder of raw inputs" if raw_ok else ""
             problems.append(f"{where}: key {key!r}: {p.name} must be an .npz of arrays keyed by input name{raw}")
     if spec.source_kind in ("sklearn", "torch", "keras") and spec.example_input is None:
         problems.append(f"{where}: key 'example_input' is required to convert a {spec.source_kind} "
@@ -458,6 +456,16 @@ def _check_training(spec: ModelSpec, where: str, root: Path) -> list[str]:
     return problems
 
 
+def _spec_model() -> type[ModelSpec]:
+    """:class:`ModelSpec` with the ``preprocess:`` schema of the input kinds registered now."""
+    current = preprocess_model() | None
+    field = ModelSpec.model_fields["preprocess"]
+    if field.annotation != current:
+        field.annotation = current
+        ModelSpec.model_rebuild(force=True)
+    return ModelSpec
+
+
 def parse_catalog(data: Any, path: Path) -> Catalog:
     """Validate already-parsed YAML ``data`` as the catalog at ``path``."""
     path = Path(path).resolve()
@@ -476,7 +484,7 @@ def parse_catalog(data: Any, path: Path) -> Catalog:
             problems.append(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
             continue
         try:
-            spec = ModelSpec.model_validate(raw)
+            spec = _spec_model().model_validate(raw)
         except ValidationError as err:
             problems.append(_explain(err, where))
             continue

@@ -1,5 +1,8 @@
 """Catalog keys for what clients send and get: ``preprocess``, ``postprocess``, ``pipeline``.
 
+The ``preprocess:`` keys are the registered input kinds' (:mod:`infra.kinds`: each kind's
+``catalog_fields``, chosen by its selector key); built in:
+
 * ``preprocess: {tokenizer: <tokenizer.json | hf dir>, max_length: N, padding: longest|max_length,
   truncation: true}``: the model takes a ``text`` BYTES input, tokenized in the image with the
   Rust ``tokenizers`` library;
@@ -18,48 +21,49 @@ Paths are relative to the catalog file and resolved once, here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-
-class ImagePreprocess(BaseModel):
-    """PNG/JPEG bytes → float32 tensor: decode, RGB (3 channels) or L (1), resize, /255, normalize."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    size: tuple[int, int] = Field(description="[height, width] the model takes")
-    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
-    std: tuple[float, ...] = (1.0, 1.0, 1.0)
-    layout: Literal["NCHW", "NHWC"] = "NCHW"
-
-    @model_validator(mode="after")
-    def _channels(self) -> ImagePreprocess:
-        if len(self.mean) != len(self.std) or len(self.mean) not in (1, 3):
-            raise ValueError("mean and std need one value per channel: 3 (RGB) or 1 (grayscale)")
-        if min(self.size) < 1 or any(s == 0 for s in self.std):
-            raise ValueError("size must be positive and std non-zero")
-        return self
+from infra import kinds as build_kinds
 
 
-class Preprocess(BaseModel):
-    """Text (``tokenizer``) or image (``image``) pre-processing, run inside the function."""
+class PreprocessBase(BaseModel):
+    """One input kind's pre-processing, run inside the function. The keys are the registered
+    kinds' (:mod:`infra.kinds`); exactly one kind's selector key is given."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    tokenizer: Path | None = None
-    max_length: int = Field(default=128, ge=1, le=8192)
-    padding: Literal["longest", "max_length"] = "longest"
-    truncation: bool = True
-    image: ImagePreprocess | None = None
 
     @model_validator(mode="after")
-    def _one_kind(self) -> Preprocess:
-        if (self.tokenizer is None) == (self.image is None):
-            raise ValueError("give exactly one of 'tokenizer' (text in) or 'image' (PNG/JPEG in)")
+    def _one_kind(self) -> PreprocessBase:
+        chosen = [k for k in build_kinds.kinds().values() if getattr(self, k.selector, None) is not None]
+        if len(chosen) != 1:
+            choices = " or ".join(k.choice for k in build_kinds.kinds().values())
+            raise ValueError(f"give exactly one of {choices}")
         return self
 
     @property
-    def kind(self) -> Literal["text", "image"]:
-        return "text" if self.tokenizer is not None else "image"
+    def kind(self) -> str:
+        """The input kind's name (``text``, ``image``): the one whose selector key is set."""
+        return next(k.name for k in build_kinds.kinds().values() if getattr(self, k.selector, None) is not None)
+
+
+_preprocess_models: dict[tuple[str, ...], type[PreprocessBase]] = {}
+
+
+def preprocess_model() -> type[PreprocessBase]:
+    """The ``preprocess:`` schema: every registered kind's keys (rebuilt when a kind registers)."""
+    registered = build_kinds.kinds()
+    key = tuple(f"{n}:{id(k)}" for n, k in registered.items())
+    if key not in _preprocess_models:
+        fields: dict[str, Any] = {}
+        for k in registered.values():
+            fields.update(k.catalog_fields)
+        _preprocess_models[key] = create_model("Preprocess", __base__=PreprocessBase, **fields)
+    return _preprocess_models[key]
+
+
+Preprocess = preprocess_model()
 
 
 class Postprocess(BaseModel):
@@ -87,16 +91,18 @@ class PipelineStep(BaseModel):
     inputs: dict[str, str] = Field(default_factory=dict)  # this step's input ← previous step's output
 
 
-_NESTED = {"preprocess": Preprocess, "postprocess": Postprocess, "pipeline": PipelineStep}
-
-
 def nested_fields(loc: tuple) -> list[str] | None:
     """The allowed keys at an ``extra_forbidden`` error inside one of these blocks."""
-    if loc[0] not in _NESTED:
+    nested = {"preprocess": preprocess_model(), "postprocess": Postprocess, "pipeline": PipelineStep}
+    if loc[0] not in nested:
         return None
-    if loc[0] == "preprocess" and len(loc) > 2 and loc[1] == "image":
-        return list(ImagePreprocess.model_fields)
-    return list(_NESTED[loc[0]].model_fields)
+    if loc[0] == "preprocess" and len(loc) > 2:  # inside one kind's own block (image: {...})
+        field = nested["preprocess"].model_fields.get(str(loc[1]))
+        block = next((t for t in getattr(field.annotation, "__args__", ()) if isinstance(t, type)
+                      and issubclass(t, BaseModel)), None) if field is not None else None
+        if block is not None:
+            return list(block.model_fields)
+    return list(nested[loc[0]].model_fields)
 
 
 def _abs(root: Path, p: Path | None) -> Path | None:
@@ -106,26 +112,21 @@ def _abs(root: Path, p: Path | None) -> Path | None:
 def resolve_processing(spec: Any, root: Path) -> dict[str, Any]:
     """The ``model_copy`` update that makes these blocks' paths absolute."""
     update: dict[str, Any] = {}
-    if spec.preprocess is not None and (p := _abs(root, spec.preprocess.tokenizer)) is not None:
-        update["preprocess"] = spec.preprocess.model_copy(update={"tokenizer": p})
+    if spec.preprocess is not None:
+        resolved = build_kinds.kind(spec.preprocess.kind).resolve(spec.preprocess, root)
+        if resolved is not spec.preprocess:
+            update["preprocess"] = resolved
     if spec.postprocess is not None and (p := _abs(root, spec.postprocess.labels_file)) is not None:
         update["postprocess"] = spec.postprocess.model_copy(update={"labels_file": p})
     return update
-
-
-def tokenizer_file(path: Path) -> Path:
-    """``tokenizer.json`` itself, or inside a Hugging Face directory."""
-    return path / "tokenizer.json" if path.is_dir() else path
 
 
 def check_processing(spec: Any, where: str) -> list[str]:
     """File and consistency problems of these blocks (names checked in :func:`check_pipelines`)."""
     problems = []
     pre, post = spec.preprocess, spec.postprocess
-    if pre is not None and pre.tokenizer is not None and not tokenizer_file(pre.tokenizer).is_file():
-        problems.append(f"{where}: key 'preprocess.tokenizer': {tokenizer_file(pre.tokenizer)} does not "
-                        "exist; point it at a tokenizer.json or the Hugging Face directory holding one "
-                        "(tokenizer.save_pretrained writes it)")
+    if pre is not None:
+        problems.extend(build_kinds.kind(pre.kind).check(pre, where))
     if post is not None and post.labels_file is not None and not post.labels_file.is_file():
         problems.append(f"{where}: key 'postprocess.labels_file': {post.labels_file} does not exist; "
                         "give a text file with one label per line (class 0 first)")

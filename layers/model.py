@@ -60,6 +60,7 @@ from layers.codec import check_shape, to_numpy_dtype
 from layers.errors import BadRequest
 from layers.manifest import Manifest, ManifestError, TensorSpec, read_manifest
 from layers.providers import execution_providers, warn_on_fallback
+from layers.servable import Servable, ServableBase
 
 # onnxruntime's type strings for the V2 datatypes it can hold.
 _ORT_TO_V2 = datatypes.FROM_ORT
@@ -133,8 +134,8 @@ def session_options(
 
 
 @dataclass(frozen=True)
-class Model:
-    """One loaded model: its manifest, signature and onnxruntime session."""
+class Model(ServableBase):
+    """One loaded model: its manifest, signature and onnxruntime session (a :class:`Servable`)."""
 
     manifest: Manifest
     session: ort.InferenceSession
@@ -145,37 +146,6 @@ class Model:
         specs = {s.name: (s, to_numpy_dtype(s.datatype)) for s in self.manifest.inputs}
         object.__setattr__(self, "_inputs", specs)
         object.__setattr__(self, "_output_names", [s.name for s in self.manifest.outputs])
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def version(self) -> str:
-        return self.manifest.version
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return self.manifest.inputs
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return self.manifest.outputs
-
-    def infer(
-        self,
-        inputs: Mapping[str, np.ndarray],
-        output_names: Sequence[str] | None = None,
-        *,
-        allow_nonfinite: bool = False,
-    ) -> dict[str, np.ndarray]:
-        """Run the model on ``inputs`` (validated against the signature) → outputs by name.
-
-        NaN/Inf in floating-point inputs are rejected (a 400 naming the input) unless
-        ``allow_nonfinite``: a non-finite feature is almost always an upstream bug, and most
-        models silently turn it into a confident wrong answer.
-        """
-        return self.run(self.validate_inputs(inputs, allow_nonfinite=allow_nonfinite), output_names)
 
     def run(self, feed: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Run the model on a ``feed`` that already passed the input checks → outputs by name.
@@ -228,17 +198,6 @@ class Model:
             )
         return arr
 
-    def validate_output_names(self, output_names: Sequence[str] | None) -> list[str]:
-        known = self._output_names
-        if output_names is None:
-            return known
-        bad = [n for n in output_names if n not in known]
-        if bad:
-            raise BadRequest(f"unknown output(s) {bad}; model {self.name!r} produces {known}.")
-        if len(set(output_names)) != len(output_names):
-            raise BadRequest(f"output names {list(output_names)} repeat a name; request each once.")
-        return list(output_names)
-
 
 def _all_finite(arr: np.ndarray) -> bool:
     """No NaN/Inf in ``arr``. One float64 sum (no temporary) decides almost always: any NaN/Inf
@@ -267,7 +226,7 @@ def _as_text(name: str, arr: np.ndarray) -> np.ndarray:
     return out.reshape(arr.shape)
 
 
-def load_model(model_dir: str | Path, manifest: Manifest | None = None, **options: Any) -> Model:
+def load_model(model_dir: str | Path, manifest: Manifest | None = None, **options: Any) -> Servable:
     """Verify ``model_dir``'s artifact, then create its one session (``options`` → session_options).
 
     The sha256 check comes first, on this thread: hashing on a second thread while onnxruntime
@@ -277,7 +236,7 @@ def load_model(model_dir: str | Path, manifest: Manifest | None = None, **option
     verified it.
 
     A manifest with a processing block yields a :class:`layers.processing.processed.ProcessedModel`
-    (same interface: text/image in, label/scores out) around the raw model."""
+    (the same :class:`Servable` interface: text/image in, label/scores out) around the raw model."""
     manifest = manifest or read_manifest(model_dir, verify=True)
     if names.MANIFEST_PROCESSING in manifest.extra:
         from layers.processing.processed import ProcessedModel
@@ -327,11 +286,11 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-_model: Model | None = None
+_model: Servable | None = None
 _lock = threading.Lock()
 
 
-def get_model() -> Model:
+def get_model() -> Servable:
     """The process-wide model from ``MODEL_DIR``, loaded on first call (at handler import)."""
     global _model
     if _model is None:

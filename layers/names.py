@@ -66,11 +66,10 @@ SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 
-# --- pre/post-processing (layers/processing): the manifest block and the public tensor names
+# --- pre/post-processing (layers/processing): the manifest block and the classification task's
+# outputs (an input kind's public input is named after the kind, see layers/kinds)
 MANIFEST_PROCESSING = "processing"
 """Manifest key of the pre/post-processing block; its files sit next to ``model.onnx``."""
-TEXT_INPUT = "text"
-IMAGE_INPUT = "image"
 LABEL_OUTPUT = "label"
 SCORES_OUTPUT = "scores"
 EMBEDDING_OUTPUT = "embedding"

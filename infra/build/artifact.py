@@ -66,11 +66,11 @@ def _data_digest(path: Path) -> str:
 
 
 def _processing_digests(spec: ModelSpec) -> dict[str, str]:
-    from infra.catalog_processing import tokenizer_file
+    from infra.kinds import kind
 
     out = {}
-    if spec.preprocess is not None and spec.preprocess.tokenizer is not None:
-        out["tokenizer"] = sha256_file(tokenizer_file(spec.preprocess.tokenizer))
+    if spec.preprocess is not None:
+        out.update(kind(spec.preprocess.kind).digests(spec.preprocess))
     if spec.postprocess is not None and spec.postprocess.labels_file is not None:
         out["labels_file"] = sha256_file(spec.postprocess.labels_file)
     if spec.source_kind == "hf":  # id2label and max_position_embeddings are read from it

@@ -345,7 +345,7 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
         fit_info["preprocess_init_s"] = facts.get("preprocess_init_s", 0.0)
         fit_info["preprocess_library_bytes"] = fit.library_bytes(block["preprocess"]["kind"])
         reasons.append(f"· {block['preprocess']['kind']} pre-processing: "
-                       f"{', '.join(fit.PREPROCESS_LIBRARIES[block['preprocess']['kind']])} "
+                       f"{', '.join(fit.preprocess_libraries(block['preprocess']['kind']))} "
                        f"{fit_info['preprocess_library_bytes'] / 1e6:.1f} MB of the image, "
                        f"{fit_info['preprocess_init_s']:.3f} s of the init above")
 

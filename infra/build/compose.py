@@ -153,6 +153,7 @@ def inherited_block(spec: ModelSpec, sig: dict[str, Any], steps: list, models_di
     """The pipeline's processing block: the first step's preprocess, the last step's postprocess
     (unless the entry sets its own), and their side files."""
     from infra.build.processing import build_block
+    from infra.kinds import kind
 
     own, files = build_block(spec, sig)
     block: dict[str, Any] = {"model_signature": sig}
@@ -164,8 +165,8 @@ def inherited_block(spec: ModelSpec, sig: dict[str, Any], steps: list, models_di
             block[key] = own[key]
         elif theirs is not None:
             block[key] = theirs
-            if key == "preprocess" and theirs["kind"] == "text":
-                files[theirs["tokenizer"]] = models_dir / name / theirs["tokenizer"]
+            if key == "preprocess":  # the kind's side files (a tokenizer) come along
+                files.update(kind(theirs["kind"]).step_files(theirs, models_dir / name))
     if len(block) == 1:
         return None, {}
     from layers.manifest import sha256_file

@@ -88,14 +88,19 @@ def closure_bytes(todo: list[Requirement], *, deps: bool = True, seen: set[str] 
     return total
 
 
-#: The runtime packages each kind of pre-processing uses (their closure is in every image,
-#: since layers/requirements.txt is one set; this is the share a text/image model needs).
-PREPROCESS_LIBRARIES = {"text": ("tokenizers",), "image": ("pillow",)}
+def preprocess_libraries(kind: str) -> tuple[str, ...]:
+    """The runtime packages an input kind's pre-processing uses (:attr:`infra.kinds.BuildKind.libraries`;
+    their closure is in every image, since layers/requirements.txt is one set: this is the share
+    a model of that kind needs)."""
+    from infra.kinds import kinds
+
+    found = kinds().get(kind)
+    return found.libraries if found is not None else ()
 
 
 def library_bytes(kind: str) -> int:
     """Installed size of the pre-processing library for ``kind`` (as the image installs it)."""
-    return closure_bytes([Requirement(n) for n in PREPROCESS_LIBRARIES.get(kind, ())], deps=False)
+    return closure_bytes([Requirement(n) for n in preprocess_libraries(kind)], deps=False)
 
 
 def payload_bytes(tensors: list[dict[str, Any]]) -> int:

@@ -32,22 +32,23 @@ def _rss_mb() -> float:
 
 
 def _preprocessor_init(processing_path: str) -> float:
-    """Seconds to import the tokenizer/image library and build the model's pre-processor, as
-    the function's init does (layers/processing); 0 without pre-processing."""
+    """Seconds to import the input kind's library (tokenizer, image decoder) and build the
+    model's pre-processor, as the function's init does (layers/processing), plus running its
+    ``probe_items``; 0 without pre-processing."""
     with open(processing_path) as f:
         spec = json.load(f)
     pre, raw_inputs = spec["block"].get("preprocess"), [t["name"] for t in spec["block"]["model_signature"]["inputs"]]
     if pre is None:
         return 0.0
+    from pathlib import Path
+
     t0 = time.perf_counter()
-    if pre["kind"] == "text":
-        from layers.processing.text import TextPreprocessor
+    from layers.kinds import input_kind
 
-        TextPreprocessor(spec["files"][pre["tokenizer"]], pre, raw_inputs)(["modelfn"])
-    else:
-        from layers.processing.image import ImagePreprocessor
-
-        ImagePreprocessor(pre, raw_inputs[0])
+    kind = input_kind(pre["kind"])
+    preprocessor = kind.preprocessor(pre, {n: Path(p) for n, p in spec["files"].items()}, raw_inputs)
+    if kind.probe_items:
+        preprocessor(list(kind.probe_items))
     return time.perf_counter() - t0
 
 

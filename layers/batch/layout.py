@@ -22,7 +22,9 @@ from urllib.parse import quote, unquote_plus
 
 from layers import names
 
-SUPPORTED_SUFFIXES = (".npz", ".npy", ".csv", ".jsonl", ".txt", ".png", ".jpg", ".jpeg")
+TENSOR_SUFFIXES = (".npz", ".npy", ".csv", ".jsonl")
+"""Batch files of tensors or V2 requests; the raw-input suffixes (``.txt``, ``.png``, ...) are
+the registered input kinds' (:func:`layers.kinds.batch_suffixes`)."""
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,19 @@
-"""Raw inputs for models that take text or images (a ``text``/``image`` BYTES input).
+"""Raw inputs for models with one BYTES input ``[-1]`` (an input kind's, or a plain string input).
 
-* ``.txt``: one text per line (UTF-8); blank lines are not requests, ``row`` counts texts.
-* ``.csv`` (single BYTES-input models): a header row naming the columns; the text is the
-  column named like the input (``text``) or the only column; one request per data row.
-* ``.png``/``.jpg``/``.jpeg``: the object is one image, one request (drop a folder of
-  images under ``in/`` and each yields its own ``out/<key>.jsonl``).
+Which files are raw inputs is the registered input kinds' and tasks' decision
+(:mod:`layers.kinds`); the formats are read here:
+
+* line files (the ``text`` kind's ``.txt``): one item per line (UTF-8); blank lines are not
+  requests, ``row`` counts items.
+* ``.csv`` (single BYTES-input models, kinds with ``batch_csv``): a header row naming the
+  columns; the item is the column named like the input (``text``) or the only column; one
+  request per data row.
+* object files (the ``image`` kind's ``.png``/``.jpg``/``.jpeg``): the object is one item, one
+  request (drop a folder of images under ``in/`` and each yields its own ``out/<key>.jsonl``).
+* anything else a kind or task reads itself (:meth:`layers.kinds.InputKind.batch_reader`).
 
 Each row is sent to the model as a one-element BYTES tensor row, through the same
-:meth:`~layers.model.Model.infer` (so the same pre/post-processing) as the HTTP path.
+:meth:`~layers.servable.Servable.infer` (so the same pre/post-processing) as the HTTP path.
 """
 
 from __future__ import annotations
@@ -18,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from layers import kinds
 from layers.batch.errors import BatchInputError
 from layers.batch.readers import Batch, single_input
-from layers.model import Model
+from layers.servable import Servable as Model
 
-TEXT_SUFFIXES = (".txt",)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ROW_BYTES = 256  # memory per text row, for chunk sizing (token tensors are made per chunk)
 
 
@@ -43,6 +48,16 @@ def bytes_input(model: Model, fmt: str):
     return spec
 
 
+def _kind_of(model: Model) -> kinds.InputKind | None:
+    name = getattr(model, "kind", None)
+    return kinds.input_kind(name) if name is not None else None
+
+
+def _task_of(model: Model) -> kinds.Task | None:
+    name = getattr(model, "task_name", None)
+    return kinds.task(name) if name is not None else None
+
+
 class _RowsReader:
     """Shared streaming of one text per row, ``chunk_rows`` at a time."""
 
@@ -51,10 +66,9 @@ class _RowsReader:
     def __init__(self, path: Path, model: Model, fmt: str) -> None:
         self.path, self.model = path, model
         self.spec = bytes_input(model, fmt)
-        if getattr(model, "kind", None) == "image":
-            raise BatchInputError(
-                f"model {model.name!r} takes images; upload each PNG/JPEG as its own object under in/."
-            )
+        kind = _kind_of(model)
+        if kind is not None and not (fmt in kind.batch_line_suffixes or (fmt == ".csv" and kind.batch_csv)):
+            raise BatchInputError(f"model {model.name!r} takes {kind.noun}s; {kind.batch_hint}.")
         self.rows = self.requests = 0
 
     def _texts(self) -> Iterator[str]:
@@ -88,9 +102,11 @@ class _RowsReader:
         pass
 
 
-class TextLinesReader(_RowsReader):
-    def __init__(self, path: Path, model: Model) -> None:
-        super().__init__(path, model, ".txt")
+class LinesReader(_RowsReader):
+    """One item per line of a UTF-8 file."""
+
+    def __init__(self, path: Path, model: Model, suffix: str) -> None:
+        super().__init__(path, model, suffix)
 
     def _texts(self) -> Iterator[str]:
         with open(self.path, encoding="utf-8") as f:
@@ -100,7 +116,7 @@ class TextLinesReader(_RowsReader):
                     yield text
 
 
-class TextCsvReader(_RowsReader):
+class CsvColumnReader(_RowsReader):
     def __init__(self, path: Path, model: Model) -> None:
         super().__init__(path, model, ".csv")
 
@@ -130,16 +146,16 @@ class TextCsvReader(_RowsReader):
                 yield row[col]
 
 
-class ImageFileReader:
-    """One PNG/JPEG object → one request (decoded by the model's pre-processing)."""
+class ObjectFileReader:
+    """One object → one request (an image file, decoded by the model's input kind)."""
 
-    def __init__(self, path: Path, model: Model) -> None:
+    def __init__(self, path: Path, model: Model, kind: kinds.InputKind) -> None:
         self.path, self.model = path, model
-        self.spec = bytes_input(model, "image")
-        if getattr(model, "kind", None) != "image":
+        self.spec = bytes_input(model, kind.name)
+        if getattr(model, "kind", None) != kind.name:
             raise BatchInputError(
-                f"model {model.name!r} does not take images (its input {self.spec.name!r} is not "
-                "decoded as PNG/JPEG); upload .txt/.csv/.jsonl instead."
+                f"model {model.name!r} does not take {kind.noun}s (its input {self.spec.name!r} is not "
+                f"decoded as {kind.file_format}); upload .txt/.csv/.jsonl instead."
             )
         self.rows = self.requests = 0
         self.input_row_bytes = max(1, path.stat().st_size)
@@ -155,11 +171,17 @@ class ImageFileReader:
 
 
 def open_raw_reader(path: Path, suffix: str, model: Model):
-    """The raw-input reader for ``suffix``, or None when the file is not a raw input."""
-    if suffix in TEXT_SUFFIXES:
-        return TextLinesReader(path, model)
-    if suffix in IMAGE_SUFFIXES:
-        return ImageFileReader(path, model)
+    """The raw-input reader for ``suffix``, or None when the file is not a raw input: the
+    model's own kind and task first (their own readers), then any registered kind's formats."""
+    own = [p for p in (_kind_of(model), _task_of(model)) if p is not None]
+    for plugin in own:
+        if (reader := plugin.batch_reader(path, suffix, model)) is not None:
+            return reader
+    registered = list(kinds.input_kinds().values())
+    if any(suffix in k.batch_line_suffixes for k in registered):
+        return LinesReader(path, model, suffix)
+    if (kind := kinds.for_batch_file(suffix)) is not None:
+        return ObjectFileReader(path, model, kind)
     if suffix == ".csv" and len(model.inputs) == 1 and model.inputs[0].datatype == "BYTES":
-        return TextCsvReader(path, model)
+        return CsvColumnReader(path, model)
     return None

@@ -16,8 +16,8 @@ from typing import Protocol
 import numpy as np
 
 from layers.batch.errors import BatchInputError
-from layers.batch.layout import SUPPORTED_SUFFIXES
-from layers.model import Model
+from layers.batch.layout import TENSOR_SUFFIXES
+from layers.servable import Servable as Model
 
 
 @dataclass
@@ -68,9 +68,11 @@ def open_reader(path: Path, suffix: str, model: Model) -> Reader:
         from layers.batch.jsonl import JsonlReader
 
         return JsonlReader(path, model)
+    from layers.kinds import batch_suffixes
+
     raise BatchInputError(
         f"unsupported file extension {suffix or '(none)'!r}; upload one of "
-        f"{', '.join(SUPPORTED_SUFFIXES)} (see the README, 'Batch inference')."
+        f"{', '.join((*TENSOR_SUFFIXES, *batch_suffixes()))} (see the README, 'Batch inference')."
     )
 
 

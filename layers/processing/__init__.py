@@ -8,20 +8,23 @@ manifest (:data:`layers.names.MANIFEST_PROCESSING`)::
                     "padding": "longest", "truncation": true}
                  | {"kind": "image", "size": [H, W], "mean": [...], "std": [...], "layout": "NCHW"},
      "postprocess": {"output": "logits", "softmax": true, "labels": [...], "top_k": null},
+                                                               # + "task": NAME (default classification)
      "files": {"tokenizer.json": "<sha256>"}}                  # verified like model.onnx
 
-and its manifest ``signature`` is what clients see (:func:`public_signature`): a ``text`` or
-``image`` BYTES input ``[-1]``, the raw outputs plus ``label`` (BYTES) and ``scores`` (FP32).
-:class:`layers.processing.processed.ProcessedModel` wraps the raw model with the same interface
-as :class:`layers.model.Model`, so the HTTP path, SageMaker and batch call one inference path.
+and its manifest ``signature`` is what clients see (:func:`public_signature`): one BYTES input
+``[-1]`` named after its input kind (``text``, ``image``), and the outputs its task gives
+(classification: the raw outputs plus ``label`` (BYTES) and ``scores`` (FP32)). The kinds and
+tasks are registered in :mod:`layers.kinds`; nothing here names one.
+:class:`layers.processing.processed.ProcessedModel` wraps the raw model with the same
+:class:`~layers.servable.Servable` interface as :class:`layers.model.Model`, so the HTTP path,
+SageMaker and batch call one inference path.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from layers import names
-from layers.processing.post import output_specs
+from layers import kinds, names
 
 
 def public_signature(block: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -31,11 +34,10 @@ def public_signature(block: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     if pre is None:
         inputs = list(raw["inputs"])
     else:
-        name = names.TEXT_INPUT if pre["kind"] == "text" else names.IMAGE_INPUT
-        inputs = [{"name": name, "datatype": "BYTES", "shape": [-1]}]
+        inputs = [{"name": kinds.input_kind(pre["kind"]).name, "datatype": "BYTES", "shape": [-1]}]
     outputs = list(raw["outputs"])
     if post is not None:
-        outputs += output_specs(post, len(post["labels"]))
+        outputs = kinds.task_of(post).public_outputs(outputs, post)
     if block.get("entities") is not None:  # token classification (layers/processing/entities.py)
         outputs.append({"name": names.ENTITIES_OUTPUT, "datatype": "BYTES", "shape": [-1]})
     return {"inputs": inputs, "outputs": outputs}

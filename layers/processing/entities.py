@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from layers.processing.post import softmax
+from layers.kinds.classification import softmax
 
 
 def _tag(label: str) -> tuple[str, str]:

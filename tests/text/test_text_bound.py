@@ -8,7 +8,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from layers.errors import BadRequest
-from layers.processing.text import CHARS_PER_TOKEN, TextPreprocessor
+from layers.kinds.text import CHARS_PER_TOKEN, TextPreprocessor
 from tests.text.tiny_hf import WORDS, make_tokenizer
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]

@@ -12,16 +12,21 @@ cut is exact, not a guess: if the prefix's tokens do not fill ``max_length`` (or
 whitespace near the end, the last kept token comes within :data:`MAX_WORD_CHARS` of the cut),
 the prefix grows ×4 and is tokenized again, up to the whole text — so what the model gets is
 what tokenizing the whole text gives, and time and memory follow ``max_length``, not the text.
+
+Registered as the ``text`` input kind (:mod:`layers.kinds`): a ``text`` BYTES input of UTF-8
+strings; in a batch, ``.txt`` (one text a line) and a ``.csv`` text column.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from layers.errors import BadRequest
+from layers.kinds import InputKind, register
 
 #: The model inputs a tokenizer can fill, by the names Hugging Face exports use.
 TOKEN_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
@@ -114,3 +119,29 @@ def _prefix(text: str, bound: int) -> tuple[str, int]:
     if space >= bound // 2:
         return cut[:space], space
     return cut, bound - MAX_WORD_CHARS
+
+
+class TextKind(InputKind):
+    name = noun = "text"
+    batch_line_suffixes = (".txt",)
+    batch_csv = True
+    batch_hint = "upload .txt (one text a line), a .csv text column or a .jsonl of V2 requests"
+    probe_items = ("modelfn",)
+
+    def preprocessor(self, config: Mapping[str, Any], files: Mapping[str, Path],
+                     raw_inputs: list[str]) -> TextPreprocessor:
+        return TextPreprocessor(files[config["tokenizer"]], dict(config), raw_inputs)
+
+    def item(self, index: int, value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        try:
+            return bytes(value).decode("utf-8")
+        except (UnicodeDecodeError, TypeError):
+            raise BadRequest(f"text {index} is not UTF-8; send each text as a UTF-8 string.") from None
+
+    def primer(self, preprocessor: Any) -> str:
+        return "modelfn"
+
+
+TEXT = register(TextKind())

@@ -6,15 +6,21 @@ probabilities already),
 ``label`` the class names of the highest scores: ``[N]`` (or ``[N, K]`` with ``top_k``,
 best first, ``scores`` then ``[N, K]`` in the same order). Without label names a class is
 named by its index (``"0"``, ``"1"``, ...).
+
+Registered as the ``classification`` task (:mod:`layers.kinds`), the task of every
+``postprocess`` block without a ``task`` key; the raw outputs stay requestable beside them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from layers import names
+from layers.kinds import Context, Task, register
+from layers.kinds import Postprocessor as TaskPostprocessor
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -57,3 +63,26 @@ def output_specs(config: dict[str, Any], classes: int) -> list[dict[str, Any]]:
     k = min(k, classes)
     return [{"name": names.LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1, k]},
             {"name": names.SCORES_OUTPUT, "datatype": "FP32", "shape": [-1, k]}]
+
+
+class _ClassificationPost(TaskPostprocessor):
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.scorer = Postprocessor(dict(config))
+        self.needs = (self.scorer.output,)
+
+    def __call__(self, raw: dict[str, np.ndarray], context: Context) -> dict[str, np.ndarray]:
+        return self.scorer(raw[self.scorer.output])
+
+
+class ClassificationTask(Task):
+    name = "classification"
+
+    def public_outputs(self, raw_outputs: list[dict[str, Any]],
+                       config: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return [*raw_outputs, *output_specs(dict(config), len(config["labels"]))]
+
+    def postprocessor(self, config: Mapping[str, Any]) -> TaskPostprocessor:
+        return _ClassificationPost(config)
+
+
+CLASSIFICATION = register(ClassificationTask())

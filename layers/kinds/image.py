@@ -9,16 +9,26 @@ codecs). It is imported only by image models, so other models' cold starts do no
 accepted), converted to RGB or L (by the number of channels in ``mean``), resized to
 ``size`` (bilinear), scaled to [0, 1], normalized with ``mean``/``std`` and laid out NCHW or
 NHWC. A decompression bomb (more than :data:`MAX_PIXELS`) is refused before decoding.
+
+Registered as the ``image`` input kind (:mod:`layers.kinds`): an ``image`` BYTES input of
+PNG/JPEG files (raw with the binary extension, base64 in JSON); in a batch, each ``.png``/
+``.jpg`` object is one request.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from layers.errors import BadRequest
+from layers.kinds import InputKind, register
+from layers.manifest import ManifestError
 
 MAX_PIXELS = 40_000_000  # a 6 MB request cannot be a real photo larger than this
 FORMATS = ("PNG", "JPEG")
@@ -61,3 +71,37 @@ class ImagePreprocessor:
         if self.nchw:
             batch = batch.transpose(0, 3, 1, 2)
         return {self.input: np.ascontiguousarray(batch, dtype=np.float32)}
+
+
+class ImageKind(InputKind):
+    name = noun = "image"
+    batch_file_suffixes = (".png", ".jpg", ".jpeg")
+    batch_hint = "upload each PNG/JPEG as its own object under in/"
+    file_format = "PNG/JPEG"
+
+    def preprocessor(self, config: Mapping[str, Any], files: Mapping[str, Path],
+                     raw_inputs: list[str]) -> ImagePreprocessor:
+        if len(raw_inputs) != 1:
+            raise ManifestError(f"an image model takes one input; this one takes {raw_inputs}")
+        return ImagePreprocessor(dict(config), raw_inputs[0])
+
+    def item(self, index: int, value: Any) -> bytes:
+        """Raw bytes (binary extension, batch) or base64 text (JSON ``data``, as KServe sends it)."""
+        if not isinstance(value, str):
+            return bytes(value)
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"image {index} is a JSON string that is not base64; send the image file "
+                             "base64-encoded in \"data\", or its raw bytes with the binary extension.") from None
+
+    def primer(self, preprocessor: ImagePreprocessor) -> bytes:
+        """A blank PNG of the model's size (so the decoder's first-use work is primed too)."""
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.new(preprocessor.mode, (preprocessor.width, preprocessor.height)).save(buf, format="PNG")
+        return buf.getvalue()
+
+
+IMAGE = register(ImageKind())
