@@ -137,6 +137,10 @@ class Gateway:
                 known = ", ".join(sorted([*self.routes.models, *self.routes.failed])) or "(none)"
                 return HttpResponse.json(404, {"error": f"no model named {name!r} is served here; "
                                                         f"models: {known}"})
+        elif (body_route := _body_routes().get((req.method, req.path))) is not None:
+            target = self.routes.models.get(_body_model(req.body, body_route))
+            if target is not None:  # the model the body names; else the first model's 404 says so
+                return target(req, f"{req.method} {req.path}", None, self.integration_timeout_s)
         # server routes and $default go to the first model, as in the deployed API
         integration = self.routes.default()
         if integration is None:
@@ -187,6 +191,21 @@ def _prefixes():
         head = re.escape(prefix[: prefix.index("{name}")])
         out.append(re.compile(f"^(?P<base>{head}(?P<name>[^/]*))(?:/(?P<rest>.*))?$"))
     return tuple(out)
+
+
+@functools.cache
+def _body_routes() -> dict[tuple[str, str], str]:
+    """(method, path) → the JSON member naming the model, for routes whose body picks it
+    (``Scope.BODY``: OpenAI's ``POST /openai/v1/embeddings`` and its ``"model"``)."""
+    return {(r.method, r.path): r.body_field for r in route_table().body_routed()}
+
+
+def _body_model(body: bytes, field_name: str) -> str | None:
+    try:
+        value = json.loads(body).get(field_name)
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 @functools.cache
