@@ -112,6 +112,9 @@ def _add_lifecycle(sub) -> None:
         parser.add_argument("name", help="model name")
         if parser is p:
             parser.add_argument("version", help="version id (or a unique prefix), or its number (3 / v3)")
+            parser.add_argument("--force", action="store_true",
+                                help="promote even when its inputs/outputs differ from the live version's "
+                                     "(clients of the live version break)")
         parser.add_argument("--out", default="build", help="build directory (default build/)")
         parser.add_argument("--deployed", action="store_true",
                             help="act on the deployed stack (live alias through CodeDeploy) instead of local")

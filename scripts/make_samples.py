@@ -134,8 +134,11 @@ def make_trained(out: Path, xt: np.ndarray, yt: np.ndarray, xv: np.ndarray, yv: 
     np.savez(first / "part-000.npz", x=xt[:FIRST_ROWS], y=yt[:FIRST_ROWS])
     np.savez(more / "part-001.npz", x=xt[FIRST_ROWS:], y=yt[FIRST_ROWS:])
     module = train(first, {"epochs": 30}, out)
+    # "output": the name modelfn's torch conversion gives a returned module's one output
+    # (infra/build/convert.py), so version 1 and every retrained version share one signature
+    # and the promotion gate compares them instead of refusing a changed output name
     torch.onnx.export(module.cpu(), (torch.from_numpy(xt[:2]),), str(out / "digits_trained_v1.onnx"),
-                      input_names=["x"], output_names=["logits"], dynamo=True, external_data=False,
+                      input_names=["x"], output_names=["output"], dynamo=True, external_data=False,
                       dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
     return (f"digits-trained: {time.perf_counter() - t0:.1f} s, v1 accuracy {_accuracy(module, xv, yv):.3f} "
             f"from {FIRST_ROWS} rows ({len(xt) - FIRST_ROWS} more in {more.name}/)")

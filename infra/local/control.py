@@ -199,12 +199,14 @@ class LocalControl:
             raise NotFound(str(exc)) from None
 
     def promote(self, model: str, version: str) -> dict[str, Any]:
-        from infra.versions.command import promote_version
+        from infra.versions.command import SignatureChange, promote_version
         from infra.versions.store import VersionError
 
         self._spec(model)
         try:
             return promote_version(self.out_dir, model, version)
+        except SignatureChange as exc:  # not missing: refused, as the CLI refuses it without --force
+            raise BadRequest(str(exc)) from None
         except VersionError as exc:
             raise NotFound(str(exc)) from None
 

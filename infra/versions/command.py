@@ -36,16 +36,42 @@ def versions_doc(out: Path, name: str) -> dict[str, Any]:
     return {"model": name, "live": store.live_version(), "versions": [i.to_json() for i in store.versions()]}
 
 
-def promote_version(out: Path, name: str, ref: str) -> dict[str, Any]:
-    """Make version ``ref`` (a version or its number) live; what ``promote --json`` prints."""
+class SignatureChange(VersionError):
+    """The version's inputs/outputs differ from the live one's: clients would break."""
+
+
+def promote_version(out: Path, name: str, ref: str, *, force: bool = False) -> dict[str, Any]:
+    """Make version ``ref`` (a version or its number) live; what ``promote --json`` prints.
+    A version whose signature differs from the live one's is refused unless ``force``
+    (:class:`SignatureChange` says what clients would break)."""
     store = open_store(out, name)
+    broken = None
     with store.locked():
         store.adopt_live()
         version = store.resolve(ref)
         before = store.live_version()
         if version != before:
-            store.promote(version, reason=f"promoted by `modelfn promote` over {before}")
-    return {"model": name, "live": version, "previous": before, "changed": version != before}
+            broken = _signature_break(store, version)
+            if broken and not force:
+                raise SignatureChange(
+                    f"{name} {version} has another signature than the live {before}: {broken}. Clients of "
+                    f"{before} would break. Promote it with `modelfn promote {name} {ref} --force` once they "
+                    "are updated, or serve it under a new model name.")
+            store.promote(version, reason=f"promoted by `modelfn promote{' --force' if broken else ''}` over "
+                                          f"{before}" + (f" (signature changed: {broken})" if broken else ""))
+    return {"model": name, "live": version, "previous": before, "changed": version != before,
+            **({"signature_change": broken} if broken else {})}
+
+
+def _signature_break(store: VersionStore, version: str) -> str | None:
+    """What clients of the live version would break on if ``version`` replaced it."""
+    from infra.versions.gate import signature_break
+    from layers.manifest import ManifestError, read_manifest
+
+    try:
+        return signature_break(read_manifest(store.root / version), read_manifest(store.live_dir))
+    except ManifestError as exc:
+        raise VersionError(f"{store.name} {version} cannot be compared with the live version: {exc}") from exc
 
 
 def rollback_version(out: Path, name: str) -> dict[str, Any]:
@@ -105,10 +131,13 @@ def promote(args: Namespace) -> int:
 
         return deployed.promote_command(args)
     try:
-        doc = promote_version(args.out, args.name, args.version)
+        doc = promote_version(args.out, args.name, args.version, force=getattr(args, "force", False))
     except VersionError as exc:
         print(f"modelfn promote: {exc}", file=sys.stderr)
         return 2
+    if doc.get("signature_change"):
+        print(f"warning: {args.name}'s signature changed ({doc['signature_change']}); clients of "
+              f"{doc['previous']} must be updated", file=sys.stderr)
     if getattr(args, "json", False):
         print(json.dumps(doc, indent=2))
     elif not doc["changed"]:

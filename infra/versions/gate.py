@@ -38,6 +38,35 @@ def _inputs(manifest) -> list[dict]:
     return [t.to_dict() for t in manifest.inputs]
 
 
+def _describe(t: dict) -> str:
+    return f"{t['name']!r} {t['datatype']} {t['shape']}"
+
+
+def signature_break(candidate, live) -> str | None:
+    """What clients of ``live`` would break on if ``candidate`` replaced it (None: nothing).
+
+    Inputs: a request built for the live version must still be accepted (same names,
+    datatypes and shapes). Outputs: every output a client can ask for by name must still be
+    there with the same datatype and shape. Manifests (``layers.manifest.Manifest``) in."""
+    problems = []
+    for side, cand, old in (("input", _inputs(candidate), _inputs(live)),
+                            ("output", [t.to_dict() for t in candidate.outputs], [t.to_dict() for t in live.outputs])):
+        now = {t["name"]: t for t in cand}
+        before = {t["name"]: t for t in old}
+        for name, t in before.items():
+            if name not in now:
+                problems.append(f"{side} {_describe(t)} is gone" + (
+                    " (requests naming it get a 400)" if side == "output" else " (requests sending it get a 400)"))
+            elif now[name] != t:
+                problems.append(f"{side} {_describe(t)} becomes {_describe(now[name])}")
+        added = [_describe(t) for n, t in now.items() if n not in before]
+        if added and side == "input":
+            problems.append(f"new required input(s) {', '.join(added)} that live clients do not send")
+        elif added:
+            problems.append(f"new output(s) {', '.join(added)}")
+    return "; ".join(problems) or None
+
+
 def judge(spec: ModelSpec, candidate_dir: Path, live_dir: Path | None) -> Verdict:
     """Whether the version in ``candidate_dir`` may replace the one in ``live_dir``."""
     cand = read_manifest(candidate_dir, verify=True)
@@ -46,13 +75,10 @@ def judge(spec: ModelSpec, candidate_dir: Path, live_dir: Path | None) -> Verdic
     live = read_manifest(live_dir, verify=True)
     if cand.sha256 == live.sha256:
         return Verdict(False, f"identical to the live version {live.version} (same artifact)")
-    if _inputs(cand) != _inputs(live):
-        return Verdict(False, f"its inputs {_inputs(cand)} differ from the live version's {_inputs(live)}; "
-                              "clients of the live version would break (deploy it as a new model name)")
-    outputs = ([t.to_dict() for t in cand.outputs], [t.to_dict() for t in live.outputs])
-    if outputs[0] != outputs[1]:
-        return Verdict(False, f"its outputs {outputs[0]} differ from the live version's {outputs[1]}; "
-                              "clients of the live version would break (deploy it as a new model name)")
+    if (broken := signature_break(cand, live)) is not None:
+        return Verdict(False, f"its signature differs from the live version {live.version}'s: {broken}; "
+                              "clients of the live version would break (deploy it as a new model name, or "
+                              "`modelfn promote --force` once every client is updated)")
     if spec.validation is None:
         return Verdict(False, "the catalog entry has no 'validation' set to gate it on; add one with 'labels'")
     names = [t.name for t in cand.inputs]
