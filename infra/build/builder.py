@@ -60,6 +60,8 @@ class BuildError(RuntimeError):
 #: Share of fp32's batch-1 p50 an int8 candidate must save to ship. Without a margin, near-ties
 #: (small Conv models) flipped between fp32, dynamic and static from one build to the next.
 MIN_SPEEDUP = 0.03
+#: Largest relative output change a fused fp32 graph may show (float reassociation only).
+FUSED_MAX_ERROR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,9 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
     if spec.quantize == "none" or steps:  # a pipeline's steps were each quantized and gated
         modes = []
     elif spec.quantize == "auto":
-        modes, quant["auto"] = quantize.candidates(onnx.load(fp32_path), calibration is not None)
+        fp32_model = onnx.load(fp32_path)
+        modes, quant["auto"] = quantize.candidates(fp32_model, calibration is not None,
+                                                   transformer.is_transformer(fp32_model))
     else:
         modes = [spec.quantize]
     no_data = bool(modes) and gate_data is None
@@ -286,12 +290,19 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
             quant["preprocess"] = quantize.preprocess(fp32_path, pre)
         quant.update(host.to_dict())
         pres = {mode: pre for mode in modes}
-        if "dynamic" in modes and transformer.is_transformer(onnx.load(pre)):
-            fused = work / "pre_transformer.onnx"
+        fusable = [m for m in modes if m in ("dynamic", quantize.WEIGHT_INT4)]
+        if fusable and transformer.is_transformer(onnx.load(pre)):
+            sizes, reexport = transformer.source_hints(spec)
+
+            def same_function(path: Path) -> str | None:  # a fused graph must compute what fp32 does
+                err = int8_search.relative_error(fp32_out, run_gate(measure.session(path)))
+                return None if err <= FUSED_MAX_ERROR else f"relative output error {err:.2e} on the gate rows"
+
             with _cwd(work):
-                quant["transformer_optimizer"] = transformer.optimize(pre, fused)
-            if "fused" in quant["transformer_optimizer"]:
-                pres["dynamic"] = fused
+                fused, quant["transformer_optimizer"] = transformer.prepare(
+                    pre, work, same_function=same_function, sizes=sizes, reexport=reexport,
+                    preprocess=quantize.preprocess)
+            pres.update(dict.fromkeys(fusable, fused) if fused is not None else {})
         for mode in modes:
             stage(spec.name, f"quantize {mode}")
             with _cwd(work):

@@ -58,8 +58,9 @@ def load_config(directory: Path) -> dict[str, Any]:
         raise HfError(f"{directory}/config.json is not readable JSON ({exc})") from exc
 
 
-def load_module(directory: Path):
-    """The model class ``config.architectures`` names, from the directory only."""
+def load_module(directory: Path, **options: Any):
+    """The model class ``config.architectures`` names, from the directory only (``options``:
+    ``from_pretrained`` keywords, e.g. ``attn_implementation``)."""
     try:
         import transformers
     except ImportError as exc:
@@ -72,7 +73,7 @@ def load_module(directory: Path):
                       "transformers model class (save it with model.save_pretrained)")
     try:
         with _offline(), contextlib.redirect_stderr(io.StringIO()):
-            module = cls.from_pretrained(str(directory), local_files_only=True)
+            module = cls.from_pretrained(str(directory), local_files_only=True, **options)
     except Exception as exc:
         raise HfError(f"{archs[0]}.from_pretrained({directory}) failed: {exc}") from exc
     return module.eval(), config
@@ -117,17 +118,22 @@ class _Logits:
         return Wrapper().eval()
 
 
-def export(directory: Path, task=None) -> tuple[onnx.ModelProto, dict[str, str]]:
+def export(directory: Path, task=None, *, exporter: str = "auto") -> tuple[onnx.ModelProto, dict[str, str]]:
     """The fp32 ONNX graph of the model in ``directory``, and notes for the manifest.
     ``task`` (:class:`infra.tasks.detect.HfTask`): pooled tasks export the pooled (and
-    normalized) ``embedding`` instead of the logits (:mod:`infra.tasks.heads`)."""
+    normalized) ``embedding`` instead of the logits (:mod:`infra.tasks.heads`).
+    ``exporter="torchscript"``: the TorchScript exporter only, whose BERT-family graphs
+    onnxruntime's transformer optimizer fuses into ``Attention`` (:mod:`infra.build.transformer`)."""
     import torch
 
     from infra.build.convert import TORCH_OPSET, _quiet, _strip_trace_metadata
     from infra.tasks.detect import POOLED
     from infra.tasks.heads import EMBEDDING_OUTPUT, pooled
 
-    module, config = load_module(task.model_dir if task is not None else directory)
+    # eager attention for the TorchScript export: its softmax(QK^T)V pattern is the one
+    # onnxruntime's optimizer fuses (SDPA's is not); the same function either way
+    options = {"attn_implementation": "eager"} if exporter == "torchscript" else {}
+    module, config = load_module(task.model_dir if task is not None else directory, **options)
     names, args = _example(module, config)
     output = OUTPUT
     if task is not None and task.task in POOLED:
@@ -140,15 +146,18 @@ def export(directory: Path, task=None) -> tuple[onnx.ModelProto, dict[str, str]]
         wrapper = _Logits.wrap(module, names)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     dims = [{0: batch} if n == IMAGE_INPUT else {0: batch, 1: seq} for n in names]
-    buf, exporter = io.BytesIO(), "dynamo"
+    buf, used = io.BytesIO(), "dynamo"
     try:
+        if exporter == "torchscript":
+            raise RuntimeError("not tried: the TorchScript exporter was asked for")
         with _quiet(), torch.no_grad():
             program = torch.onnx.export(wrapper, args, None, input_names=names, output_names=[output],
                                         opset_version=TORCH_OPSET, dynamo=True, external_data=False,
                                         dynamic_shapes=tuple(dims), verbose=False)
         buf.write(program.model_proto.SerializeToString())
     except Exception as dynamo_exc:
-        exporter, buf = "torchscript (dynamo failed)", io.BytesIO()
+        used = "torchscript" if exporter == "torchscript" else "torchscript (dynamo failed)"
+        buf = io.BytesIO()
         axes = {n: ({0: "batch"} if n == IMAGE_INPUT else {0: "batch", 1: "sequence"}) for n in names}
         axes[output] = {0: "batch", 1: "sequence"} if task is not None and task.task == "token-classification" \
             else {0: "batch"}
@@ -166,7 +175,7 @@ def export(directory: Path, task=None) -> tuple[onnx.ModelProto, dict[str, str]]
             dim = int(wrapper(*args).shape[-1])
         model.graph.output[0].type.tensor_type.shape.dim[-1].dim_value = dim
     _check_against_torch(model, wrapper, args, names)
-    return model, {"converter": f"torch.onnx.export ({exporter}) of {type(module).__name__}",
+    return model, {"converter": f"torch.onnx.export ({used}) of {type(module).__name__}",
                    "opset": str(max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))}
 
 

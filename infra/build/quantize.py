@@ -9,7 +9,12 @@
 * ``static``: QDQ format, per-channel int8 weights, activation ranges calibrated on the
   catalog's calibration set through a :class:`CalibrationDataReader`; the right choice for Conv.
 
-Weights are per-channel in both. ``reduce_range`` (7-bit weights) is chosen from the build
+* ``weight-int4``: weight-only, for transformers: MatMul weights in 4-bit blocks of
+  :data:`NBITS_BLOCK` (``MatMulNBits``), computed at ``accuracy_level`` 4: activations are
+  quantized to int8 per block at run time and multiplied in int8 (onnxruntime's guidance
+  for int8 compute of block-quantized weights); per-block scales keep outliers local.
+
+Weights are per-channel in dynamic and static. ``reduce_range`` (7-bit weights) is chosen from the build
 CPU (:mod:`infra.build.cpu`): on without VNNI/AMX, where onnxruntime's u8×s8 kernels
 (VPMADDUBSW) saturate 8-bit products, off where a dot-product instruction makes the 8th bit
 free accuracy. Transformer graphs get onnxruntime's transformer optimizer before dynamic
@@ -37,6 +42,11 @@ from infra.build.data import Dataset
 DYNAMIC_OPS = ("MatMul", "Attention", "LSTM", "GRU")
 #: Ops static QDQ quantization makes worthwhile.
 STATIC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+#: Weight-only mode: 4-bit MatMul weights, int8 compute.
+WEIGHT_INT4 = "weight-int4"
+NBITS_BLOCK = 32
+#: MatMulNBits ``accuracy_level`` 4: activations quantized to int8, int8 dot products.
+NBITS_ACCURACY_LEVEL = 4
 CALIBRATION_BATCH = 16
 MAX_CALIBRATION_ROWS = 512
 
@@ -49,8 +59,10 @@ def op_counts(model: onnx.ModelProto) -> Counter:
     return Counter(n.op_type for n in model.graph.node)
 
 
-def candidates(model: onnx.ModelProto, has_calibration: bool) -> tuple[list[str], str]:
-    """The int8 modes worth measuring for ``auto``, and why (shown in the build output)."""
+def candidates(model: onnx.ModelProto, has_calibration: bool, transformer: bool = False) -> tuple[list[str], str]:
+    """The int8 modes worth measuring for ``auto``, and why (shown in the build output).
+    ``transformer``: the graph is one (:func:`infra.build.transformer.is_transformer`), so
+    weight-only int4 with int8 compute is measured too."""
     ops = op_counts(model)
     conv = ops["Conv"] + ops["ConvTranspose"]
     matmul = ops["MatMul"] + ops["Gemm"] + ops["Attention"] + ops["LSTM"] + ops["GRU"]
@@ -59,6 +71,8 @@ def candidates(model: onnx.ModelProto, has_calibration: bool) -> tuple[list[str]
         modes.append("dynamic")
     if has_calibration and (conv or matmul):
         modes.append("static")
+    if transformer and ops["MatMul"]:
+        modes.append(WEIGHT_INT4)
     if modes:
         why = f"{matmul} MatMul/Gemm/RNN and {conv} Conv ops → measuring {', '.join(modes)}"
     elif conv:
@@ -161,9 +175,30 @@ def quantize_dynamic(pre: Path, dst: Path, *, reduce_range: bool = True, exclude
             ort_quantize_dynamic(model, str(dst), op_types_to_quantize=list(DYNAMIC_OPS),
                                  weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
                                  nodes_to_quantize=list(only) or None, nodes_to_exclude=list(exclude) or None,
-                                 extra_options={"MatMulConstBOnly": True})
+                                 extra_options={"MatMulConstBOnly": True,
+                                                # fused ops' outputs (Attention, SkipLayerNorm) carry no type
+                                                "DefaultTensorType": onnx.TensorProto.FLOAT})
     except Exception as exc:
         raise QuantizationError(f"dynamic quantization failed: {exc}") from exc
+
+
+def quantize_weight_only(pre: Path, dst: Path, *, bits: int = 4) -> None:
+    """MatMul weights to ``bits``-bit blocks (``MatMulNBits``) with int8 compute."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(pre)
+    gemm_to_matmul(model)
+    name_nodes(model)
+    try:
+        with _quiet():
+            quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=NBITS_BLOCK, is_symmetric=True,
+                                             accuracy_level=NBITS_ACCURACY_LEVEL)
+            quantizer.process()
+            quantizer.model.save_model_to_file(str(dst))
+    except Exception as exc:
+        raise QuantizationError(f"weight-only int{bits} quantization failed: {exc}") from exc
+    if not op_counts(onnx.load(dst, load_external_data=False))["MatMulNBits"]:
+        raise QuantizationError(f"weight-only int{bits}: no MatMul with a constant 2-D weight to quantize")
 
 
 class DatasetReader:
@@ -210,6 +245,8 @@ def quantize(mode: str, pre: Path, dst: Path, calibration: Dataset | None, *, re
         if calibration is None:
             raise QuantizationError("static quantization needs a calibration set")
         quantize_static(pre, dst, calibration, reduce_range=reduce_range)
+    elif mode == WEIGHT_INT4:
+        quantize_weight_only(pre, dst, bits=4)
     else:
         raise ValueError(f"unknown int8 mode {mode!r}")
 

@@ -163,3 +163,32 @@ def test_transformer_graphs_are_fused_before_dynamic_int8(tmp_path):
     assert opt["fused"].get("SkipLayerNormalization", 0) >= 1
     ops = {n.op_type for n in onnx.load(r.model_dir / "model.onnx").graph.node}
     assert "SkipLayerNormalization" in ops and "MatMulInteger" in ops
+
+
+@pytest.mark.slow
+def test_auto_measures_every_transformer_candidate_and_records_each(tmp_path):
+    module = torch_module(tmp_path, """
+        import torch
+        def make():
+            torch.manual_seed(0)
+            layer = torch.nn.TransformerEncoderLayer(32, 2, 64, dropout=0.0, batch_first=True)
+            enc = torch.nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+            return torch.nn.Sequential(enc, torch.nn.Flatten(), torch.nn.Linear(8 * 32, 4))
+    """)
+    write_npz(tmp_path / "ex.npz", x=rows((8, 32), n=2))
+    write_npz(tmp_path / "val.npz", x=rows((8, 32), n=32, seed=3))
+    catalog = load_catalog(write_catalog(tmp_path, [{"name": "enc", "source": f"{module}:make",
+                                                     "example_input": "ex.npz", "validation": "val.npz",
+                                                     "calibration": "val.npz", "quantize": "auto",
+                                                     "tolerance": {}}]))
+    (r,) = build_catalog(catalog, tmp_path / "build", settings=ANY_SPEED)
+    assert r.ok, r.error
+    q = r.manifest["quantization"]
+    cands = {c["mode"]: c for c in q["candidates"]}
+    assert set(cands) == {"dynamic", "static", "weight-int4"}
+    for c in cands.values():  # every candidate's figures, measured on this host
+        assert c["verdict"] == "ok" and c["p50_ms"] > 0 and c["size_bytes"] > 0 and "top1_agreement" in c["figures"]
+    assert q["mode"] == min(cands.values(), key=lambda c: c["p50_ms"])["mode"]
+    ops = [n.op_type for n in onnx.load(tmp_path / "build" / "models" / "enc" / "model.onnx").graph.node]
+    if q["mode"] == "weight-int4":
+        assert "MatMulNBits" in ops

@@ -62,6 +62,19 @@ def test_hf_source_ships_dynamic_int8_with_a_text_signature_and_its_tokenizer(te
     assert manifest["metrics"]["gate"]["rows"] == len(SENTENCES)
 
 
+def test_attention_fuses_and_is_quantized_as_one_op(text_model_dir):
+    """The dynamo export's attention does not fuse; the TorchScript export's does, with the
+    head count from config.json, and int8 quantizes each layer's attention as one QAttention."""
+    import onnx
+
+    q = json.loads((text_model_dir / "manifest.json").read_text())["quantization"]
+    opt = q["transformer_optimizer"]
+    assert opt["fused"]["Attention"] == 2 and (opt["num_heads"], opt["hidden_size"]) == (2, 64)
+    assert opt["export"].startswith("torchscript")
+    ops = [n.op_type for n in onnx.load(text_model_dir / "model.onnx").graph.node]
+    assert ops.count("QAttention") == 2 and "MatMulInteger" in ops
+
+
 def test_two_sentences_get_labels_and_scores_matching_the_fp32_reference(text_model_dir, hf_dir):
     # given the served (int8) model and transformers' own fp32 answer
     model = load_model(text_model_dir)
