@@ -35,25 +35,33 @@ def make_embedder(out: Path) -> str:
     encoder.save_pretrained(dst)
     (dst / "tokenizer.json").write_bytes((src / "tokenizer.json").read_bytes())
     (dst / "vocab.txt").write_bytes((src / "vocab.txt").read_bytes())
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
-    (dst / "modules.json").write_text(json.dumps(modules, indent=2))
-    (dst / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))
-    (dst / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "BertTokenizerFast", "model_max_length": 64, "do_lower_case": True,
-        "unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]",
-        "mask_token": "[MASK]"}))
-    (dst / "1_Pooling").mkdir(exist_ok=True)
-    (dst / "1_Pooling" / "config.json").write_text(json.dumps({
-        "word_embedding_dimension": encoder.config.hidden_size, "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False}, indent=2))
-    (dst / "2_Normalize").mkdir(exist_ok=True)
+    write_st_layout(dst, encoder.config.hidden_size, max_seq_length=64)
     rng = random.Random(SEED + 1)
     texts = sorted({t for t, _ in sentences(rng, 200)})[:96]
     (out / "embedder_val.txt").write_text("".join(t + "\n" for t in texts))
     return f"embedder: the sentiment encoder, mean pooling + normalize, {encoder.config.hidden_size} dims"
+
+
+def write_st_layout(dst: Path, dimension: int, *, max_seq_length: int, pooling: str = "mean") -> None:
+    """The files ``SentenceTransformer.save`` writes around a saved BERT and ``tokenizer.json``
+    in ``dst`` (the v2-v5 layout, which every sentence-transformers release still loads):
+    ``modules.json``, ``1_Pooling/config.json``, ``2_Normalize/``, the tokenizer config."""
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    (dst / "modules.json").write_text(json.dumps(modules, indent=2))
+    (dst / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length,
+                                                               "do_lower_case": False}))
+    (dst / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "BertTokenizerFast", "model_max_length": max_seq_length, "do_lower_case": True,
+        "unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+        "mask_token": "[MASK]"}))
+    (dst / "1_Pooling").mkdir(exist_ok=True)
+    (dst / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": dimension, "pooling_mode_cls_token": pooling == "cls",
+        "pooling_mode_mean_tokens": pooling == "mean", "pooling_mode_max_tokens": pooling == "max",
+        "pooling_mode_mean_sqrt_len_tokens": False}, indent=2))
+    (dst / "2_Normalize").mkdir(exist_ok=True)
 
 
 def _tagged(rng: random.Random, n: int) -> list[tuple[list[str], list[str]]]:
