@@ -161,17 +161,53 @@ def _labels(config: dict[str, Any]) -> tuple[str, ...]:
     return ()
 
 
-def _architecture_task(arch: str, where: Path) -> str:
-    if arch.endswith("ForSequenceClassification"):
+#: Architectures modelfn knows but does not serve, by class-name suffix: (what the model is,
+#: what it would be served as, the work or catalog change that would serve it). One line each,
+#: so the build says why it stops instead of an exporter's traceback.
+ENCODER_DECODER = ("ForConditionalGeneration", "ForSeq2SeqLM", "EncoderDecoderModel", "MTModel")
+NOT_SERVED: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
+    (ENCODER_DECODER, "an encoder-decoder model", "sequence-to-sequence generation (translation, summarization)",
+     "encoder-decoder generation (two exported graphs and a decoding loop) is not built yet; for "
+     "classification save a *ForSequenceClassification model"),
+    (("ForCausalLM", "LMHeadModel"), "a causal language model", "text generation (the /generate routes)",
+     "generation is not served yet (issue 20); to classify text with this architecture save its "
+     "*ForSequenceClassification class (e.g. GPT2ForSequenceClassification)"),
+    (("ForMaskedLM", "ForPreTraining"), "a masked language model", "fill-mask (token predictions)",
+     "fill-mask is not served; save the bare encoder (model.base_model.save_pretrained(dir)) to serve "
+     "feature-extraction, or a *ForSequenceClassification / *ForTokenClassification model"),
+    (("ForQuestionAnswering",), "an extractive question-answering model",
+     "question answering (answer spans from start/end logits)",
+     "question answering is not served yet; save a *ForSequenceClassification model or a bare encoder"),
+    (("ForMultipleChoice", "ForNextSentencePrediction"), "a sentence-pair scoring model",
+     "multiple-choice / next-sentence scores", "pair inputs are not served yet; save a "
+     "*ForSequenceClassification model"),
+)
+SERVED = ("*ForSequenceClassification and *ForImageClassification (classification), *ForTokenClassification "
+          "(entities), bare encoders such as BertModel (feature extraction) and sentence-transformers "
+          "directories (embeddings)")
+
+
+def not_served(arch: str, config: dict[str, Any], where: Path) -> str | None:
+    """The one line saying why ``arch`` is not served (None: it is). A config with
+    ``is_encoder_decoder`` (T5Model, BartModel) is an encoder-decoder whatever its class."""
+    for suffixes, what, served_as, change in NOT_SERVED:
+        if arch.endswith(suffixes) or (suffixes is ENCODER_DECODER and config.get("is_encoder_decoder")):
+            return (f"{where}: architecture {arch} is {what}; it would be served as {served_as}, which "
+                    f"modelfn does not serve: {change}.")
+    return None
+
+
+def _architecture_task(arch: str, where: Path, config: dict[str, Any] | None = None) -> str:
+    if (line := not_served(arch, config or {}, where)) is not None:
+        raise TaskError(line)
+    if arch.endswith(("ForSequenceClassification", "ForImageClassification")):
         return CLASSIFICATION
     if arch.endswith("ForTokenClassification"):
         return TOKEN_CLASSIFICATION
     if arch.endswith("Model") and "For" not in arch and not arch.endswith(("LMHeadModel", "PreTrainedModel")):
         return FEATURE_EXTRACTION
-    raise TaskError(f"{where}/config.json names architecture {arch!r}, which modelfn does not serve: it "
-                    "serves *ForSequenceClassification (classification), *ForTokenClassification (entities), "
-                    "bare encoders such as BertModel (feature extraction) and sentence-transformers "
-                    "directories (embeddings); save one of those")
+    raise TaskError(f"{where}: architecture {arch} is not one modelfn serves; it serves {SERVED}: save one "
+                    "of those, or export the model to .onnx yourself and use source: model.onnx.")
 
 
 def detect(directory: str | Path, *, task: str | None = None, pooling: str | None = None,
@@ -202,7 +238,7 @@ def detect(directory: str | Path, *, task: str | None = None, pooling: str | Non
             raise TaskError(f"{directory}/config.json names no architectures; save the model with "
                             "model.save_pretrained so config.json records its class")
         arch = archs[0]
-        detected = _architecture_task(arch, directory)
+        detected = _architecture_task(arch, directory, config)
         why = f"config.json architecture {arch}"
         st_pool, st_norm, st_max = (), False, None
         if task in (CLASSIFICATION, TOKEN_CLASSIFICATION) and task != detected:
