@@ -98,6 +98,11 @@ RESERVED_HYPERPARAMETER_PREFIX = "modelfn_"
 DEFAULT_FRAMEWORK_VERSION = "2.13.0"
 
 
+#: data-parallel instances of one training job (SageMaker's own limit is higher; locally each
+#: is a process on this machine's CPUs)
+MAX_TRAINING_INSTANCES = 16
+
+
 class TrainingSpec(BaseModel):
     """The user's own training code, run under SageMaker's container contract.
 
@@ -117,6 +122,10 @@ class TrainingSpec(BaseModel):
     * ``image``: none = modelfn's training image (PyTorch ``framework_version``, CUDA
       wheels); or the URI of your own image that follows the same contract.
     * ``framework_version``: the torch version of modelfn's training image (2.13.0).
+    * ``instance_count``: 1; N > 1 runs the entry point data-parallel on N instances (N
+      processes on CPU with gloo locally), rank and world size through
+      :mod:`functions.training.train`'s contract (torchrun's env vars, the process group
+      initialized for torch), rank 0's result is the model.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -127,6 +136,7 @@ class TrainingSpec(BaseModel):
     max_runtime_s: int = Field(default=3600, ge=60, le=432_000)
     image: str | None = None
     framework_version: str = DEFAULT_FRAMEWORK_VERSION
+    instance_count: int = Field(default=1, ge=1, le=MAX_TRAINING_INSTANCES)
 
     @field_validator("entry_point")
     @classmethod

@@ -86,6 +86,12 @@ ENV_TRAINING_CODE_DIR = "MODELFN_CODE_DIR"
 """Directory the entry point is imported from (else channel ``code``, else /opt/ml/code)."""
 HP_ENTRY_POINT = "modelfn_entry_point"
 """Hyperparameter that carries the entry point into a SageMaker training job."""
+#: data-parallel training (torchrun's names): this process's rank, how many there are, and
+#: where rank 0 listens for the process group
+ENV_RANK, ENV_WORLD_SIZE, ENV_LOCAL_RANK = "RANK", "WORLD_SIZE", "LOCAL_RANK"
+ENV_MASTER_ADDR, ENV_MASTER_PORT = "MASTER_ADDR", "MASTER_PORT"
+#: MASTER_PORT on SageMaker's multi-instance jobs (hosts algo-1..N share a network)
+TRAINING_MASTER_PORT = 29500
 TRAINED_TORCH_FILE = "model.pt"
 """A returned ``nn.Module``, saved whole with ``torch.save`` (the build converts it)."""
 TRAINED_SKLEARN_FILE = "model.joblib"

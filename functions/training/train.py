@@ -17,6 +17,17 @@ tree. The contract, each path overridable by SageMaker's env var (or a flag, for
   (``model.joblib``), or ``None`` after writing ``model.onnx`` into ``model_dir``
   (``$SM_MODEL_DIR``, ``/opt/ml/model``). The build pipeline converts, quantizes and gates it.
 - ``training.json`` in ``model_dir``: entry point, hyperparameters, data fingerprint, device.
+- data-parallel (``training.instance_count: N``): every instance runs this module with
+  torchrun's variables set (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
+  ``MASTER_PORT``; on a SageMaker multi-instance job derived from ``SM_HOSTS`` /
+  ``SM_CURRENT_HOST``: rank = the host's place in the sorted list, rank 0's host is the
+  master, port 29500; locally ``modelfn train`` sets them for N processes). With torch
+  installed the default process group is initialized before the entry point is called
+  (``nccl`` on CUDA, else ``gloo``), so the entry point wraps its module in
+  ``DistributedDataParallel`` and reads ``torch.distributed.get_rank()/get_world_size()``
+  (or the env vars) to take its shard of the data. Only rank 0's result is saved (a returned
+  DDP wrapper is unwrapped); the other ranks' results are discarded. ``training.json`` says
+  ``world_size``. One process per instance (a multi-GPU instance trains on its first GPU).
 - failure: ``$SM_OUTPUT_DIR/failure`` (``/opt/ml/output/failure``) holds the reason, which
   DescribeTrainingJob shows as ``FailureReason``; the exit status is 1.
 
@@ -182,6 +193,74 @@ def save_result(result: Any, model_dir: Path, entry: str) -> str:
                          f"{names.MODEL_FILE} into model_dir")
 
 
+@dataclass(frozen=True)
+class World:
+    """This process's place in a data-parallel job (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    size: int = 1
+    master_addr: str = "127.0.0.1"
+    master_port: int = names.TRAINING_MASTER_PORT
+
+
+def world(env: dict[str, str] | None = None) -> World:
+    """The job's world from torchrun's variables, else SageMaker's ``SM_HOSTS``/``SM_CURRENT_HOST``."""
+    env = dict(os.environ if env is None else env)
+    if names.ENV_WORLD_SIZE in env:
+        try:
+            w = World(int(env.get(names.ENV_RANK, "0")), int(env[names.ENV_WORLD_SIZE]),
+                      env.get(names.ENV_MASTER_ADDR, "127.0.0.1"),
+                      int(env.get(names.ENV_MASTER_PORT, names.TRAINING_MASTER_PORT)))
+        except ValueError as exc:
+            raise TrainingFailed(f"{names.ENV_RANK}/{names.ENV_WORLD_SIZE}/{names.ENV_MASTER_PORT} must be "
+                                 f"integers ({exc})") from None
+    elif "SM_HOSTS" in env:
+        try:
+            hosts = sorted(json.loads(env["SM_HOSTS"]))
+        except (ValueError, TypeError) as exc:
+            raise TrainingFailed(f"SM_HOSTS is not a JSON list of hosts ({exc})") from None
+        current = env.get("SM_CURRENT_HOST", hosts[0] if hosts else "")
+        if current not in hosts:
+            raise TrainingFailed(f"SM_CURRENT_HOST {current!r} is not among SM_HOSTS {hosts}")
+        w = World(hosts.index(current), len(hosts), hosts[0])
+    else:
+        return World()
+    if not 0 <= w.rank < w.size:
+        raise TrainingFailed(f"rank {w.rank} is outside a world of {w.size}")
+    return w
+
+
+@contextlib.contextmanager
+def process_group(w: World):
+    """The torch default process group for a world of more than one (nothing otherwise)."""
+    if w.size == 1:
+        yield
+        return
+    os.environ.update({names.ENV_RANK: str(w.rank), names.ENV_WORLD_SIZE: str(w.size),
+                       names.ENV_LOCAL_RANK: os.environ.get(names.ENV_LOCAL_RANK, "0"),
+                       names.ENV_MASTER_ADDR: w.master_addr, names.ENV_MASTER_PORT: str(w.master_port)})
+    try:
+        import torch
+        import torch.distributed as dist
+    except ImportError:  # a non-torch entry point does its own communication from the env
+        yield
+        return
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, rank=w.rank, world_size=w.size)
+    try:
+        yield
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def _unwrap(result: Any) -> Any:
+    """A ``DistributedDataParallel`` (or DataParallel) wrapper → the module it trains."""
+    if _is_torch_module(result) and type(result).__name__ in ("DistributedDataParallel", "DataParallel"):
+        return result.module
+    return result
+
+
 def _device() -> str:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
@@ -202,16 +281,21 @@ def run(*, entry: str | None, code_dir: Path, config_dir: Path, data_dir: Path, 
     data = fingerprint(data_dir)
     fn = load_entry_point(str(entry), code_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        result = fn(data_dir, dict(user_hp), model_dir)
-    except TrainingFailed:
-        raise
-    except Exception as exc:
-        raise TrainingFailed(f"entry point {entry!r} raised {type(exc).__name__}: {exc}") from exc
+    w = world()
+    with process_group(w):
+        try:
+            result = _unwrap(fn(data_dir, dict(user_hp), model_dir))
+        except TrainingFailed:
+            raise
+        except Exception as exc:
+            raise TrainingFailed(f"entry point {entry!r} raised {type(exc).__name__}: {exc}") from exc
+    if w.rank != 0:  # rank 0's result is the model; the others' are discarded
+        return {"rank": w.rank, "world_size": w.size, "artifact": None}
     artifact = save_result(result, model_dir, str(entry))
     report = {"entry_point": str(entry), "hyperparameters": user_hp, "data": data.to_dict(),
               "artifact": artifact, "result_type": type(result).__name__ if result is not None else None,
               "device": _device(), "seconds": round(time.perf_counter() - started, 3),
+              "world_size": w.size,
               "python": platform.python_version(), "job": os.environ.get("TRAINING_JOB_NAME", "")}
     (model_dir / names.TRAINING_REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return report

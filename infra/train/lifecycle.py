@@ -148,4 +148,5 @@ def _lineage(run: TrainingRun, number: int) -> dict[str, Any]:
     return {"origin": "training", "number": number, "training_job": run.job,
             "entry_point": report.get("entry_point"), "hyperparameters": report.get("hyperparameters", {}),
             "data": report.get("data", {}), "device": report.get("device"),
-            "training_seconds": report.get("seconds"), "artifact": report.get("artifact")}
+            "training_seconds": report.get("seconds"), "artifact": report.get("artifact"),
+            "world_size": report.get("world_size", 1)}

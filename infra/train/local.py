@@ -7,10 +7,17 @@ with every value a string, as SageMaker writes it; ``input/data/train`` → the 
 child process with the catalog's directory as the code directory. CPU here; the user's code
 picks CUDA where torch finds it. ``training.max_runtime_s`` is the timeout, like the job's
 stopping condition.
+
+``training.instance_count: N`` runs N such processes at once, as SageMaker runs the image on
+N hosts: torchrun's ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT`` (a free port on
+127.0.0.1) and ``SM_HOSTS``/``SM_CURRENT_HOST`` set for each, the process group on gloo.
+Rank 0 writes the job's ``/opt/ml/model``; the others get scratch model directories; any
+rank failing fails the job (the others are stopped).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -112,19 +119,91 @@ def run_local(spec: ModelSpec, root: Path, *, data_dir: Path, work: Path,
                                                         os.environ.get("PYTHONPATH")])),
            "PYTHONUNBUFFERED": "1"}
     log = work / "training.log"
+    count = training.instance_count
+    peers = _start_peers(env, work, count) if count > 1 else []
+    if count > 1:
+        env.update(_rank_env(0, count, peers[0][2] if peers else 0))
     try:
         code = _run([sys.executable, "-m", "functions.training.train", "train"], env=env, cwd=work,
                     log=log, timeout_s=training.max_runtime_s, on_line=on_line)
     except subprocess.TimeoutExpired:
+        _stop_peers(peers)
         raise TrainingError(f"training ran past training.max_runtime_s ({training.max_runtime_s} s) "
                             "and was stopped, as the SageMaker job would be; raise it or train less", log) from None
     if code != 0:
         failure = output / "failure"
         reason = failure.read_text().strip() if failure.is_file() else f"exit status {code}, no failure reason"
+        if peers and (first := _finish_peers(peers, timeout_s=5, reported_only=True)) is not None:  # the cause, not its echo
+            reason = f"{first}; rank 0 then: {reason}"
         raise TrainingError(reason, log)
+    if (bad := _finish_peers(peers)) is not None:
+        raise TrainingError(bad, log)
     report = json.loads((model_dir / names.TRAINING_REPORT_FILE).read_text())
     report["data"]["location"] = str(data_dir)
     return TrainingRun(job=job, model_dir=model_dir, report=report, log=log, data_dir=data_dir)
+
+
+def _rank_env(rank: int, world_size: int, port: int) -> dict[str, str]:
+    hosts = [f"algo-{i + 1}" for i in range(world_size)]
+    return {names.ENV_RANK: str(rank), names.ENV_LOCAL_RANK: "0", names.ENV_WORLD_SIZE: str(world_size),
+            names.ENV_MASTER_ADDR: "127.0.0.1", names.ENV_MASTER_PORT: str(port),
+            "SM_HOSTS": json.dumps(hosts), "SM_CURRENT_HOST": hosts[rank],
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_peers(env: dict[str, str], work: Path, count: int) -> list[tuple[subprocess.Popen, Path, int]]:
+    """Ranks 1..N-1, each with its own scratch model and output directories and log."""
+    port, peers = _free_port(), []
+    for rank in range(1, count):
+        scratch = work / f"rank-{rank}"
+        for d in ("model", "output"):
+            (scratch / d).mkdir(parents=True, exist_ok=True)
+        peer_env = {**env, **_rank_env(rank, count, port), "SM_MODEL_DIR": str(scratch / "model"),
+                    "SM_OUTPUT_DIR": str(scratch / "output"), "SM_OUTPUT_DATA_DIR": str(scratch / "output" / "data")}
+        log = scratch / "training.log"
+        with open(log, "w") as sink:
+            proc = subprocess.Popen([sys.executable, "-m", "functions.training.train", "train"], env=peer_env,
+                                    cwd=work, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        peers.append((proc, scratch, port))
+    return peers
+
+
+def _stop_peers(peers: list[tuple[subprocess.Popen, Path, int]]) -> None:
+    import signal
+
+    for proc, _, _ in peers:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _finish_peers(peers: list[tuple[subprocess.Popen, Path, int]], timeout_s: float = 60,
+                  *, reported_only: bool = False) -> str | None:
+    """Wait for ranks 1..N-1 after rank 0 finished; the first failure's reason, else None
+    (``reported_only``: only a rank that wrote its failure reason counts)."""
+    deadline = time.monotonic() + timeout_s
+    reason = None
+    for rank, (proc, scratch, _) in enumerate(peers, start=1):
+        try:
+            code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            code = None
+        failure = scratch / "output" / "failure"
+        if code != 0 and reason is None and (failure.is_file() or not reported_only):
+            why = failure.read_text().strip() if failure.is_file() else (
+                "did not finish after rank 0" if code is None else f"exit status {code}")
+            reason = f"rank {rank} failed: {why} (log: {scratch / 'training.log'})"
+    _stop_peers(peers)
+    return reason
 
 
 def _run(cmd: list[str], *, env: dict, cwd: Path, log: Path, timeout_s: float, on_line: LineSink | None) -> int:

@@ -118,6 +118,7 @@ class ModelTrainingPipeline(Construct):
         hyperparameters: Mapping[str, str],
         max_runtime_s: int,
         entry_point: str | None = None,
+        instance_count: int = 1,
         data_bucket: s3.IBucket,
         data_prefix: str,
         source: s3_assets.Asset,
@@ -134,6 +135,9 @@ class ModelTrainingPipeline(Construct):
         :param data_bucket: / :param data_prefix: the ``train`` channel (an S3 prefix).
         :param entry_point: the user's ``module:function`` or script relative to the code
             directory (catalog ``training.entry_point``); default none: the runner's own.
+        :param instance_count: data-parallel instances of the training job (catalog
+            ``training.instance_count``, default 1); the runner derives rank and world size
+            from ``SM_HOSTS`` (functions/training/train.py).
         :param source: the zipped repository subset CodeBuild builds from.
         :param artifacts: bucket for job output (``<name>/training-output/``) and published
             builds (``<name>/builds/``), encrypted with ``encryption_key``.
@@ -159,7 +163,7 @@ class ModelTrainingPipeline(Construct):
             model_name=model_name, entry_point=entry_point, image=image.image,
             instance_type=instance_type, hyperparameters=hyperparameters,
             max_runtime_s=max_runtime_s, data_bucket=data_bucket, artifacts=artifacts,
-            encryption_key=encryption_key, volume_gb=volume_gb,
+            encryption_key=encryption_key, volume_gb=volume_gb, instance_count=instance_count,
             poll=cdk.Duration.seconds(poll_interval_s),
             log_retention_days=retention_days(log_retention),
         )
@@ -195,7 +199,7 @@ class ModelTrainingPipeline(Construct):
         self, *, model_name: str, entry_point: str | None, image: tasks.DockerImage,
         instance_type: str, hyperparameters: Mapping[str, str], max_runtime_s: int,
         data_bucket: s3.IBucket, artifacts: s3.IBucket, encryption_key: kms.IKey,
-        volume_gb: int, poll: cdk.Duration, log_retention_days: int,
+        volume_gb: int, poll: cdk.Duration, log_retention_days: int, instance_count: int = 1,
     ) -> sfn.IChainable:
         name = sfn.Pass(
             self, "NameJob",
@@ -227,7 +231,7 @@ class ModelTrainingPipeline(Construct):
                 encryption_key=encryption_key,
             ),
             resource_config=tasks.ResourceConfig(
-                instance_count=1,
+                instance_count=instance_count,
                 instance_type=ec2.InstanceType(instance_type.removeprefix("ml.")),
                 volume_size=cdk.Size.gibibytes(volume_gb),
                 # SageMaker rejects a volume key for instance types with local NVMe storage

@@ -327,7 +327,7 @@ class ModelfnStack(cdk.Stack):
                                      framework_version=training.framework_version, image=training.image),
                 instance_type=training.instance_type,
                 hyperparameters=sagemaker_hyperparameters(training.hyperparameters),
-                max_runtime_s=training.max_runtime_s,
+                max_runtime_s=training.max_runtime_s, instance_count=training.instance_count,
                 data_bucket=data_bucket, data_prefix=data_prefix,
                 source=source, artifacts=artifacts, encryption_key=key,
                 log_retention=self._settings.log_retention,
