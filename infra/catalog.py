@@ -325,7 +325,8 @@ class Catalog(BaseModel):
             if m.name == name:
                 return m
         known = ", ".join(m.name for m in self.models) or "(none)"
-        raise CatalogError(f"no model named {name!r} in {self.path}; known models: {known}")
+        raise CatalogError(f"no model named {name!r} in {self.path}{did_you_mean(name, [m.name for m in self.models])}; "
+                           f"known models: {known}")
 
     @property
     def root(self) -> Path:
@@ -335,6 +336,21 @@ class Catalog(BaseModel):
 def _where(model: dict[str, Any] | Any, index: int) -> str:
     name = model.get("name") if isinstance(model, dict) else None
     return f"model {name!r}" if name else f"model #{index + 1}"
+
+
+def did_you_mean(got: Any, choices: Any) -> str:
+    """``" (did you mean 'quantize'?)"`` for a near miss among ``choices`` (difflib), else ""."""
+    import difflib
+
+    if not isinstance(got, str):
+        return ""
+    close = difflib.get_close_matches(got, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _expected_values(e: dict[str, Any]) -> list[str]:
+    """The allowed values pydantic lists for a literal/enum error (``'auto', 'dynamic' or 'none'``)."""
+    return re.findall(r"'([^']*)'", str((e.get("ctx") or {}).get("expected", "")))
 
 
 def _explain(err: ValidationError, where: str) -> str:
@@ -349,12 +365,14 @@ def _explain(err: ValidationError, where: str) -> str:
                 allowed = ", ".join(nested[e["loc"][0]].model_fields)
             elif e["loc"] and (fields := nested_fields(e["loc"])) is not None:
                 allowed = ", ".join(fields)
-            lines.append(f"{where}: unknown key {key!r}; remove it or use one of: {allowed}")
+            hint = did_you_mean(str(e["loc"][-1]), allowed.split(", "))
+            lines.append(f"{where}: unknown key {key!r}{hint}; remove it or use one of: {allowed}")
         elif e["type"] == "missing":
             lines.append(f"{where}: missing required key {key!r}; add it to the entry")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{where}: key {key!r}: {msg} (got {e.get('input')!r})")
+            hint = did_you_mean(e.get("input"), _expected_values(e)) if e["type"] in ("literal_error", "enum") else ""
+            lines.append(f"{where}: key {key!r}: {msg} (got {e.get('input')!r}){hint}")
     return "\n".join(lines)
 
 

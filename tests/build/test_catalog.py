@@ -200,4 +200,28 @@ def test_training_needs_a_validation_set_and_a_model_without_training_needs_a_so
     assert "missing required key 'source'" in _error(tmp_path, [plain])
     bad = _training_entry(tmp_path)
     bad["promotion"] = {"max_accuracy": 0.1}
-    assert "unknown key 'promotion.max_accuracy'; remove it or use one of: max_accuracy_drop" in _error(tmp_path, [bad])
+    assert ("unknown key 'promotion.max_accuracy' (did you mean 'max_accuracy_drop'?); remove it or use one of: "
+            "max_accuracy_drop") in _error(tmp_path, [bad])
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    ({"quantise": "dynamic"}, "unknown key 'quantise' (did you mean 'quantize'?)"),
+    ({"quantize": "dinamic"}, "(got 'dinamic') (did you mean 'dynamic'?)"),
+    ({"target": "lamda"}, "(did you mean 'lambda'?)"),
+    ({"postprocess": {"softmx": True}}, "unknown key 'postprocess.softmx' (did you mean 'softmax'?)"),
+    ({"promotion": {"max_acuracy_drop": 0.1}}, "(did you mean 'max_accuracy_drop'?)"),
+])
+def test_typos_in_keys_and_values_get_a_did_you_mean(tmp_path, extra, says):
+    write_catalog(tmp_path, [])
+    (tmp_path / "m.onnx").write_bytes(b"")
+    path = write_catalog(tmp_path, [{"name": "m", "source": "m.onnx", **extra}])
+    with pytest.raises(CatalogError) as info:
+        load_catalog(path)
+    assert says in " ".join(str(info.value).split())
+
+
+def test_an_unknown_model_name_gets_a_did_you_mean(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"")
+    catalog = load_catalog(write_catalog(tmp_path, [{"name": "iris-classifier", "source": "m.onnx"}]))
+    with pytest.raises(CatalogError, match=r"did you mean 'iris-classifier'\?"):
+        catalog.get("iris-clasifier")
