@@ -105,6 +105,14 @@ def _add_lifecycle(sub) -> None:
                         "model.tar.gz) instead of training")
     t.add_argument("--json", action="store_true", help="print the outcome as JSON")
     t.add_argument("--verbose", action="store_true", help="show the training run's output")
+    t.add_argument("--deployed", action="store_true",
+                   help="with --trained: gate against the deployed live version and, when the candidate "
+                        "wins, deploy it (the training pipeline's build step)")
+    t.add_argument("--stack", default="ModelfnStack", help="with --deployed: the deployed stack")
+    t.add_argument("--artifacts-bucket", default=None, help="with --deployed: where versions are published")
+    t.add_argument("--deployed-build", default=None, metavar="DIR",
+                   help="with --deployed: the build `cdk deploy` shipped (the live artifact's fallback)")
+    t.add_argument("--outcome", default=None, metavar="FILE", help="with --deployed: write the outcome JSON here")
     v = sub.add_parser("versions", help="every version of a model: metrics, lineage, which is live")
     p = sub.add_parser("promote", help="make a kept version live")
     r = sub.add_parser("rollback", help="make the previously live version live again")

@@ -15,6 +15,8 @@ from infra.catalog import CatalogError, load_catalog
 
 
 def train(args: Namespace) -> int:
+    if getattr(args, "deployed", False):
+        return train_deployed(args)
     from rich.console import Console
 
     from infra.train.lifecycle import BuildFailed, train_and_promote
@@ -78,3 +80,36 @@ def _fail(args: Namespace, err, message: str) -> None:
         print(json.dumps({"ok": False, "model": args.name, "error": message}, indent=2))
     else:
         err.print(f"[red]modelfn train[/red]: {args.name}: {message}")
+
+
+def train_deployed(args: Namespace, clients: dict | None = None, push=None) -> int:
+    """``modelfn train NAME --trained DIR --deployed``: gate against live, deploy a winner.
+    Exit 0 whether or not it won (the outcome says why), 1 when anything failed."""
+    from infra.train.deployed import engine_pusher, retrain_deployed
+    from infra.train.lifecycle import BuildFailed
+    from infra.train.local import TrainingError
+    from infra.versions.deployed import DeployedError
+
+    if not args.trained or not args.artifacts_bucket:
+        print("modelfn train --deployed: needs --trained DIR and --artifacts-bucket BUCKET", file=sys.stderr)
+        return 2
+    try:
+        catalog = load_catalog(args.catalog)
+        if clients is None:
+            import boto3
+
+            clients = {s: boto3.client(s) for s in ("cloudformation", "lambda", "codedeploy", "s3")}
+        outcome = retrain_deployed(
+            catalog, args.name, trained=Path(args.trained), out_dir=Path(args.out), stack=args.stack,
+            bucket=args.artifacts_bucket, clients=clients,
+            push=push or engine_pusher(architecture=catalog.get(args.name).architecture),
+            deployed_dir=Path(args.deployed_build) if args.deployed_build else None,
+            on_stage=lambda s: print(f"  {args.name}: {s}", file=sys.stderr, flush=True))
+    except (CatalogError, TrainingError, BuildFailed, DeployedError) as exc:
+        print(f"modelfn train --deployed: {args.name}: {exc}", file=sys.stderr)
+        return 1
+    text = json.dumps(outcome)
+    if args.outcome:
+        Path(args.outcome).write_text(text)
+    print(text)
+    return 0

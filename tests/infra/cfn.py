@@ -18,7 +18,8 @@ from typing import Any
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PSEUDO = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": "aws",
-          "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": "ModelfnStack"}
+          "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": "ModelfnStack",
+          "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/ModelfnStack/0a1b2c3d"}
 _SUB = re.compile(r"\$\{([^}!][^}]*)\}")
 
 

@@ -127,3 +127,18 @@ def test_list_bucket_is_scoped_to_the_models_builds_prefix(template) -> None:
 def _actions(statement: dict) -> list[str]:
     action = statement["Action"]
     return [action] if isinstance(action, str) else action
+
+
+def test_the_build_step_may_deploy_only_its_own_models_functions(template) -> None:
+    """``modelfn train --deployed`` updates the model's functions and starts its CodeDeploy
+    deployments (infra/train/deployed.py); nothing of another model."""
+    policy, _ = _build_role_policy(template)
+    by_sid = {s.get("Sid"): s for s in policy["Statement"]}
+    functions = json.dumps(by_sid["DeployFunctions"]["Resource"])
+    assert "clflambdaapifunction" in functions and "clflambdabatchfunction" in functions
+    assert "openmodel" not in functions
+    assert "lambda:UpdateFunctionCode" in by_sid["DeployFunctions"]["Action"]
+    deploys = [s for s in policy["Statement"] if "codedeploy:CreateDeployment" in _actions(s)]
+    assert len(deploys) == 2 and "openmodel" not in json.dumps(deploys).lower()
+    assert by_sid["ReadStackOutputs"]["Resource"].startswith("arn:aws:cloudformation:")
+    assert by_sid["PushModelImage"]["Resource"].endswith(":repository/cdk-*-container-assets-*")

@@ -10,6 +10,11 @@ the happy path end to end (the Wait states are never reached).
 What moto does not do, filled in here with moto's own converter: it forwards CodeBuild calls
 without Step Functions' PascalCase ↔ CodeBuild's camelCase translation (``ProjectName`` →
 ``projectName``, ``id`` → ``Id``), which AWS does for every integration.
+
+Where moto cannot fail a task, the failing answer is stubbed in its backend (:func:`build_ends`,
+:func:`training_ends`): a build that exports the gate's outcome (``MODELFN_OUTCOME``, what
+``modelfn train --deployed`` writes), a failed build, a failed training job. Each branch of
+the definition then runs: deployed, kept live with the reason, build failed, training failed.
 """
 
 from __future__ import annotations
@@ -69,6 +74,50 @@ def codebuild_casing(monkeypatch):
     monkeypatch.setattr(StateTaskService, "_normalise_response", response)
 
 
+OUTCOME_WON = {"model": "clf-lambda", "live_version": "aaaa11112222", "version": "bbbb33334444",
+               "promoted": True, "reason": "accuracy 0.97 vs live 0.95", "deployments": {"api": "d-1", "batch": "d-2"}}
+OUTCOME_LOST = {**OUTCOME_WON, "promoted": False, "deployments": {},
+                "reason": "accuracy 0.61 is 0.340 below the live version's 0.95 (max_accuracy_drop 0.01)"}
+
+
+@pytest.fixture
+def build_ends(monkeypatch):
+    """Make moto's builds end ``status``, exporting ``outcome`` as the buildspec does."""
+    from moto.codebuild.models import CodeBuildBackend
+
+    def set_(status: str = "SUCCEEDED", outcome: dict | None = None) -> None:
+        original = CodeBuildBackend.batch_get_builds
+
+        def batch_get_builds(self, ids):
+            builds = original(self, ids)
+            for b in builds:
+                b["buildStatus"] = status
+                if outcome is not None:
+                    b["exportedEnvironmentVariables"] = [
+                        {"name": "MODELFN_OUTCOME", "value": json.dumps(outcome, separators=(",", ":"))}]
+            return builds
+
+        monkeypatch.setattr(CodeBuildBackend, "batch_get_builds", batch_get_builds)
+
+    return set_
+
+
+@pytest.fixture
+def training_ends(monkeypatch):
+    """Make moto's training jobs end Failed with ``reason`` (moto completes every job)."""
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    def set_(reason: str) -> None:
+        original = SageMakerModelBackend.describe_training_job
+
+        def describe(self, name):
+            return {**original(self, name), "TrainingJobStatus": "Failed", "FailureReason": reason}
+
+        monkeypatch.setattr(SageMakerModelBackend, "describe_training_job", describe)
+
+    return set_
+
+
 def _only(found: dict[str, dict], what: str) -> tuple[str, dict]:
     assert len(found) == 1, f"expected one {what}, found {sorted(found)}"
     return next(iter(found.items()))
@@ -121,16 +170,18 @@ def _scheduled(history: list[dict], resource: str) -> list[dict]:
 
 @mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
 def test_the_synthesized_definition_trains_with_the_catalog_parameters_then_builds(
-    synthesized, codebuild_casing
+    synthesized, codebuild_casing, build_ends
 ) -> None:
     outdir, template = synthesized
+    build_ends("SUCCEEDED", OUTCOME_WON)
     # when the synthesized definition runs
     status, history, resolve = _run(template)
     # then it succeeds through every step, in order
     assert status["status"] == "SUCCEEDED", (status.get("error"), status.get("cause"))
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if e["type"].endswith("StateEntered")]
     assert entered == ["NameJob", "Train", "CheckTraining", "TrainingDone?", "KeepTrainingLogs",
-                       "TrainingOutcome", "BuildTrained", "CheckBuild", "BuildDone?", "Summarize", "Built"]
+                       "TrainingOutcome", "BuildTrained", "CheckBuild", "BuildDone?", "ReadOutcome",
+                       "ParseOutcome", "Promoted?", "Summarize", "Deployed"]
     # and the training job it created carries the catalog's parameters
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     [summary] = sagemaker.list_training_jobs()["TrainingJobSummaries"]
@@ -161,7 +212,50 @@ def test_the_synthesized_definition_trains_with_the_catalog_parameters_then_buil
     [build_id] = boto3.client("codebuild", region_name=REGION).list_builds_for_project(
         projectName=build["ProjectName"])["ids"]
     assert _scheduled(history, "batchGetBuilds") == [{"Ids": [build_id]}]
-    # and the execution's output says what it made
+    # and the execution's output says what it made and put live
     assert json.loads(status["output"]) == {
         "training_job": job["TrainingJobName"], "build": build_id,
-        "artifact": job["ModelArtifacts"]["S3ModelArtifacts"]}
+        "artifact": job["ModelArtifacts"]["S3ModelArtifacts"], "version": "bbbb33334444",
+        "live_version": "aaaa11112222", "promoted": True, "reason": OUTCOME_WON["reason"],
+        "deployments": {"api": "d-1", "batch": "d-2"}}
+
+
+def _ended(history: list[dict]) -> list[str]:
+    return [e["stateEnteredEventDetails"]["name"] for e in history if e["type"].endswith("StateEntered")]
+
+
+@mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+def test_a_candidate_that_loses_the_gate_ends_the_run_with_the_reason_and_deploys_nothing(
+    synthesized, codebuild_casing, build_ends
+) -> None:
+    _, template = synthesized
+    build_ends("SUCCEEDED", OUTCOME_LOST)
+    status, history, _ = _run(template)
+    assert status["status"] == "SUCCEEDED"
+    assert _ended(history)[-3:] == ["Promoted?", "GateKeptLive", "NotPromoted"]
+    output = json.loads(status["output"])
+    assert output["promoted"] is False and output["reason"] == OUTCOME_LOST["reason"]
+    assert output["live_version"] == "aaaa11112222" and "deployments" not in output
+
+
+@mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+def test_a_failed_build_fails_the_run_naming_the_build_and_its_log(synthesized, codebuild_casing, build_ends) -> None:
+    _, template = synthesized
+    build_ends("FAILED")
+    status, history, _ = _run(template)
+    assert status["status"] == "FAILED" and status["error"] == "BuildFailed"
+    assert "ended FAILED; its log is in CloudWatch" in status["cause"]
+    assert _ended(history)[-1] == "BuildFailed"
+
+
+@mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+def test_a_failed_training_job_fails_the_run_with_its_reason_and_builds_nothing(
+    synthesized, codebuild_casing, training_ends
+) -> None:
+    _, template = synthesized
+    training_ends("AlgorithmError: ValueError: no .npz in /opt/ml/input/data/train")
+    status, history, _ = _run(template)
+    assert status["status"] == "FAILED" and status["error"] == "TrainingFailed"
+    assert status["cause"] == "AlgorithmError: ValueError: no .npz in /opt/ml/input/data/train"
+    entered = _ended(history)
+    assert "BuildTrained" not in entered and entered[-3:] == ["KeepTrainingLogs", "TrainingOutcome", "TrainingFailed"]

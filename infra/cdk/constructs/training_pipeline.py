@@ -5,10 +5,14 @@ runner in the model's training image (PyTorch, CUDA or CPU by instance type; the
 is its last layer, infra/cdk/training_image.py). Its ``train`` channel is the model's data
 prefix (by default ``s3://<batch bucket>/<model>/train/``, where new objects also start a
 retraining, retraining_trigger.py); the catalog's hyperparameters, instance type and
-``max_runtime_s`` go to CreateTrainingJob. CodeBuild then runs the normal build on the job's
-``model.tar.gz`` (``modelfn train --trained``: build, gate against the live version) and
-publishes ``build/models/<name>/`` to
-``s3://<artifacts>/<name>/builds/<build number>/``.
+``max_runtime_s`` go to CreateTrainingJob. CodeBuild then runs ``modelfn train NAME --trained
+DIR --deployed`` on the job's ``model.tar.gz`` (infra/train/deployed.py): it fetches the LIVE
+version's artifact and metrics, builds the candidate, gates it against live, and when it wins
+builds and pushes the model's image, updates the api and batch functions and starts the
+CodeDeploy deployment of ``live`` (exactly what ``modelfn promote --deployed`` starts). It
+exports the outcome; the execution ends ``Deployed`` (the deployments in its output),
+``NotPromoted`` (the gate's reason in its output), or fails (``TrainingFailed``,
+``BuildFailed``). The build is also published to ``s3://<artifacts>/<name>/builds/<n>/``.
 
 Why a polling loop (Create → Describe → Choice → Wait) instead of the ``.sync`` integrations:
 every transition and the job's own ``FailureReason`` appear in the execution history and the
@@ -22,8 +26,9 @@ Lambda's 15 minutes/10 GB comfort zone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_codebuild as codebuild
@@ -127,8 +132,15 @@ class ModelTrainingPipeline(Construct):
         volume_gb: int = 30,
         poll_interval_s: int = 60,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        deploy_to: Sequence[Any] = (),
+        deployed_build: s3_assets.Asset | None = None,
     ) -> None:
         """
+        :param deploy_to: the model's :class:`~infra.cdk.constructs.model_function.ModelFunction`
+            s (api, batch) a winning candidate is deployed to; default none (the build step
+            then fails at the deploy with the reason, e.g. for a SageMaker-target model).
+        :param deployed_build: the ``build/models/<name>`` that ``cdk deploy`` ships, zipped:
+            the live artifact when no retraining has published one yet (default none).
         :param image: the training image with the runner and the user's code
             (training_image.training_image).
         :param hyperparameters: the catalog's, as SageMaker strings.
@@ -157,8 +169,10 @@ class ModelTrainingPipeline(Construct):
         )
         grant_sagemaker_logs_and_metrics(self._training_role, kind="TrainingJobs", sid_prefix="Training")
         self._grant_pull(image)
-        self._project = self._build_project(model_name, source, artifacts, encryption_key, log_retention)
+        self._project = self._build_project(model_name, source, artifacts, encryption_key, log_retention,
+                                            deployed_build)
         self._grant_build(artifacts, encryption_key)
+        self._grant_deploy(model_name, artifacts, deploy_to)
         definition = self._definition(
             model_name=model_name, entry_point=entry_point, image=image.image,
             instance_type=instance_type, hyperparameters=hyperparameters,
@@ -282,12 +296,7 @@ class ModelTrainingPipeline(Construct):
                   start_build.next(check_build).next(
                       sfn.Choice(self, "BuildDone?")
                       .when(sfn.Condition.string_equals("$.buildStatus.build.BuildStatus", "SUCCEEDED"),
-                            sfn.Pass(self, "Summarize", parameters={
-                                "training_job": sfn.JsonPath.string_at("$.job.name"),
-                                "artifact": sfn.JsonPath.string_at(
-                                    "$.training.ModelArtifacts.S3ModelArtifacts"),
-                                "build": sfn.JsonPath.string_at("$.build.id"),
-                            }).next(sfn.Succeed(self, "Built")))
+                            self._judged())
                       .when(sfn.Condition.or_(*(sfn.Condition.string_equals(
                                 "$.buildStatus.build.BuildStatus", s) for s in BUILD_FAILED)),
                             sfn.Fail(self, "BuildFailed", error="BuildFailed", cause_path=sfn.JsonPath.format(
@@ -326,8 +335,36 @@ class ModelTrainingPipeline(Construct):
         )
         return name.next(train).next(describe).next(job_ended)
 
+    def _judged(self) -> sfn.IChainable:
+        """The build succeeded: it exported the outcome (``MODELFN_OUTCOME``, the only exported
+        variable, JSON from ``modelfn train --deployed``). A winner is live (CodeDeploy
+        deployments started); a loser ends the run with the gate's reason in the output."""
+        read = sfn.Pass(self, "ReadOutcome", parameters={"variable": sfn.JsonPath.array_get_item(
+            sfn.JsonPath.list_at("$.buildStatus.build.ExportedEnvironmentVariables"), 0)},
+            result_path="$.exported")
+        parse = sfn.Pass(self, "ParseOutcome", parameters={
+            "outcome.$": "States.StringToJson($.exported.variable.Value)"}, result_path="$.judged")
+        summary = {
+            "training_job": sfn.JsonPath.string_at("$.job.name"),
+            "artifact": sfn.JsonPath.string_at("$.training.ModelArtifacts.S3ModelArtifacts"),
+            "build": sfn.JsonPath.string_at("$.build.id"),
+            "version": sfn.JsonPath.string_at("$.judged.outcome.version"),
+            "live_version": sfn.JsonPath.string_at("$.judged.outcome.live_version"),
+            "promoted": sfn.JsonPath.string_at("$.judged.outcome.promoted"),
+            "reason": sfn.JsonPath.string_at("$.judged.outcome.reason"),
+        }
+        return read.next(parse).next(
+            sfn.Choice(self, "Promoted?")
+            .when(sfn.Condition.boolean_equals("$.judged.outcome.promoted", True),
+                  sfn.Pass(self, "Summarize", parameters={
+                      **summary, "deployments": sfn.JsonPath.object_at("$.judged.outcome.deployments")})
+                  .next(sfn.Succeed(self, "Deployed")))
+            .otherwise(sfn.Pass(self, "GateKeptLive", parameters=summary)
+                       .next(sfn.Succeed(self, "NotPromoted", comment="the live version stays; see reason"))))
+
     def _build_project(self, model_name: str, source: s3_assets.Asset, artifacts: s3.IBucket,
-                       encryption_key: kms.IKey, log_retention: logs.RetentionDays) -> codebuild.Project:
+                       encryption_key: kms.IKey, log_retention: logs.RetentionDays,
+                       deployed_build: s3_assets.Asset | None) -> codebuild.Project:
         # its own log group with a retention (CodeBuild's default group never expires)
         build_logs = logs.LogGroup(self, "BuildLogs", retention=log_retention,
                                    removal_policy=cdk.RemovalPolicy.DESTROY)
@@ -335,9 +372,12 @@ class ModelTrainingPipeline(Construct):
             self, "Build",
             description=f"modelfn {model_name}: build the trained model (quantize + gate)",
             source=codebuild.Source.s3(bucket=source.bucket, path=source.s3_object_key),
+            secondary_sources=[] if deployed_build is None else [codebuild.Source.s3(
+                bucket=deployed_build.bucket, path=deployed_build.s3_object_key, identifier="deployed")],
             environment=codebuild.BuildEnvironment(
                 build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
                 compute_type=codebuild.ComputeType.MEDIUM,
+                privileged=True,  # builds the winner's image (docker) before pushing it
             ),
             encryption_key=encryption_key,
             timeout=cdk.Duration.hours(1),
@@ -346,8 +386,59 @@ class ModelTrainingPipeline(Construct):
                 log_group=build_logs)),
             environment_variables={
                 "ARTIFACTS_BUCKET": codebuild.BuildEnvironmentVariable(value=artifacts.bucket_name),
+                # the stack whose Deployment<Model> output names the functions and groups
+                "MODELFN_STACK": codebuild.BuildEnvironmentVariable(value=cdk.Stack.of(self).stack_name),
             },
         )
+
+    def _grant_deploy(self, model_name: str, artifacts: s3.IBucket, deploy_to: Sequence[Any]) -> None:
+        """What ``modelfn train --deployed`` calls (infra/train/deployed.py), on this model's
+        own resources: the stack output, the live aliases and versions, the functions' code,
+        the CodeDeploy groups, the published versions under ``<name>/versions/``, and pushing
+        to the stack's image-asset repository (where the function's image already is)."""
+        stack = cdk.Stack.of(self)
+        versions = f"{model_name}/versions/"
+        # the live artifact is read (a missing one, 403 without ListBucket, falls back to the
+        # deployed build), the winner written; no listing needed
+        self._project.add_to_role_policy(iam.PolicyStatement(
+            sid="ReadOwnVersions", actions=["s3:GetObject"], resources=[artifacts.arn_for_objects(f"{versions}*")]))
+        artifacts.grant_put(self._project, f"{versions}*")
+        self._project.add_to_role_policy(iam.PolicyStatement(
+            sid="ReadStackOutputs", actions=["cloudformation:DescribeStacks"], resources=[stack.stack_id]))
+        self._deploy_function_findings: list[str] = []
+        if not deploy_to:
+            return
+        functions = [f.function.function_arn for f in deploy_to]
+        self._deploy_function_findings = [
+            f"<{cdk.Stack.of(self).get_logical_id(f.function.node.default_child)}.Arn>" for f in deploy_to]
+        self._project.add_to_role_policy(iam.PolicyStatement(
+            sid="DeployFunctions",
+            actions=["lambda:GetFunction", "lambda:GetFunctionConfiguration", "lambda:UpdateFunctionCode",
+                     "lambda:PublishVersion", "lambda:GetAlias", "lambda:ListAliases",
+                     "lambda:ListVersionsByFunction", "lambda:DeleteFunction"],
+            resources=[*functions, *(f"{arn}:*" for arn in functions)]))
+        for f in deploy_to:
+            group = f.deployment_group
+            self._project.add_to_role_policy(iam.PolicyStatement(
+                actions=["codedeploy:CreateDeployment", "codedeploy:GetDeployment"],
+                resources=[group.deployment_group_arn]))
+            self._project.add_to_role_policy(iam.PolicyStatement(
+                actions=["codedeploy:GetDeploymentConfig"],
+                resources=[group.deployment_config.deployment_config_arn]))
+            self._project.add_to_role_policy(iam.PolicyStatement(
+                actions=["codedeploy:RegisterApplicationRevision", "codedeploy:GetApplicationRevision"],
+                resources=[stack.format_arn(service="codedeploy", resource="application",
+                                            resource_name=group.application.application_name,
+                                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)]))
+        self._project.add_to_role_policy(iam.PolicyStatement(
+            sid="PushImageToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+        self._project.add_to_role_policy(iam.PolicyStatement(
+            sid="PushModelImage",
+            actions=["ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
+                     "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage",
+                     "ecr:GetDownloadUrlForLayer"],
+            resources=[stack.format_arn(service="ecr", resource="repository",
+                                        resource_name="cdk-*-container-assets-*")]))
 
     def _grant_build(self, artifacts: s3.IBucket, encryption_key: kms.IKey) -> None:
         """Exactly what the buildspec's S3 calls need (tests/infra/test_training_iam.py).
@@ -414,15 +505,34 @@ class ModelTrainingPipeline(Construct):
             "Resource::" + arn.format("sagemaker", f"training-job/{job_prefix}-*"):
                 "this model's training jobs (name + UUID per execution), polled by the state machine",
         }
+        findings.update({
+            f"Resource::{logical(artifacts)}/{model_name}/versions/*": "versions this pipeline put live, "
+                                                                      "under this model's prefix",
+            "Resource::" + arn.format("ecr", "repository/cdk-*-container-assets-*"):
+                "the stack's image-asset repository (the bootstrap qualifier is chosen at bootstrap), "
+                "where the function's image already is; the winner's image is pushed beside it",
+            "Action::s3:Abort*": "CDK's grant for multipart uploads; limited to this model's prefixes",
+        })
+        for fn_arn in self._deploy_function_findings:
+            findings[f"Resource::{fn_arn}:*"] = "published versions and aliases of this model's own functions"
         for finding, reason in findings.items():
             acknowledge(self, f"AwsSolutions-IAM5[{finding}]", f"{model_name}: {reason}")
+        acknowledge(self._project, "AwsSolutions-CB3",
+                    f"{model_name}: privileged mode builds the winning candidate's image (docker) to deploy it")
+
+
+#: The one variable the build exports (the state machine reads index 0 of the exported list).
+OUTCOME_VARIABLE = "MODELFN_OUTCOME"
 
 
 def buildspec(model_name: str) -> dict:
-    """CodeBuild: ``modelfn train --trained`` on the job's unpacked ``model.tar.gz`` (convert,
-    quantize behind the accuracy gate, gate against the live version), then publish."""
+    """CodeBuild: ``modelfn train --trained … --deployed`` on the job's unpacked
+    ``model.tar.gz``: fetch the live version, build the candidate (convert, int8 behind the
+    accuracy gate), gate it against live, and when it wins deploy it (image, functions,
+    CodeDeploy of ``live``); then export the outcome and publish the build."""
     return {
         "version": "0.2",
+        "env": {"exported-variables": [OUTCOME_VARIABLE]},
         "phases": {
             "install": {
                 "runtime-versions": {"python": "3.11"},
@@ -435,9 +545,14 @@ def buildspec(model_name: str) -> dict:
                     'ARTIFACT="s3://${ARTIFACT#https://*/}";; esac; '
                     'aws s3 cp "$ARTIFACT" /tmp/trained.tar.gz',
                     "mkdir -p /tmp/trained && tar -xzf /tmp/trained.tar.gz -C /tmp/trained",
-                    f".venv/bin/modelfn train {model_name} --trained /tmp/trained --out build",
+                    f".venv/bin/modelfn train {model_name} --trained /tmp/trained --out build --deployed "
+                    '--stack "$MODELFN_STACK" --artifacts-bucket "$ARTIFACTS_BUCKET" '
+                    '--deployed-build "${CODEBUILD_SRC_DIR_deployed:-}" --outcome /tmp/outcome.json',
+                    f'export {OUTCOME_VARIABLE}="$(.venv/bin/python -c \'import json; o = json.load('
+                    'open("/tmp/outcome.json")); o["reason"] = o["reason"][:1500]; '
+                    'print(json.dumps(o, separators=(",", ":")))\')"',
                     f'aws s3 sync build/models/{model_name} '
-                    f'"s3://$ARTIFACTS_BUCKET/{model_name}/builds/$CODEBUILD_BUILD_NUMBER/"',
+                    f'"s3://$ARTIFACTS_BUCKET/{model_name}/builds/$CODEBUILD_BUILD_NUMBER/" --exclude "versions/*"',
                 ],
             },
         },

@@ -331,6 +331,10 @@ class ModelfnStack(cdk.Stack):
                 data_bucket=data_bucket, data_prefix=data_prefix,
                 source=source, artifacts=artifacts, encryption_key=key,
                 log_retention=self._settings.log_retention,
+                # the retraining build deploys a winner to these and gates against this build
+                deploy_to=self._functions.get(spec.name, ()),
+                deployed_build=s3_assets.Asset(group, "DeployedBuild", path=str(spec.model_dir),
+                                               exclude=["versions", "versions/**"]),
             )
         retrained = {name: p.state_machine for name, p in self._training.items()
                      if p.data_bucket is self._storage.bucket}  # an s3:// training.data is the user's
