@@ -146,6 +146,30 @@ def build(args: Namespace) -> int:
     return 0 if ok else 1
 
 
+def _idle(spec, manifest, facts) -> dict[str, list]:
+    """What each option bills with no traffic (infra/build/idle.py), from the catalog entry and
+    the build's measurements."""
+    from infra.build import fit as fitting
+    from infra.build.idle import idle_costs
+    from infra.versions.deployed import KEEP_VERSIONS
+
+    memory = spec.memory_mb or facts["memory_mb"]
+    instance = facts.get("instance_type") or spec.instance_type
+    hourly = fitting.SAGEMAKER_INSTANCES.get(instance, fitting.SAGEMAKER_INSTANCES["ml.m5.large"])[0]
+    common = dict(memory_mb=memory, architecture=spec.architecture, image_bytes=int(facts.get("image_bytes") or 0),
+                  model_bytes=int((manifest.metrics.get("shipped") or {}).get("size_bytes") or 0),
+                  kept_versions=KEEP_VERSIONS, trained=spec.training is not None)
+    return {"lambda": idle_costs(target="lambda", snapstart=spec.snapstart_enabled,
+                                 provisioned=spec.provisioned_concurrency or 0, **common),
+            "sagemaker": idle_costs(target="sagemaker", instance_hourly=hourly, **common)}
+
+
+def shared_idle_usd() -> float:
+    from infra.build.idle import shared_idle_costs
+
+    return sum(i.usd for i in shared_idle_costs())
+
+
 def fit(args: Namespace) -> int:
     """Print the fit report of a built model, with the monthly cost at ``--rps``."""
     from rich.console import Console
@@ -180,7 +204,7 @@ def fit(args: Namespace) -> int:
               f"then rebuild with `modelfn build --force --model {args.name}`", file=sys.stderr)
         return 2
     cost = fitting.monthly_cost(facts, p50, args.rps, architecture=spec.architecture,
-                                memory_mb=spec.memory_mb)
+                                memory_mb=spec.memory_mb, idle=_idle(spec, manifest, facts))
     report = {"name": manifest.name, "version": manifest.version, "target": manifest.target,
               "target_reasons": list(manifest.target_reasons), "fit": facts, "cost": cost,
               "estimate": bool(manifest.metrics.get("input", {}).get("estimate")),
@@ -207,8 +231,16 @@ def fit(args: Namespace) -> int:
         c.add_column(col)
     lam, sm = cost["lambda"], cost["sagemaker"]
     c.add_row("Lambda + HTTP API", f"{lam['usd']:,.2f}", f"{lam['memory_mb']} MB × {lam['billed_ms']} ms per request")
+    for item in lam["idle"]:
+        c.add_row(f"  + idle: {item['item']}", f"{item['usd']:,.2f}", item["why"])
+    c.add_row("[bold]Lambda total[/bold]", f"[bold]{lam['total_usd']:,.2f}[/bold]", "")
     c.add_row("SageMaker real-time", f"{sm['usd']:,.2f}", f"{sm['instances']} × {sm['instance_type']} always on")
+    for item in sm["idle"]:
+        c.add_row(f"  + idle: {item['item']}", f"{item['usd']:,.2f}", item["why"])
+    c.add_row("[bold]SageMaker total[/bold]", f"[bold]{sm['total_usd']:,.2f}[/bold]", "")
     console.print(c)
+    console.print("idle costs bill with no traffic (README \"What bills while idle\"); the app's dashboard "
+                  f"adds ${shared_idle_usd():.2f} once", highlight=False)
     console.print(f"cheaper at this rate: [bold]{cost['cheaper']}[/bold] (list prices: infra/build/fit.py)")
     return 0
 

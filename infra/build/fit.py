@@ -172,8 +172,11 @@ def recommend(*, artifact_bytes: int, peak_rss_mb: float, init_s: float, p99_ms:
 
 
 def monthly_cost(fit: dict[str, Any], p50_ms: float, rps: float, architecture: str = "x86_64",
-                 memory_mb: int | None = None) -> dict[str, Any]:
-    """USD per month at a steady ``rps``: Lambda (GB-s + requests + HTTP API) vs SageMaker."""
+                 memory_mb: int | None = None, idle: dict[str, list] | None = None) -> dict[str, Any]:
+    """USD per month at a steady ``rps``: Lambda (GB-s + requests + HTTP API) vs SageMaker.
+
+    ``idle`` (option → :class:`infra.build.idle.IdleItem` list) adds what each option bills
+    with no traffic; ``total_usd`` is the sum and decides ``cheaper``."""
     memory = memory_mb or fit["memory_mb"]
     requests = rps * SECONDS_PER_MONTH
     slowdown = max(1.0, LAMBDA_MB_PER_VCPU / memory)  # fraction of a vCPU below 1,769 MB
@@ -185,10 +188,16 @@ def monthly_cost(fit: dict[str, Any], p50_ms: float, rps: float, architecture: s
     busy_vcpus = rps * (p50_ms + LAMBDA_OVERHEAD_MS) / 1000
     count = max(1, math.ceil(busy_vcpus / (vcpus * SAGEMAKER_TARGET_UTILIZATION)))
     sm = count * hourly * HOURS_PER_MONTH
+    idle = idle or {}
+    idle_usd = {k: sum(i.usd for i in idle.get(k, ())) for k in ("lambda", "sagemaker")}
+    total = {"lambda": lam + idle_usd["lambda"], "sagemaker": sm + idle_usd["sagemaker"]}
     return {
         "rps": rps, "requests_per_month": round(requests),
         "lambda": {"usd": round(lam, 2), "memory_mb": memory, "billed_ms": round(duration_s * 1000, 2),
-                   "gb_s": round(gb_s)},
-        "sagemaker": {"usd": round(sm, 2), "instance_type": instance, "instances": count},
-        "cheaper": "lambda" if lam <= sm else "sagemaker",
+                   "gb_s": round(gb_s), "idle": [i.to_dict() for i in idle.get("lambda", ())],
+                   "idle_usd": round(idle_usd["lambda"], 2), "total_usd": round(total["lambda"], 2)},
+        "sagemaker": {"usd": round(sm, 2), "instance_type": instance, "instances": count,
+                      "idle": [i.to_dict() for i in idle.get("sagemaker", ())],
+                      "idle_usd": round(idle_usd["sagemaker"], 2), "total_usd": round(total["sagemaker"], 2)},
+        "cheaper": "lambda" if total["lambda"] <= total["sagemaker"] else "sagemaker",
     }
