@@ -25,6 +25,7 @@ import onnx
 from infra.build import (
     accuracy,
     artifact,
+    buildlog,
     compose,
     fit,
     int8_search,
@@ -81,6 +82,7 @@ class BuildResult:
     error: str | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    log: str | None = None  # what libraries printed, summarized (infra/build/buildlog.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "ok": self.ok, "reused": self.reused,
@@ -184,15 +186,26 @@ def build_model(spec: ModelSpec, root: Path, out_dir: Path, *, force: bool = Fal
     started = time.perf_counter()
     result = BuildResult(name=spec.name, ok=False)
     try:
-        with tempfile.TemporaryDirectory(prefix=f"modelfn-{spec.name}-") as tmp:
-            _build(spec, root, Path(out_dir), Path(tmp), force, on_stage or (lambda *_: None),
+        with buildlog.capture(Path(out_dir), spec.name) as log, \
+                tempfile.TemporaryDirectory(prefix=f"modelfn-{spec.name}-") as tmp:
+            _build(spec, root, Path(out_dir), Path(tmp), force, _passthrough(on_stage),
                    settings or BuildSettings(), result)
         result.ok = True
     except Exception as exc:  # one model's failure must not stop the others
         msg = str(exc)
         result.error = msg if msg.startswith(f"model {spec.name!r}") else f"model {spec.name!r}: {msg}"
+    result.log = log.summary()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _passthrough(on_stage: StageCallback | None) -> StageCallback:
+    """The caller's stage callback, its output not captured into the build log."""
+    def stage(model: str, what: str) -> None:
+        if on_stage is not None:
+            with buildlog.passthrough():
+                on_stage(model, what)
+    return stage
 
 
 def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def summary_row(r: BuildResult) -> dict[str, Any]:
                      if k in shipped},
             "target": m["target"], "memory_mb": m.get("fit", {}).get("memory_mb"),
             "warning": m["metrics"].get("unmeasured"), "warnings": m.get("warnings", []),
-            "measured_at": _measured_at(m), "estimate": bool(m["metrics"].get("input", {}).get("estimate")),
+            "log": r.log, "measured_at": _measured_at(m), "estimate": bool(m["metrics"].get("input", {}).get("estimate")),
             "model_dir": str(r.model_dir)}
 
 
@@ -83,6 +84,8 @@ def _table(results: list[BuildResult], console) -> None:
                   "reused" if r.reused else "[green]built[/green]")
     console.print(t)
     for r in results:
+        if r.log:
+            console.print(f"[dim]{r.name}: {r.log}[/dim]", highlight=False)
         for warning in (r.manifest or {}).get("warnings", []) if r.ok else []:
             console.print(f"[yellow]{r.name}: warning[/yellow]: {warning}", highlight=False)
         if r.ok and (why := r.manifest["quantization"].get("fallback_reason")):
@@ -122,16 +125,28 @@ def build(args: Namespace) -> int:
                         console=err, disable=args.json or not err.is_terminal, transient=False)
     tasks = {n: progress.add_task("waiting", total=len(STAGES), model=n) for n in names}
 
+    plain = not args.json and not err.is_terminal  # a log file or a pipe: timestamped stage lines
+
     def on_stage(model: str, stage: str) -> None:
+        if plain:
+            print(f"{time.strftime('%H:%M:%S')} {model}: {stage}", file=sys.stderr, flush=True)
+            return
         if stage in STAGES:
             progress.update(tasks[model], completed=STAGES.index(stage), description=stage)
         else:
             progress.update(tasks[model], description=stage)
 
+    if plain:
+        print(f"{time.strftime('%H:%M:%S')} modelfn build: {len(names)} model(s) from {args.catalog} "
+              f"into {args.out}", file=sys.stderr, flush=True)
     with progress:
         results = []
         for n in names:
             (r,) = build_catalog(catalog, args.out, [n], force=args.force, on_stage=on_stage)
+            if plain:
+                print(f"{time.strftime('%H:%M:%S')} {n}: "
+                      f"{'reused' if r.reused else 'built' if r.ok else 'FAILED'} in {r.seconds:.1f} s",
+                      file=sys.stderr, flush=True)
             progress.update(tasks[n], completed=len(STAGES),
                             description="reused" if r.reused else ("done" if r.ok else "[red]failed"))
             results.append(r)
