@@ -187,7 +187,7 @@ def stage_sagemaker_image(*, dest: Path, runtime_image: str | None = None) -> Pa
 
 #: The runtime modules the SageMaker proxy imports besides the names (Powertools comes from
 #: AWS's Powertools layer; nothing here needs orjson, numpy or onnxruntime).
-PROXY_RUNTIME_FILES = ("errors.py", "limits.py", "observability.py", "sagemaker_wire.py")
+PROXY_RUNTIME_FILES = ("errors.py", "limits.py", "observability.py", "sagemaker_proxy.py", "sagemaker_wire.py")
 
 
 def stage_proxy_code(*, dest: Path) -> Path:
@@ -197,7 +197,8 @@ def stage_proxy_code(*, dest: Path) -> Path:
 
 
 #: The runtime modules (under ``layers/``) each zip function's package imports.
-FUNCTION_RUNTIME_FILES = {"async_batch": ("sagemaker_wire.py",)}
+FUNCTION_RUNTIME_FILES = {"async_batch": ("sagemaker_wire.py", "batch/sagemaker_async.py"),
+                          "retrain": ("retraining.py",)}
 #: The stdlib-only batch modules (layout, error records) a zip function may carry.
 BATCH_LAYOUT_FILES = ("__init__.py", "layout.py", "upload.py")
 

@@ -29,7 +29,7 @@ from numpy.lib import format as npformat
 
 from layers.batch.chunking import fixed_batch
 from layers.batch.errors import BatchInputError
-from layers.batch.readers import Batch, single_input
+from layers.batch.rows import Batch, single_input
 from layers.codec import to_numpy_dtype
 from layers.manifest import TensorSpec
 from layers.model import Model

@@ -22,7 +22,7 @@ import numpy as np
 
 from layers.batch.chunking import fixed_batch
 from layers.batch.errors import BatchInputError
-from layers.batch.readers import Batch, single_input
+from layers.batch.rows import Batch, single_input
 from layers.codec import to_numpy_dtype
 from layers.model import Model
 

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from layers import jsonfast
-from layers.batch.readers import Batch
+from layers.batch.rows import Batch
 from layers.codec import encode_tensor
 
 

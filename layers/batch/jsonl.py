@@ -23,7 +23,7 @@ import numpy as np
 from layers import jsonfast
 from layers.batch.chunking import fixed_batch
 from layers.batch.errors import BatchInputError
-from layers.batch.readers import Batch
+from layers.batch.rows import Batch
 from layers.codec import to_numpy_dtype
 from layers.errors import BadRequest
 from layers.model import Model

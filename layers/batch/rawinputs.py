@@ -26,7 +26,7 @@ import numpy as np
 
 from layers import kinds
 from layers.batch.errors import BatchInputError
-from layers.batch.readers import Batch, single_input
+from layers.batch.rows import Batch, single_input
 from layers.servable import Servable as Model
 
 ROW_BYTES = 256  # memory per text row, for chunk sizing (token tensors are made per chunk)

@@ -3,46 +3,19 @@
 Every reader first :meth:`~Reader.validate`\\ s the whole file against the model's signature
 (one streaming pass in chunks of ``chunk_rows``, nothing kept but counts) so a bad row is reported before any inference
 and nothing is written; then :meth:`~Reader.batches` streams it again in chunks. Memory is
-one chunk, never the file.
+one chunk, never the file. The types they share are :mod:`layers.batch.rows`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
 
 from layers.batch.errors import BatchInputError
 from layers.batch.layout import TENSOR_SUFFIXES
+from layers.batch.rows import Batch, Reader, single_input
 from layers.servable import Servable as Model
 
-
-@dataclass
-class Batch:
-    """Rows for one model call. ``sizes``: rows per request (None = one row per request)."""
-
-    first_request: int
-    inputs: dict[str, np.ndarray]
-    sizes: list[int] | None = None
-    output_names: list[str] | None = None
-    allow_nonfinite: bool = False
-    pad: int = 0  # zero rows appended to fill a fixed batch; their outputs are dropped
-    ids: list[str | None] = field(default_factory=list)
-
-
-class Reader(Protocol):
-    requests: int  # output lines (known after validate)
-    rows: int  # model rows (known after validate)
-    input_row_bytes: int
-
-    def validate(self, chunk_rows: int) -> None: ...
-
-    def batches(self, chunk_rows: int) -> Iterator[Batch]: ...
-
-    def close(self) -> None: ...
+__all__ = ["Batch", "Reader", "open_reader", "single_input"]
 
 
 def open_reader(path: Path, suffix: str, model: Model) -> Reader:
@@ -74,14 +47,3 @@ def open_reader(path: Path, suffix: str, model: Model) -> Reader:
         f"unsupported file extension {suffix or '(none)'!r}; upload one of "
         f"{', '.join((*TENSOR_SUFFIXES, *batch_suffixes()))} (see the README, 'Batch inference')."
     )
-
-
-def single_input(model: Model, fmt: str):
-    """The one input spec of a single-input model; .npy/.csv carry exactly one array."""
-    if len(model.inputs) != 1:
-        raise BatchInputError(
-            f"{fmt} files hold one array but model {model.name!r} takes {len(model.inputs)} inputs "
-            f"{[s.name for s in model.inputs]}; upload a .npz keyed by input name or a .jsonl of "
-            "V2 requests instead."
-        )
-    return model.inputs[0]

@@ -24,10 +24,11 @@ MODEL, ENDPOINT = "tiny", "tiny-async"
 @pytest.fixture
 def glue(aws, monkeypatch):
     import functions.async_batch.handler as glue
+    from layers.batch import sagemaker_async
 
     monkeypatch.setenv(names.ENV_BATCH_MODEL, MODEL)
     monkeypatch.setenv(names.ENV_SAGEMAKER_ENDPOINT, ENDPOINT)
-    monkeypatch.setattr(glue, "_CLIENTS", {})
+    monkeypatch.setattr(sagemaker_async, "_CLIENTS", {})
     sent: list[dict] = []
     glue.client("sagemaker-runtime").meta.events.register(
         "provide-client-params.sagemaker-runtime.InvokeEndpointAsync",

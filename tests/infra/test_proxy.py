@@ -13,7 +13,7 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
 from functions.proxy import handler as proxy
-from layers import names
+from layers import names, sagemaker_proxy
 
 ENDPOINT = "modelfn-heavy-endpoint"
 
@@ -36,7 +36,7 @@ def http_event(method: str, path: str, body: bytes | None = None, *, headers: di
 def stub(monkeypatch):
     client = boto3.client("sagemaker-runtime", region_name="us-east-1",
                           aws_access_key_id="x", aws_secret_access_key="x")
-    monkeypatch.setattr(proxy, "_CLIENT", client)
+    monkeypatch.setattr(sagemaker_proxy, "_CLIENT", client)
     monkeypatch.setenv(names.ENV_SAGEMAKER_ENDPOINT, ENDPOINT)
     with Stubber(client) as stubber:
         yield stubber
@@ -148,7 +148,7 @@ def test_client_retries_fit_inside_the_functions_own_timeout(monkeypatch) -> Non
         assert attempts * (connect + read) < timeout
     monkeypatch.setenv(names.ENV_PROXY_TIMEOUT_S, str(default))
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # Lambda always sets it
-    monkeypatch.setattr(proxy, "_CLIENT", None)
+    monkeypatch.setattr(sagemaker_proxy, "_CLIENT", None)
     config = proxy.client().meta.config
     assert config.retries["total_max_attempts"] * (config.connect_timeout + config.read_timeout) < default
     assert default == names.PROXY_TIMEOUT_S < names.HTTP_API_TIMEOUT_S

@@ -48,8 +48,9 @@ def machines(monkeypatch):
         monkeypatch.setenv(names.ENV_RETRAIN_STATE_MACHINES, json.dumps(arns))
         monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
         import functions.retrain.handler as starter
+        from layers import retraining
 
-        monkeypatch.setattr(starter, "_CLIENT", None)
+        monkeypatch.setattr(retraining, "_CLIENT", None)
         yield sfn, arns, starter
 
 
@@ -98,7 +99,9 @@ def test_two_batches_racing_for_one_model_leave_exactly_one_run(machines, lambda
     sfn, arns, starter = machines
     first = starter.handler(_batch(["clf-lambda/train/a.npz"]), lambda_context)["started"]["clf-lambda"]
     # given a second batch whose "is a run in progress?" check ran before the first run started
-    real = starter.client()
+    from layers import retraining
+
+    real = retraining.client()
     calls = {"n": 0}
 
     class Racing:
@@ -109,7 +112,7 @@ def test_two_batches_racing_for_one_model_leave_exactly_one_run(machines, lambda
             calls["n"] += 1
             return {"executions": []} if calls["n"] == 1 else real.list_executions(**kw)
 
-    monkeypatch.setattr(starter, "_CLIENT", Racing())
+    monkeypatch.setattr(retraining, "_CLIENT", Racing())
     second = starter.handler(_batch(["clf-lambda/train/b.npz"]), lambda_context)
     # then the second batch's run stopped itself and reports the first one as the run
     assert second == {"started": {}, "running": {"clf-lambda": first}}
