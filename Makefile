@@ -4,6 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.modelfn-installed
+# `make up` needs only what serving and the sample build use; test tools come with `make test`
+UP_STAMP := $(VENV)/.modelfn-up-installed
+# On a terminal pip draws its own progress bars; off one (CI logs) timestamped stage lines
+PIP_QUIET := $(shell test -t 1 || echo -q)
+STAGE = echo "$$(date +%T) $(1)"
 NODE_STAMP := node_modules/.modelfn-installed
 SAMPLES_STAMP := samples/generated/.stamp
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -21,19 +26,32 @@ help:
 	@echo "make lock   regenerate layers/requirements.lock (+ -gpu) from layers/requirements.txt"
 	@echo "make image  build the sample catalog's images (modelfn image)"
 
-# The venv is (re)installed only when the files that define it change.
+# The venv is (re)installed only when the files that define it change. The full install
+# (make test) is a superset of what make up needs, so it satisfies both stamps.
 $(STAMP): pyproject.toml layers/requirements.txt layers/requirements-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r layers/requirements.txt -e '.[dev,torch]'
-	$(PY) -m pip install -q --no-deps -r layers/requirements-nodeps.txt
+	@$(call STAGE,installing the build and test tools into $(VENV) (pip))
+	$(PY) -m pip install $(PIP_QUIET) --upgrade pip
+	$(PY) -m pip install $(PIP_QUIET) -r layers/requirements.txt -e '.[dev,torch]'
+	$(PY) -m pip install $(PIP_QUIET) --no-deps -r layers/requirements-nodeps.txt
+	@$(call STAGE,installed)
+	@touch $@ $(UP_STAMP)
+
+$(UP_STAMP): pyproject.toml layers/requirements.txt layers/requirements-nodeps.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(call STAGE,installing what serving and the sample build need into $(VENV) (pip; test tools come with make test))
+	$(PY) -m pip install $(PIP_QUIET) --upgrade pip
+	$(PY) -m pip install $(PIP_QUIET) -r layers/requirements.txt -e '.[local,torch]'
+	$(PY) -m pip install $(PIP_QUIET) --no-deps -r layers/requirements-nodeps.txt
+	@$(call STAGE,installed)
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-$(SAMPLES_STAMP): $(STAMP) scripts/make_samples.py $(wildcard samples/*.py)
+$(SAMPLES_STAMP): $(UP_STAMP) scripts/make_samples.py $(wildcard samples/*.py)
+	@$(call STAGE,making the sample models and data (scripts/make_samples.py))
 	$(PY) scripts/make_samples.py
 	@touch $@
 

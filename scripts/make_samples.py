@@ -150,9 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    for line in [make_iris(args.out), *make_digits(args.out), make_text(args.out)]:
-        print(line)
-    print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
+    steps = (("iris (sklearn)", lambda: [make_iris(args.out)]),
+             ("digits (torch: MLP, CNN, the trained model's version 1)", lambda: make_digits(args.out)),
+             ("text (tiny BERT sentiment, embedder, tagger)", lambda: make_text(args.out).splitlines()))
+    for i, (what, make) in enumerate(steps, 1):
+        # one stage line as each starts and what it made as it ends: minutes of work are never silent
+        print(f"{time.strftime('%H:%M:%S')} make samples [{i}/{len(steps)}] {what} …", flush=True)
+        for line in make():
+            print(f"{time.strftime('%H:%M:%S')}   {line}", flush=True)
+    print(f"{time.strftime('%H:%M:%S')} wrote {args.out} in {time.perf_counter() - t0:.1f} s", flush=True)
     return 0
 
 
