@@ -124,7 +124,8 @@ def example_curl(stack) -> str | None:
             if spec.example_input is not None:
                 req = v2_request(load_arrays(Path(spec.example_input)), meta, rows=slice(0, 1))
             else:
-                req = _zeros_request(svc.manifest.inputs)
+                pre = (svc.manifest.extra.get("processing") or {}).get("preprocess") or {}
+                req = _zeros_request(svc.manifest.inputs, pre.get("kind"))
         except (InputError, ValueError, TypeError):
             continue
         body = json.dumps(req, separators=(",", ":"))
@@ -137,15 +138,31 @@ def example_curl(stack) -> str | None:
             f"-H 'content-type: application/json' -d {shlex.quote(body)}")
 
 
-def _zeros_request(inputs) -> dict:
+def _zeros_request(inputs, kind: str | None = None) -> dict:
+    """A request each input kind accepts: a sentence for text, a small PNG (base64, as JSON
+    carries image bytes) for images, zeros for tensors."""
     import numpy as np
 
     from layers.codec import encode_tensor, to_numpy_dtype
 
     def example(t) -> np.ndarray:
         shape = [d if d > 0 else 1 for d in t.shape]
+        if t.datatype == "BYTES" and kind == "image":
+            return np.full(shape, _tiny_png_base64(), dtype=object)
         if t.datatype == "BYTES":  # a text model: a sentence says more than an empty string
             return np.full(shape, "modelfn serves this sentence", dtype=object)
         return np.zeros(shape, dtype=to_numpy_dtype(t.datatype))
 
     return {"inputs": [encode_tensor(t.name, example(t)) for t in inputs]}
+
+
+def _tiny_png_base64() -> str:
+    """An 8×8 grey PNG, base64-encoded (the function decodes and resizes it like any upload)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (128, 128, 128)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()

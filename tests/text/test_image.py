@@ -161,3 +161,17 @@ def test_snapstart_primes_text_and_image_models_with_real_inputs(image_dir, text
     for model_dir in (image_dir, text_model_dir):
         model = load_model(model_dir)
         assert snapstart.prime(model), model_dir.name  # the primer ran through pre/post-processing
+
+
+def test_the_example_request_up_prints_for_an_image_model_is_an_image_it_accepts(image_dir):
+    # given the request `modelfn up` prints for a model with image pre-processing and no example_input
+    from infra.local.command import _zeros_request
+
+    model = load_model(image_dir)
+    request = _zeros_request(model.inputs, "image")
+    (tensor,) = request["inputs"]
+    assert tensor["name"] == "image" and tensor["datatype"] == "BYTES"
+    assert base64.b64decode(tensor["data"][0]).startswith(b"\x89PNG")
+    # then the model answers it (a sentence used to get a 400)
+    out = infer_request(model, request)
+    assert next(o for o in out["outputs"] if o["name"] == "label")["data"][0] in ("dark", "bright")
