@@ -250,7 +250,7 @@ def load_model(model_dir: str | Path, manifest: Manifest | None = None, **option
         session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
     except Exception as exc:
         raise ManifestError(
-            f"onnxruntime cannot load {path}: {_first_line(exc)}. Rebuild it with `modelfn build`."
+            f"onnxruntime cannot load {path}: {_first_line(exc).rstrip('.')}. Rebuild it with `modelfn build`."
         ) from exc
     warn_on_fallback(session, providers)
     _check_signature(manifest, session)

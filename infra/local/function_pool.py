@@ -71,8 +71,20 @@ class FunctionSpec:
 
 class InitFailed(RuntimeError):
     def __init__(self, outcome: Outcome) -> None:
-        super().__init__(f"{outcome.error_type}: {outcome.error_message}")
+        super().__init__(init_reason(outcome))
         self.outcome = outcome
+
+
+def init_reason(outcome: Outcome) -> str:
+    """Why an init failed, in the model's words: awslambdaric wraps an exception raised while
+    importing the handler as ``Runtime.ImportModuleError: Unable to import module
+    'functions.api.handler': <the exception>``; the exception (``onnxruntime cannot load
+    …/model.onnx: … Rebuild it with `modelfn build`.``) is what the user needs."""
+    message = outcome.error_message.strip()
+    if outcome.error_type == "Runtime.ImportModuleError" and message.startswith("Unable to import module"):
+        _, _, cause = message.partition("': ")
+        return cause.strip().rstrip(".") or message
+    return f"{outcome.error_type}: {message}".rstrip(".")
 
 
 class Instance:
