@@ -18,6 +18,7 @@ COMMANDS = {
     "up": "infra.local.command:up",
     "invoke": "infra.local.command:invoke",
     "synth": "infra.cdk.command:synth",
+    "deploy": "infra.cdk.command:deploy",
     "train": "infra.train.command:train",
     "versions": "infra.versions.command:versions",
     "promote": "infra.versions.command:promote",
@@ -78,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="build", help="build directory (default build/)")
     d.add_argument("--region", default=None, help="default: the AWS configuration's Region")
     d.add_argument("--json", action="store_true")
+    dp = sub.add_parser("deploy", help="cdk deploy exactly these models' stacks (each model is its own stack)")
+    dp.add_argument("name", nargs="*", help="model names from the catalog")
+    dp.add_argument("--all", action="store_true", help="every stack: the shared one and every model's")
+    dp.add_argument("--shared", action="store_true",
+                   help="also the shared stack (API, bucket, table): needed once, before the first model")
+    dp.add_argument("--catalog", default="models.yaml")
+    dp.add_argument("--out", default="build", help="build directory (default build/)")
+    dp.add_argument("--stack", default="ModelfnStack", help="the shared stack's name (context modelfn:stack_name)")
+    dp.add_argument("--require-approval", default="broadening", choices=("never", "any-change", "broadening"),
+                   help="cdk deploy's approval of security changes (default broadening)")
+    dp.add_argument("--dry-run", action="store_true", help="print the cdk command instead of running it")
     _add_lifecycle(sub)
     im = sub.add_parser("image", help="build each model's container image (docker, podman or buildah)")
     im.add_argument("--catalog", default="models.yaml")

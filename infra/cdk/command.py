@@ -1,4 +1,4 @@
-"""``modelfn synth``: ``cdk synth`` through the CDK CLI pinned in package.json, offline.
+"""``modelfn synth`` and ``modelfn deploy``: the CDK CLI pinned in package.json.
 
 Runs ``npx --no-install cdk synth --quiet`` from the repository root with the venv first on
 PATH (so ``cdk.json``'s ``.venv/bin/python -m infra.cdk.app`` is this interpreter) and the
@@ -8,13 +8,16 @@ catalog/build directory passed as context. cdk-nag runs inside the app; any find
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from infra.cdk.staging import REPO_ROOT
+from infra.targets.plan import DEFAULT_STACK_NAME, model_stack_name
+from infra.targets.staging import REPO_ROOT
 
 
 def synth_command(*, catalog: str, build_dir: str) -> list[str]:
@@ -42,4 +45,58 @@ def synth(args: argparse.Namespace) -> int:
               f"{REPO_ROOT}", file=sys.stderr)
         return 2
     cmd = synth_command(catalog=args.catalog, build_dir=args.out)
+    return subprocess.call(cmd, cwd=REPO_ROOT, env=synth_env())
+
+
+def deploy_command(*, catalog: str, build_dir: str, models: list[str], shared: bool = False,
+                   all_stacks: bool = False, stack: str = DEFAULT_STACK_NAME,
+                   extra: list[str] | None = None) -> list[str]:
+    """``cdk deploy`` of exactly the named models' stacks (``--exclusively``: not the shared
+    stack they depend on unless ``shared``), or of every stack with ``all_stacks``.
+
+    Stacks deploy one after another (CDK's default concurrency of one): each model stack
+    merges its S3 notifications into the shared bucket's configuration, a read-modify-write
+    that two stacks deploying at the same moment could race.
+    """
+    cmd = ["npx", "--no-install", "cdk", "deploy",
+           "-c", f"modelfn:catalog={Path(catalog).resolve()}",
+           "-c", f"modelfn:build_dir={Path(build_dir).resolve()}",
+           "-c", f"modelfn:stack_name={stack}"]
+    if all_stacks:
+        return [*cmd, "--all", *(extra or [])]
+    stacks = ([stack] if shared else []) + [model_stack_name(stack, m) for m in models]
+    return [*cmd, "--exclusively", *stacks, *(extra or [])]
+
+
+def deploy(args: argparse.Namespace) -> int:
+    """``modelfn deploy NAME…``: ``cdk deploy`` exactly those models' stacks (built first: synth
+    fails naming `modelfn build` for a model that is not)."""
+    from infra.catalog import CatalogError, load_catalog
+
+    if not args.name and not args.all and not args.shared:
+        print("modelfn deploy: name the models to deploy (or --all, or --shared)", file=sys.stderr)
+        return 2
+    try:
+        catalog = load_catalog(args.catalog)
+    except CatalogError as exc:
+        print(f"modelfn deploy: {exc}", file=sys.stderr)
+        return 2
+    known = [m.name for m in catalog.models]
+    unknown = [n for n in args.name if n not in known]
+    if unknown:
+        hints = [f"{n!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(n, known, 1))
+                             else "") for n in unknown]
+        print(f"modelfn deploy: not in {args.catalog}: {', '.join(hints)}; its models: {', '.join(known)}",
+              file=sys.stderr)
+        return 2
+    cmd = deploy_command(catalog=args.catalog, build_dir=args.out, models=list(args.name),
+                         shared=args.shared, all_stacks=args.all, stack=args.stack,
+                         extra=["--require-approval", args.require_approval])
+    if args.dry_run:
+        print(shlex.join(cmd))
+        return 0
+    if shutil.which("npx") is None or not (REPO_ROOT / "node_modules" / "aws-cdk").is_dir():
+        print("modelfn deploy: the pinned CDK CLI is not installed; run `npm ci` in "
+              f"{REPO_ROOT}", file=sys.stderr)
+        return 2
     return subprocess.call(cmd, cwd=REPO_ROOT, env=synth_env())

@@ -1,8 +1,8 @@
 """Stage and build the images of a catalog's models, exactly as ``cdk synth`` stages them.
 
 The build contexts come from the same functions the CDK app calls
-(:mod:`infra.cdk.staging`), in the same place (``<build dir>/cdk-stage/``), from the same
-:class:`~infra.cdk.deploy_spec.DeploySpec` decisions (target, architecture, GPU), so the
+(:mod:`infra.targets.staging`), in the same place (``<build dir>/cdk-stage/``), from the same
+plan (:mod:`infra.targets`: image kind, architecture, GPU), so the
 image built here is the image ``cdk deploy`` ships; only ``--base`` (the ``PYTHON_BASE``
 build arg) can swap the AWS base for a stand-in or a mirror.
 """
@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from infra.cdk import staging
-from infra.cdk.deploy_spec import DeploySpec
 from infra.image.engine import Engine, EngineError
+from infra.targets import plan_model, staging
+from infra.targets.deploy_spec import DeploySpec
 
 #: Catalog architecture → the engine's ``--platform``.
 PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
@@ -58,18 +58,18 @@ def plan(specs: Iterable[DeploySpec], *, stage_dir: Path, python_base: str | Non
     SageMaker model the serving image (CPU or GPU by instance type), tagged per model."""
     targets = []
     for spec in specs:
-        if spec.target == "sagemaker":
-            gpu = staging.is_cuda_instance(spec.instance_type)
+        image = plan_model(spec).image  # the same plan the CDK app and the local stack render
+        if image.kind == "sagemaker":
             context = staging.stage_sagemaker_image(dest=stage_dir / "sagemaker-image")
             targets.append(ImageTarget(
-                spec.name, "sagemaker", image_tag(spec.name, spec.version), PLATFORMS["x86_64"],
-                context, staging.image_build_args(python_base=python_base, gpu=gpu), gpu))
+                spec.name, "sagemaker", image_tag(spec.name, spec.version), PLATFORMS[image.architecture],
+                context, staging.image_build_args(python_base=python_base, gpu=image.gpu), image.gpu))
             continue
         context = staging.stage_model_image(dest=stage_dir / "images" / spec.name,
                                             model_dir=spec.model_dir)
         targets.append(ImageTarget(
             spec.name, "lambda", image_tag(spec.name, spec.version),
-            PLATFORMS[spec.architecture], context,
+            PLATFORMS[image.architecture], context,
             staging.image_build_args(python_base=python_base)))
     return targets
 

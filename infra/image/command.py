@@ -12,9 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from infra.cdk import staging
 from infra.image.build import ImageResult, ImageTarget, build_one, plan
 from infra.image.engine import Engine, EngineError, find_engine
+from infra.targets import staging
 
 MB = 1_000_000  # decimal, as registries and Lambda report image sizes
 
@@ -27,7 +27,7 @@ def _fail(message: str) -> int:
 def targets_for(args) -> list[ImageTarget]:
     """Raises ``CatalogError``/``NotBuiltError``/``ValueError`` with the fix in the message."""
     from infra.catalog import load_catalog
-    from infra.cdk.deploy_spec import load_deploy_spec, load_deploy_specs
+    from infra.targets.deploy_spec import load_deploy_spec, load_deploy_specs
 
     catalog = load_catalog(args.catalog)
     out = Path(args.out)
@@ -64,7 +64,7 @@ def failure_hint(error: str, target: ImageTarget) -> str:
 
 def image(args) -> int:
     from infra.catalog import CatalogError
-    from infra.cdk.deploy_spec import NotBuiltError
+    from infra.targets.deploy_spec import NotBuiltError
 
     try:
         targets = targets_for(args)

@@ -30,7 +30,8 @@ from infra.image.engine import EngineError
 from infra.image.standin import cache_dir
 
 SAM_VERSION = "1.170.0"
-DEFAULT_TEMPLATE = Path("cdk.out") / "ModelfnStack.template.json"
+#: The cloud assembly: each model's functions are in its own stack's template there.
+DEFAULT_TEMPLATE = Path("cdk.out")
 KIND_DESCRIPTION = {"api": "V2 HTTP API", "batch": "S3 batch inference"}
 
 
@@ -93,9 +94,20 @@ def docker_api() -> Iterator[str]:
         sock.unlink(missing_ok=True)
 
 
+def model_template(template: Path, model: str) -> Path:
+    """``template`` itself, or, for a cloud assembly directory, the template of the model's
+    own stack (``<dir>/ModelfnStack-<Model>.template.json``)."""
+    from infra.targets.plan import DEFAULT_STACK_NAME, model_stack_name
+
+    template = Path(template)
+    return template / f"{model_stack_name(DEFAULT_STACK_NAME, model)}.template.json" if template.is_dir() else template
+
+
 def function_id(template: Path, model: str, kind: str = "api") -> str:
-    """The logical id of ``model``'s ``kind`` function in the synthesized template."""
-    resources = json.loads(Path(template).read_text())["Resources"]
+    """The logical id of ``model``'s ``kind`` function in the synthesized template (a file, or
+    the cloud assembly directory holding the model's stack)."""
+    path = model_template(template, model)
+    resources = json.loads(path.read_text())["Resources"] if path.is_file() else {}
     for logical_id, res in resources.items():
         desc = res.get("Properties", {}).get("Description", "")
         if (res["Type"] == "AWS::Lambda::Function" and desc.startswith(f"modelfn {model} ")
@@ -112,7 +124,8 @@ def build_and_invoke(*, template: Path, model: str, event: Path, kind: str = "ap
     Returns the invoke's process (stdout: the function's response)."""
     sam = sam_executable()
     logical_id = function_id(template, model, kind)
-    build_dir = build_dir or Path(template).parent / ".aws-sam" / "build"
+    template = model_template(template, model)
+    build_dir = build_dir or Path(template).parent / ".aws-sam" / "build" / model
     with docker_api() as host:
         run_env = {**os.environ, **(env or {}), "DOCKER_HOST": host,
                    "SAM_CLI_TELEMETRY": "0", "SAM_CLI_CONTAINER_CONNECTION_TIMEOUT": "60"}

@@ -1,8 +1,9 @@
 """The whole local stack for one catalog: build what is stale, start, serve, stop.
 
 Used by ``modelfn up``, the end-to-end tests and the benchmark. Every model gets what the CDK
-app gives it: an api function behind the gateway (or, for SageMaker-target models, the
-serving container behind the same routes) and a batch function fed by its S3 prefix.
+app gives it, from the same plan (infra/targets): the plan's image functions (api behind the
+gateway, batch fed by its S3 prefix) or, for SageMaker-target models, the serving container
+behind the same routes. The local stack and the CDK app are siblings over that plan.
 A model that fails to build or start is reported with its cause; the others still serve.
 """
 
@@ -28,8 +29,9 @@ from layers import names
 from layers.manifest import Manifest, ManifestError, read_manifest
 
 if TYPE_CHECKING:
-    from infra.cdk.deploy_spec import DeploySpec
     from infra.local.containers import ImageSet
+    from infra.targets.deploy_spec import DeploySpec
+    from infra.targets.plan import ModelPlan
 
 log = logging.getLogger("modelfn.local")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,11 +45,12 @@ class ModelService:
     batch: FunctionPool | None = None
     sagemaker: SageMakerServer | None = None
     deploy: DeploySpec | None = None
+    plan: ModelPlan | None = None
     failure: str | None = None  # build or init failure, named for the user
 
     @property
     def target(self) -> str:
-        return self.deploy.target if self.deploy else "lambda"
+        return self.plan.target if self.plan else "lambda"
 
 
 @dataclass
@@ -97,13 +100,15 @@ class LocalStack:
         if self.build:
             self._build(catalog)
         self.timings["build_s"] = time.perf_counter() - t0
-        from infra.cdk.deploy_spec import NotBuiltError, load_deploy_spec
+        from infra.targets import plan_model
+        from infra.targets.deploy_spec import NotBuiltError, load_deploy_spec
 
         for spec in catalog.models:
             svc = self.services[spec.name]
             if svc.failure is None:
-                try:  # sized and targeted by the same decisions as the CDK app
+                try:  # sized, targeted and wired by the same plan as the CDK app
                     svc.deploy = load_deploy_spec(spec, self.out_dir)
+                    svc.plan = plan_model(svc.deploy)
                     svc.manifest = svc.deploy.manifest
                 except (NotBuiltError, ManifestError) as exc:
                     svc.failure = f"not built: {exc}"
@@ -199,21 +204,21 @@ class LocalStack:
                                                self.catalog_path, self.out_dir).start()
 
     def _pools(self, svc: ModelService, model_dir: Path) -> dict[str, FunctionPool]:
-        """The api and batch function pools of a Lambda-target model serving ``model_dir``."""
+        """The plan's image functions (api, batch) of a Lambda-target model serving ``model_dir``."""
         dspec, pools = svc.deploy, {}
-        for kind, handler, size, timeout_s in (
-                ("api", names.API_HANDLER, self.warm, dspec.api_timeout_s),
-                # as many instances as the batch function's reserved concurrency
-                ("batch", names.BATCH_HANDLER, dspec.batch.max_concurrency, dspec.batch_timeout_s)):
-            env = function_environment(model_name=svc.name, kind=kind, model_dir=(
+        for fn in svc.plan.functions:
+            if fn.package != "image":
+                continue
+            env = function_environment(model_name=svc.name, kind=fn.kind, model_dir=(
                 names.IMAGE_MODEL_DIR if self.containers else str(model_dir)),
                                        batch_retry_delay_s=dspec.batch.retry_delay_s)
-            fspec = FunctionSpec(name=f"modelfn-{svc.name}-{kind}", handler=handler,
+            fspec = FunctionSpec(name=f"modelfn-{svc.name}-{fn.kind}", handler=fn.handler,
                                  env={**env, **self._aws_env()}, cwd=str(self.cwd),
-                                 memory_mb=dspec.memory_mb, timeout_s=timeout_s,
-                                 snapstart=kind == "api" and dspec.snapstart)
-            pools[kind] = FunctionPool(fspec, size=size, log=self._sink(f"{svc.name}/{kind}"),
-                                       **(self.containers.pool_options(svc.name) if self.containers else {}))
+                                 memory_mb=fn.memory_mb, timeout_s=fn.timeout_s, snapstart=fn.snapstart)
+            # the api keeps --warm instances; the batch function as many as it may run at once
+            size = self.warm if fn.kind == svc.plan.front else fn.instances
+            pools[fn.kind] = FunctionPool(fspec, size=size, log=self._sink(f"{svc.name}/{fn.kind}"),
+                                          **(self.containers.pool_options(svc.name) if self.containers else {}))
         return pools
 
     def swap(self, name: str) -> bool:
@@ -264,11 +269,13 @@ class LocalStack:
     def _start_late(self, svc: ModelService) -> None:
         """A model with ``training:`` and no version when the stack started serves once its
         first version is live (``modelfn train`` or retraining made it)."""
-        from infra.cdk.deploy_spec import NotBuiltError, load_deploy_spec
+        from infra.targets import plan_model
+        from infra.targets.deploy_spec import NotBuiltError, load_deploy_spec
 
         with self._swap_lock:
             try:
                 svc.deploy = load_deploy_spec(self._catalog.get(svc.name), self.out_dir)
+                svc.plan = plan_model(svc.deploy)
             except (NotBuiltError, ManifestError):
                 return
             if svc.target == "sagemaker":

@@ -55,19 +55,30 @@ class DeployedVersion:
 
 
 def targets(cfn, stack: str, model: str) -> dict[str, Target]:
-    """The model's functions and deployment groups, from the stack output."""
-    try:
-        outputs = cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
-    except Exception as exc:
-        raise DeployedError(f"cannot read stack {stack!r} ({exc}); deploy it with `cdk deploy` or pass "
-                            "--stack") from exc
-    key = names.output_deployment(model)
-    value = next((o["OutputValue"] for o in outputs if o["OutputKey"] == key), None)
-    if value is None:
-        raise DeployedError(f"stack {stack!r} has no output {key}: {model!r} is not a Lambda model of it "
-                            "(SageMaker-target models are not versioned through aliases)")
-    data = json.loads(value)
-    return {k: Target(**data[k]) for k in KINDS if k in data}
+    """The model's functions and deployment groups, from its stack's output.
+
+    ``stack`` is the app's (shared) stack name: the output is in the model's own stack
+    ``<stack>-<Model>`` (README "Stack layout"); a deployment from before the per-model
+    layout kept every model's output in ``stack`` itself, which is read as a fallback.
+    """
+    from infra.targets.plan import model_stack_name
+
+    key, problems = names.output_deployment(model), []
+    for name in (model_stack_name(stack, model), stack):
+        try:
+            outputs = cfn.describe_stacks(StackName=name)["Stacks"][0].get("Outputs", [])
+        except Exception as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        value = next((o["OutputValue"] for o in outputs if o["OutputKey"] == key), None)
+        if value is not None:
+            data = json.loads(value)
+            return {k: Target(**data[k]) for k in KINDS if k in data}
+        problems.append(f"{name}: no output {key}")
+    raise DeployedError(
+        f"no deployed stack has output {key} for {model!r} ({'; '.join(problems)}): deploy it with "
+        f"`modelfn deploy {model}` or pass --stack (the app's stack name); or {model!r} is not a Lambda "
+        "model of it (SageMaker-target models are not versioned through aliases)")
 
 
 def _model_version(description: str, model: str) -> str:

@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 from infra.catalog import load_catalog
-from infra.cdk import staging
 from infra.environment import function_environment
 from infra.local.containers import ContainerRunner, ImageSet, instance_factory
 from infra.local.function_pool import FunctionPool, FunctionSpec
@@ -30,6 +29,7 @@ from infra.local.gateway import LambdaIntegration, match_route
 from infra.local.http_api_events import HttpRequest
 from infra.local.stack import LocalStack
 from infra.local.v2_input import load_arrays, v2_request
+from infra.targets import staging
 from layers import names
 from tests.image.conftest import CATALOG, REPO_ROOT, SAMPLE_MODELS, record
 

@@ -97,3 +97,35 @@ def cfn_lint_errors(outdir: Path) -> list[str]:
         matches = lint(json.dumps(template), regions=["us-east-1"])
         errors += [f"{name}: {m}" for m in matches if m.rule.id.startswith("E")]
     return errors
+
+
+def app_template(outdir: Path) -> dict:
+    """Every stack of the cloud assembly as one template, as the single stack used to be.
+
+    Model stacks import the shared stack's exports (``Fn::ImportValue``); here each import
+    is replaced by the exported value, so references resolve across the merged template. A
+    logical id two stacks share (CDK's S3-notification handler, one per model stack) gets
+    its stack's name appended.
+    """
+    templates = stack_templates(outdir)
+    exports = {o["Export"]["Name"]: o["Value"] for t in templates.values()
+               for o in t.get("Outputs", {}).values() if "Export" in o}
+
+    def resolve(value):
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        if isinstance(value, dict):
+            if set(value) == {"Fn::ImportValue"}:
+                return exports[value["Fn::ImportValue"]]
+            return {k: resolve(v) for k, v in value.items()}
+        return value
+
+    merged: dict = {"Resources": {}, "Outputs": {}, "Parameters": {}}
+    for name, template in templates.items():
+        for section in merged:
+            for logical, body in template.get(section, {}).items():
+                if section == "Outputs" and "Export" in body:
+                    continue  # the shared stack's exports: wiring, not outputs
+                key = logical if logical not in merged[section] else f"{logical}{name.replace('-', '')}"
+                merged[section][key] = resolve(body)
+    return merged

@@ -10,7 +10,7 @@ import pytest
 from infra.cdk import command
 from infra.cdk.app import build_app, main
 from infra.cdk.constructs.http_api import ConfigurationError
-from infra.cdk.deploy_spec import NotBuiltError
+from infra.targets.deploy_spec import NotBuiltError
 from tests.infra.conftest import app_context, write_built_model, write_catalog
 
 
@@ -54,3 +54,37 @@ def test_modelfn_synth_runs_the_pinned_cli_with_the_venv_first(monkeypatch) -> N
     assert cwd == command.REPO_ROOT
     assert env["PATH"].split(":")[0] == str(Path(command.sys.executable).parent)
     assert env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] == "20"
+
+
+def _deploy_args(catalog: Path, *names: str, **kw) -> argparse.Namespace:
+    return argparse.Namespace(name=list(names), catalog=str(catalog), out="build", stack="ModelfnStack",
+                              all=kw.get("all", False), shared=kw.get("shared", False),
+                              require_approval="broadening", dry_run=False)
+
+
+def test_modelfn_deploy_deploys_exactly_the_named_models_stacks(tmp_path: Path, monkeypatch) -> None:
+    # given a catalog of two models
+    catalog = write_catalog(tmp_path, [{"name": "digits-mlp", "source": "a.onnx"},
+                                       {"name": "other", "source": "b.onnx"}])
+    calls = []
+    monkeypatch.setattr(command.subprocess, "call", lambda cmd, cwd, env: calls.append(cmd) or 0)
+    monkeypatch.setattr(command.shutil, "which", lambda _: "/usr/bin/npx")
+    # when one model is deployed
+    assert command.deploy(_deploy_args(catalog, "digits-mlp")) == 0
+    # then only its stack, not the shared stack it depends on, nor the other model's
+    cmd = calls[-1]
+    assert cmd[:4] == ["npx", "--no-install", "cdk", "deploy"]
+    stacks = cmd[cmd.index("--exclusively") + 1:cmd.index("--require-approval")]
+    assert stacks == ["ModelfnStack-DigitsMlp"]
+    # --shared adds the shared stack (first deploy), --all deploys everything
+    assert command.deploy(_deploy_args(catalog, "other", shared=True)) == 0
+    assert calls[-1][calls[-1].index("--exclusively") + 1:][:2] == ["ModelfnStack", "ModelfnStack-Other"]
+    assert command.deploy(_deploy_args(catalog, all=True)) == 0
+    assert "--all" in calls[-1] and "--exclusively" not in calls[-1]
+
+
+def test_modelfn_deploy_of_an_unknown_model_names_the_catalog_models(tmp_path: Path, capsys) -> None:
+    catalog = write_catalog(tmp_path, [{"name": "digits-mlp", "source": "a.onnx"}])
+    assert command.deploy(_deploy_args(catalog, "digits-mpl")) == 2
+    err = capsys.readouterr().err
+    assert "'digits-mpl' (did you mean 'digits-mlp'?)" in err and "digits-mlp" in err

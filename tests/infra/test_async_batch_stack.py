@@ -9,7 +9,7 @@ import pytest
 
 from layers import names
 from tests.infra.cfn import resources_of_type
-from tests.infra.conftest import shared_synth, stack_templates
+from tests.infra.conftest import app_template, shared_synth
 from tests.infra.test_stack import _synthesize
 
 pytestmark = pytest.mark.slow
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> dict:
-    workdir, info = shared_synth(tmp_path_factory, "stack", _synthesize)
-    return stack_templates(workdir / "cdk.out")[info["stack_name"]]
+    workdir, _info = shared_synth(tmp_path_factory, "stack", _synthesize)
+    return app_template(workdir / "cdk.out")
 
 
 def _one(template: dict, rtype: str, needle: str) -> tuple[str, dict]:

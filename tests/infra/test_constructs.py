@@ -15,13 +15,14 @@ from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Match, Template
 
-from infra.cdk import staging
 from infra.cdk.constructs.batch_pipeline import ModelBatchPipeline
 from infra.cdk.constructs.batch_storage import BatchStorage
 from infra.cdk.constructs.dashboard import FunctionPanel, ModelDashboard, QueuePanel
 from infra.cdk.constructs.http_api import ConfigurationError, ModelHttpApi, model_routes
 from infra.cdk.constructs.model_function import ModelFunction
+from infra.cdk.constructs.model_routes import ModelRoutes
 from infra.cdk.nag import acknowledge, add_checks
+from infra.targets import staging
 from tests.infra.conftest import shared_synth, stack_templates, stack_warnings, write_built_model
 
 # One worker synthesizes every CDK app in this directory: jsii's warm-up is paid once.
@@ -58,7 +59,8 @@ def _synthesize(workdir: Path) -> dict:
     api = ModelHttpApi(api_stack, "Api", cors_origins=["https://app.example.com"],
                        throttle_rate_limit=5, throttle_burst_limit=10)
     target = model_function(api_stack, "Fn", context)
-    api.add_model(name="open", target=target.alias, auth="none")
+    ModelRoutes(api_stack, "Routes", api_id=api.api.api_id, model_name="open", target=target.alias,
+                auth="none", server_routes=True)
 
     batch_stack = cdk.Stack(app, "BatchStack")
     storage = BatchStorage(batch_stack, "Storage")
@@ -100,16 +102,20 @@ def test_http_api_with_cors_configured_and_a_public_model(stacks) -> None:
     t.has_resource_properties("AWS::ApiGatewayV2::Stage", {
         "DefaultRouteSettings": {"ThrottlingRateLimit": 5, "ThrottlingBurstLimit": 10}})
     t.resource_count_is("AWS::ApiGatewayV2::Route", len(model_routes("open")) + 5)
+    # every route through one integration, and one permission for all of them
+    t.resource_count_is("AWS::ApiGatewayV2::Integration", 1)
+    t.resource_count_is("AWS::Lambda::Permission", 1)
     assert [w for w in stacks["_warnings"] if "model 'open' has auth: none" in w]
 
 
 def test_jwt_auth_without_issuer_is_a_clear_synth_error() -> None:
     stack = cdk.Stack(cdk.App(), "S")
     api = ModelHttpApi(stack, "Api")
+    assert api.jwt_authorizer is None
     fn = lambda_.Function(stack, "Fn", runtime=lambda_.Runtime.PYTHON_3_11, handler="h.h",
                           code=lambda_.Code.from_inline("def h(e, c): pass"))
     with pytest.raises(ConfigurationError, match="modelfn:jwt_issuer"):
-        api.add_model(name="m", target=fn, auth="jwt")
+        ModelRoutes(stack, "Routes", api_id=api.api.api_id, model_name="m", target=fn, auth="jwt")
 
 
 def test_public_attributes_are_read_only() -> None:

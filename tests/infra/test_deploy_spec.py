@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from infra.catalog import parse_catalog
-from infra.cdk.deploy_spec import (
+from infra.targets.deploy_spec import (
     BATCH_TIMEOUT_S,
     DEFAULT_MEMORY_MB,
     NotBuiltError,

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from layers import names
-from tests.infra.conftest import shared_synth, stack_templates
+from tests.infra.conftest import app_template, shared_synth
 from tests.infra.iam_harness import (
     Bindings,
     SynthesizedApp,
@@ -35,8 +35,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("moto-iam")]
 def synthesized(tmp_path_factory) -> tuple[SynthesizedApp, Path]:
     from tests.infra.test_stack import _synthesize
 
-    workdir, info = shared_synth(tmp_path_factory, "stack", _synthesize)
-    return SynthesizedApp(stack_templates(workdir / "cdk.out")[info["stack_name"]]), workdir / "build"
+    workdir, _info = shared_synth(tmp_path_factory, "stack", _synthesize)
+    return SynthesizedApp(app_template(workdir / "cdk.out")), workdir / "build"
 
 
 @pytest.fixture
@@ -101,8 +101,8 @@ def test_batch_function_does_its_job_under_its_policy_and_nothing_else(
     fn, _ = app.function("modelfn clf-lambda ", "S3 batch inference")
     creds = assume(app, app.function_role("modelfn clf-lambda ", "S3 batch inference"), bindings)
     bucket = bindings.get(_logical(app, "AWS::S3::Bucket", "BatchStorageBatch"))
-    own_queue = _logical(app, "AWS::SQS::Queue", "ClfLambdaBatchPipelineEvents")
-    other_queue = _logical(app, "AWS::SQS::Queue", "OpenModelBatchPipelineEvents")
+    own_queue = _logical(app, "AWS::SQS::Queue", "ClfLambdaBatchPipelineQueueEvents")
+    other_queue = _logical(app, "AWS::SQS::Queue", "OpenModelBatchPipelineQueueEvents")
     admin_s3, admin_sqs = boto3.client("s3", region_name="us-east-1"), boto3.client("sqs", region_name="us-east-1")
     # given an upload under clf-lambda/in/, announced on its queue as S3 would
     put = admin_s3.put_object(Bucket=bucket, Key="clf-lambda/in/rows.npy", Body=_npy(3))
@@ -164,7 +164,7 @@ def test_api_function_serves_under_its_policy_and_reaches_no_data(synthesized, m
         response = resolver.resolve(event, lambda_context)
         assert response["statusCode"] == 200, response
         s3, sqs, ddb = creds.client("s3"), creds.client("sqs"), creds.client("dynamodb")
-        queue = bindings.get(_logical(app, "AWS::SQS::Queue", "ClfLambdaBatchPipelineEvents"))
+        queue = bindings.get(_logical(app, "AWS::SQS::Queue", "ClfLambdaBatchPipelineQueueEvents"))
         assert _denied(lambda: s3.get_object(Bucket=bucket, Key="clf-lambda/in/x.npy"))
         assert _denied(lambda: s3.put_object(Bucket=bucket, Key="clf-lambda/out/x", Body=b"x"))
         assert _denied(lambda: sqs.receive_message(QueueUrl=queue))

@@ -183,7 +183,7 @@ def test_the_staged_zip_runs_on_the_lambda_runtime_with_powertools_only(tmp_path
     import sysconfig
 
     from infra.cdk.constructs.powertools_layer import stage_powertools_layer
-    from infra.cdk.staging import stage_proxy_code
+    from infra.targets.staging import stage_proxy_code
 
     code = stage_proxy_code(dest=tmp_path / "proxy")
     layer = stage_powertools_layer(tmp_path / "powertools-layer") / "python"

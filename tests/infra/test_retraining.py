@@ -18,7 +18,7 @@ from moto import mock_aws
 from layers import names
 from tests.conftest import load_event
 from tests.infra.cfn import REGION, resources_of_type
-from tests.infra.conftest import shared_synth, stack_templates
+from tests.infra.conftest import app_template, shared_synth
 from tests.infra.test_stack import _synthesize
 
 MODELS = ("clf-lambda", "digits")
@@ -145,8 +145,8 @@ def test_missing_configuration_says_what_to_set(monkeypatch, lambda_context) -> 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> dict:
-    workdir, info = shared_synth(tmp_path_factory, "stack", _synthesize)
-    return stack_templates(workdir / "cdk.out")[info["stack_name"]]
+    workdir, _info = shared_synth(tmp_path_factory, "stack", _synthesize)
+    return app_template(workdir / "cdk.out")
 
 
 @pytest.mark.slow
@@ -157,8 +157,11 @@ def test_new_objects_under_train_reach_the_starter_batched(template) -> None:
     assert pattern["detail"]["object"] == {"key": [{"prefix": "clf-lambda/train/"}]}
     [batch_bucket] = [k for k in resources_of_type(template, "AWS::S3::Bucket") if k.startswith("BatchStorageBatch")]
     assert pattern["detail"]["bucket"] == {"name": [{"Ref": batch_bucket}]}
-    [notifications] = resources_of_type(template, "Custom::S3BucketNotifications").values()
-    assert notifications["Properties"]["NotificationConfiguration"]["EventBridgeConfiguration"] == {}
+    # the trained model's stack turns EventBridge on for the shared bucket (merged, not owned)
+    bridged = [n for n in resources_of_type(template, "Custom::S3BucketNotifications").values()
+               if "EventBridgeConfiguration" in n["Properties"]["NotificationConfiguration"]]
+    assert len(bridged) == 1 and bridged[0]["Properties"]["Managed"] is False
+    assert bridged[0]["Properties"]["NotificationConfiguration"]["EventBridgeConfiguration"] == {}
     [target] = rule["Properties"]["Targets"]
     queue = target["Arn"]["Fn::GetAtt"][0]
     [mapping] = [m for m in resources_of_type(template, "AWS::Lambda::EventSourceMapping").values()
@@ -178,7 +181,7 @@ def test_new_objects_under_train_reach_the_starter_batched(template) -> None:
 @pytest.mark.slow
 def test_the_starter_may_start_and_list_only_the_training_state_machines(template) -> None:
     role = next(r for r in resources_of_type(template, "AWS::IAM::Role")
-                if r.startswith("RetrainingRole"))
+                if r.startswith("ClfLambdaRetrainingRole"))
     statements = [s for p in resources_of_type(template, "AWS::IAM::Policy").values()
                   if {"Ref": role} in p["Properties"]["Roles"]
                   for s in p["Properties"]["PolicyDocument"]["Statement"]]

@@ -17,9 +17,9 @@ from infra.cdk.app import build_app
 from layers import names
 from tests.infra.conftest import (
     app_context,
+    app_template,
     cfn_lint_errors,
     shared_synth,
-    stack_templates,
     stack_warnings,
     write_built_model,
     write_catalog,
@@ -72,8 +72,8 @@ def synthesized(tmp_path_factory) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="module")
 def template(synthesized) -> Template:
-    outdir, info = synthesized
-    return Template.from_json(stack_templates(outdir)[info["stack_name"]])
+    outdir, _info = synthesized
+    return Template.from_json(app_template(outdir))
 
 
 def resources(template: Template, type_: str) -> dict[str, dict]:
@@ -91,27 +91,30 @@ def test_synthesizes_exactly_the_expected_resources(template: Template) -> None:
     # given a lambda model (+ training), a sagemaker model and a public lambda model
     counts = collections.Counter(r["Type"] for r in template.to_json()["Resources"].values())
     # then exactly these resources, no more, no fewer
+    # (summed over the shared stack and the three model stacks)
     assert dict(counts) == {
         # 2 lambda models × (api + batch) + the proxy + the async-batch glue + the retraining
-        # starter + CDK's S3-notification handler
-        "AWS::Lambda::Function": 8, "AWS::Lambda::Version": 5, "AWS::Lambda::Alias": 5,
-        "AWS::Lambda::Permission": 26 + 1,  # one per route, SNS → the async-batch glue
+        # starter + CDK's S3-notification handler in each model stack (3)
+        "AWS::Lambda::Function": 10, "AWS::Lambda::Version": 5, "AWS::Lambda::Alias": 5,
+        "AWS::Lambda::Permission": 3 + 1,  # one per model for all its routes, SNS → the glue
         "AWS::Lambda::EventSourceMapping": 4,
-        "AWS::IAM::Role": 19, "AWS::IAM::Policy": 13,
-        # 7 functions + CDK's notification handler, API access logs, state machine, CodeBuild,
-        # the two endpoints' groups (made before SageMaker would make them without retention)
-        "AWS::Logs::LogGroup": 13,
+        "AWS::IAM::Role": 21, "AWS::IAM::Policy": 15,
+        # 7 functions + CDK's notification handler in each model stack (3), API access logs,
+        # state machine, CodeBuild, the two endpoints' groups (made before SageMaker would make
+        # them without retention)
+        "AWS::Logs::LogGroup": 15,
         "AWS::Lambda::LayerVersion": 1,  # Powertools for the proxy, at the images' versions
-        "AWS::CodeDeploy::Application": 4, "AWS::CodeDeploy::DeploymentGroup": 4,
+        # one CodeDeploy application per lambda model, one deployment group per function
+        "AWS::CodeDeploy::Application": 2, "AWS::CodeDeploy::DeploymentGroup": 4,
         # errors + p99 per model function, DLQs, the async endpoint's scale-from-zero step
         "AWS::CloudWatch::Alarm": 4 * 2 + 2 + 1 + 2,
-        "AWS::CloudWatch::Dashboard": 1,
+        "AWS::CloudWatch::Dashboard": 3 + 1,  # one per model + the index
         "AWS::ApiGatewayV2::Api": 1, "AWS::ApiGatewayV2::Stage": 1,
         "AWS::ApiGatewayV2::Integration": 3,
         "AWS::ApiGatewayV2::Route": 3 * 7 + 4 + 1,  # per model, server routes, $default
         "AWS::ApiGatewayV2::Authorizer": 1,  # JWT; IAM and none need no authorizer resource
         "AWS::S3::Bucket": 3, "AWS::S3::BucketPolicy": 3,  # batch, access logs, training
-        "Custom::S3BucketNotifications": 1,
+        "Custom::S3BucketNotifications": 3,  # each model stack's own, merged on the one bucket
         # every model's batch queue + the retraining queue, each with its DLQ
         "AWS::SQS::Queue": 4 * 2, "AWS::SQS::QueuePolicy": 4 * 2,
         "AWS::SNS::Topic": 1, "AWS::SNS::TopicPolicy": 1, "AWS::SNS::Subscription": 1,
@@ -233,8 +236,11 @@ def test_batch_bucket_is_locked_down(template: Template) -> None:
 
 
 def test_each_model_prefix_notifies_its_own_queue(template: Template) -> None:
-    notif = next(iter(resources(template, "Custom::S3BucketNotifications").values()))
-    configs = notif["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    # each model stack merges its own notifications into the shared bucket's (Managed: false)
+    notifs = resources(template, "Custom::S3BucketNotifications").values()
+    assert all(n["Properties"]["Managed"] is False for n in notifs)
+    configs = [c for n in notifs
+               for c in n["Properties"]["NotificationConfiguration"].get("QueueConfigurations", [])]
     prefixes = sorted(c["Filter"]["Key"]["FilterRules"][0]["Value"] for c in configs)
     assert prefixes == ["clf-lambda/in/", "heavy-sm/in/", "open-model/in/"]  # heavy-sm: async
     assert all(c["Events"] == ["s3:ObjectCreated:*"] for c in configs)
@@ -336,8 +342,8 @@ def test_training_state_machine_is_traced_and_logged(template: Template) -> None
 
 
 def test_dashboard_graphs_cold_starts_per_model(template: Template) -> None:
-    board = next(iter(resources(template, "AWS::CloudWatch::Dashboard").values()))
-    body = json.dumps(board["Properties"]["DashboardBody"])
+    boards = resources(template, "AWS::CloudWatch::Dashboard").values()
+    body = json.dumps([b["Properties"]["DashboardBody"] for b in boards])
     assert body.count("ColdStart") == 5  # 4 model functions + the proxy
     assert "p99" in body and "Throttles" in body and "Invocation5XXErrors" in body
 
@@ -435,9 +441,9 @@ def test_each_lambda_model_outputs_its_functions_and_codedeploy_groups_for_promo
 
 def test_images_build_single_platform_and_the_gpu_endpoint_gets_the_cuda_closure(synthesized) -> None:
     # given the synthesized asset manifest (what `cdk deploy` hands the container engine)
-    outdir, info = synthesized
-    assets = json.loads((outdir / f"{info['stack_name']}.assets.json").read_text())
-    sources = [a["source"] for a in assets["dockerImages"].values()]
+    outdir, _ = synthesized
+    sources = [a["source"] for path in outdir.glob("*.assets.json")
+               for a in json.loads(path.read_text()).get("dockerImages", {}).values()]
     # then every image names one platform and builds from its staged Dockerfile
     assert sources and all(s.get("platform") in ("linux/amd64", "linux/arm64") for s in sources)
     # the ml.g5 SageMaker model's image installs the GPU lock; the Lambda images the default

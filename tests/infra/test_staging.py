@@ -8,7 +8,7 @@ import re
 import tarfile
 from pathlib import Path
 
-from infra.cdk import staging
+from infra.targets import staging
 from layers import names
 from tests.infra.conftest import write_built_model
 
@@ -77,6 +77,24 @@ def test_restaging_keeps_unchanged_files_and_drops_stale_ones(tmp_path: Path) ->
     staging.stage_model_image(dest=ctx, model_dir=model_dir)
     assert (ctx / "model" / names.MODEL_FILE).stat().st_mtime_ns == before
     assert not (ctx / "stale.txt").exists()
+
+
+def test_restaging_an_unchanged_model_neither_copies_nor_reads_it_again(tmp_path: Path, monkeypatch) -> None:
+    # given a staged model context
+    model_dir = write_built_model(tmp_path / "build", "m")
+    staging.stage_model_image(dest=tmp_path / "ctx", model_dir=model_dir)
+    copies, reads = [], []
+    copy2, cmp = staging.shutil.copy2, staging.filecmp.cmp
+    monkeypatch.setattr(staging.shutil, "copy2", lambda *a, **k: copies.append(a) or copy2(*a, **k))
+    monkeypatch.setattr(staging.filecmp, "cmp", lambda *a, **k: reads.append(a) or cmp(*a, **k))
+    # when it is staged again (the next synth)
+    staging.stage_model_image(dest=tmp_path / "ctx", model_dir=model_dir)
+    # then no file was copied or compared by content
+    assert copies == [] and reads == []
+    # and a changed model file is copied
+    (model_dir / names.MANIFEST_FILE).write_text((model_dir / names.MANIFEST_FILE).read_text() + " ")
+    staging.stage_model_image(dest=tmp_path / "ctx", model_dir=model_dir)
+    assert [Path(a[0]).name for a in copies] == [names.MANIFEST_FILE]
 
 
 def test_model_tarball_is_deterministic_and_holds_the_model_at_the_root(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """What travels into a model's training image: the user's code, and the entry point as the
-runner sees it under /opt/ml/code (infra/cdk/staging.py)."""
+runner sees it under /opt/ml/code (infra/targets/staging.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.cdk import staging
+from infra.targets import staging
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
@@ -56,4 +56,4 @@ def test_the_build_source_takes_a_saved_model_directory_whole(tmp_path: Path) ->
     out = staging.stage_build_source(dest=tmp_path / "src", catalog_path=cat / "models.yaml",
                                      data_files=[cat / "hf", cat / "val.npz"])
     assert (out / "hf" / "config.json").is_file() and (out / "hf" / "tokenizer" / "vocab.txt").is_file()
-    assert (out / "val.npz").is_file() and (out / "infra" / "cdk" / "staging.py").is_file()
+    assert (out / "val.npz").is_file() and (out / "infra" / "targets" / "staging.py").is_file()

@@ -21,7 +21,7 @@ from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
 from tests.infra.cfn import REGION, Resolver, resources_of_type, role_policy
-from tests.infra.conftest import shared_synth, stack_templates
+from tests.infra.conftest import app_template, shared_synth
 from tests.infra.test_stack import MODELS, _synthesize
 
 pytestmark = pytest.mark.slow
@@ -32,8 +32,8 @@ ARTIFACT = f"{MODEL}/training-output/{MODEL}-0b6c/output/model.tar.gz"
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> dict:
-    workdir, info = shared_synth(tmp_path_factory, "stack", _synthesize)
-    return stack_templates(workdir / "cdk.out")[info["stack_name"]]
+    workdir, _info = shared_synth(tmp_path_factory, "stack", _synthesize)
+    return app_template(workdir / "cdk.out")
 
 
 def _build_role_policy(template: dict) -> tuple[dict, str]:

@@ -29,7 +29,7 @@ from moto import mock_aws
 
 from layers import names
 from tests.infra.cfn import REGION, Resolver, definition, resources_of_type
-from tests.infra.conftest import shared_synth, stack_templates
+from tests.infra.conftest import app_template, shared_synth
 from tests.infra.test_stack import MODELS, _synthesize
 
 pytestmark = pytest.mark.slow
@@ -39,9 +39,9 @@ TRAINED = next(m for m in MODELS if "training" in m)
 
 @pytest.fixture(scope="module")
 def synthesized(tmp_path_factory) -> tuple[Path, dict]:
-    workdir, info = shared_synth(tmp_path_factory, "stack", _synthesize)
+    workdir, _info = shared_synth(tmp_path_factory, "stack", _synthesize)
     outdir = workdir / "cdk.out"
-    return outdir, stack_templates(outdir)[info["stack_name"]]
+    return outdir, app_template(outdir)
 
 
 @pytest.fixture

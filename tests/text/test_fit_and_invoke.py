@@ -45,7 +45,7 @@ def test_invoke_refuses_raw_files_for_tensor_models(tmp_path):
 def test_the_image_context_and_the_sagemaker_tarball_carry_the_tokenizer(text_model_dir, tmp_path):
     import tarfile
 
-    from infra.cdk.staging import stage_model_image, write_model_tarball
+    from infra.targets.staging import stage_model_image, write_model_tarball
 
     ctx = stage_model_image(dest=tmp_path / "ctx", model_dir=text_model_dir)
     assert (ctx / "model" / "tokenizer.json").read_bytes() == (text_model_dir / "tokenizer.json").read_bytes()

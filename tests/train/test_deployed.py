@@ -92,3 +92,15 @@ def test_promote_by_model_version_and_refusals_say_why(aws, capsys):
     assert "no deployed version 'cccc'; deployed versions: aaaa11112222" in capsys.readouterr().err
     assert deployed.versions_command(Namespace(name="other", stack="ModelfnStack", json=True), aws) == 2
     assert "is not a Lambda model of it" in capsys.readouterr().err
+
+
+def test_a_models_outputs_are_read_from_its_own_stack_first(aws):
+    # given the per-model layout: the model's Deployment output lives in ModelfnStack-Clf
+    value = {"api": {"function": "f-api", "application": "app", "group": "g-api"}}
+    template = {"Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}},
+                "Outputs": {names.output_deployment("clf"): {"Value": json.dumps(value)}}}
+    aws["cloudformation"].create_stack(StackName="ModelfnStack-Clf", TemplateBody=json.dumps(template))
+    # when promotion looks the model up by the app's stack name
+    found = deployed.targets(aws["cloudformation"], "ModelfnStack", "clf")
+    # then it reads the model's own stack (the single-stack output is the fallback)
+    assert found["api"].function == "f-api" and "batch" not in found

@@ -30,8 +30,9 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.cdk.constructs.batch_storage import BatchStorage
+from infra.cdk.constructs.event_queue import EventQueue
 from infra.cdk.constructs.model_function import ModelFunction
-from infra.cdk.nag import acknowledge
+from infra.cdk.nag import acknowledge, bucket_arn_finding
 from layers import names
 
 #: Lambda's guidance: queue visibility timeout at least six times the function timeout.
@@ -85,22 +86,13 @@ class ModelBatchPipeline(Construct):
             kind: f"{model_name}/{kind}/"
             for kind in (names.BATCH_IN, names.BATCH_OUT, names.BATCH_ERRORS)
         }
-        self._dead_letter_queue = sqs.Queue(
-            self, "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
+        events = EventQueue(
+            self, "Queue", visibility_timeout_s=VISIBILITY_FACTOR * timeout_s,
+            max_receive_count=max_receive_count,
+            alarm_description=f"{model_name}: batch events gave up after {max_receive_count} tries",
         )
-        self._queue = sqs.Queue(
-            self, "Events",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            visibility_timeout=cdk.Duration.seconds(VISIBILITY_FACTOR * timeout_s),
-            retention_period=cdk.Duration.days(4),
-            dead_letter_queue=sqs.DeadLetterQueue(
-                queue=self._dead_letter_queue, max_receive_count=max_receive_count
-            ),
-        )
+        self._queue, self._dead_letter_queue = events.queue, events.dead_letter_queue
+        self._dlq_alarm = events.alarm
         storage.bucket.add_event_notification(
             s3.EventType.OBJECT_CREATED,
             s3n.SqsDestination(self._queue),
@@ -112,25 +104,6 @@ class ModelBatchPipeline(Construct):
             max_concurrency=max_concurrency,
         ))
         self._grant(function.role, storage)
-        self._dlq_alarm = cw.Alarm(
-            self, "DeadLettersAlarm",
-            alarm_description=f"{model_name}: batch events gave up after {max_receive_count} tries",
-            metric=self._dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=cdk.Duration.minutes(5)
-            ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-        )
-        acknowledge(
-            self._dead_letter_queue, "AwsSolutions-SQS3",
-            "this queue is the dead-letter queue of the model's event queue",
-        )
-        acknowledge(
-            self._dead_letter_queue, "Serverless-SQSRedrivePolicy",
-            "this queue is itself the dead-letter queue; messages stay here for inspection",
-        )
         acknowledge(
             function.alias, "Serverless-LambdaEventSourceMappingDestination",
             "SQS event source mappings do not support on-failure destinations; failed "
@@ -162,12 +135,12 @@ class ModelBatchPipeline(Construct):
             resources=[storage.table.table_arn],
         ))
         acknowledge(
-            role, f"AwsSolutions-IAM5[Resource::<{_logical(bucket)}.Arn>/{inp}*]",
+            role, f"AwsSolutions-IAM5[Resource::{bucket_arn_finding(bucket)}/{inp}*]",
             "objects under the model's own input prefix only (keys are chosen by users)",
         )
         for prefix in (out, err):
             acknowledge(
-                role, f"AwsSolutions-IAM5[Resource::<{_logical(bucket)}.Arn>/{prefix}*]",
+                role, f"AwsSolutions-IAM5[Resource::{bucket_arn_finding(bucket)}/{prefix}*]",
                 "results are written under the model's own out/ and errors/ prefixes only",
             )
 
@@ -190,7 +163,3 @@ def list_for_missing_keys(bucket: s3.IBucket, model_name: str) -> iam.PolicyStat
         sid="ListOwnPrefix", actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
         conditions={"StringLikeIfExists": {"s3:prefix": [f"{model_name}/*"]}},
     )
-
-
-def _logical(bucket: s3.IBucket) -> str:
-    return cdk.Stack.of(bucket).get_logical_id(bucket.node.default_child)

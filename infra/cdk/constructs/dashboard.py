@@ -73,9 +73,12 @@ class ModelDashboard(Construct):
         functions: tuple[FunctionPanel, ...],
         endpoints: tuple[EndpointPanel, ...] = (),
         queues: tuple[QueuePanel, ...] = (),
+        dashboard_name: str | None = None,
     ) -> None:
+        """:param dashboard_name: default: CloudFormation names it."""
         super().__init__(scope, id)
-        self._dashboard = cw.Dashboard(self, "Dashboard", default_interval=cdk.Duration.hours(3))
+        self._dashboard = cw.Dashboard(self, "Dashboard", default_interval=cdk.Duration.hours(3),
+                                       dashboard_name=dashboard_name)
         for panel in functions:
             self._dashboard.add_widgets(*self._function_row(panel))
         for ep in endpoints:

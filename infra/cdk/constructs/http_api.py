@@ -1,6 +1,7 @@
 """The one HTTP API in front of every model, with the V2 routes of design.md.
 
-Per model ``<name>`` (whatever runs it: a model function's ``live`` alias or the SageMaker
+The API, its stage and its JWT authorizer live in the shared stack; each model's stack adds
+its own routes (infra/cdk/constructs/model_routes.py). Per model ``<name>`` (whatever runs it: a model function's ``live`` alias or the SageMaker
 proxy): ``GET /v2/models/<name>``, ``GET …/ready``, ``POST …/infer``, the same three under
 ``…/versions/{version}/…``, and ``ANY /v2/models/<name>/{proxy+}`` so a wrong method or
 path under a model reaches that model's router and gets its ``{"error": …}`` 404/405
@@ -21,9 +22,6 @@ import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
-from aws_cdk import aws_apigatewayv2_authorizers as authorizers
-from aws_cdk import aws_apigatewayv2_integrations as integrations
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -59,9 +57,9 @@ def model_routes(name: str) -> tuple[tuple[str, apigwv2.HttpMethod], ...]:
 
 
 class ModelHttpApi(Construct):
-    """HTTP API + ``$default`` stage (throttled, JSON access logs) + authorizers.
+    """HTTP API + ``$default`` stage (throttled, JSON access logs) + the JWT authorizer.
 
-    Public attributes: ``api``, ``stage``, ``access_logs``, ``url``.
+    Public attributes: ``api``, ``stage``, ``access_logs``, ``url``, ``jwt_authorizer``.
     """
 
     @property
@@ -97,9 +95,6 @@ class ModelHttpApi(Construct):
             (context ``modelfn:cors_origins``).
         """
         super().__init__(scope, id)
-        self._jwt_issuer, self._jwt_audience = jwt_issuer, tuple(jwt_audience)
-        self._authorizers: dict[str, apigwv2.IHttpRouteAuthorizer] = {}
-        self._server_routes_added = False
         cors = None
         if cors_origins:
             cors = apigwv2.CorsPreflightOptions(
@@ -128,6 +123,13 @@ class ModelHttpApi(Construct):
             ),
             access_log_settings=_AccessLogSettings(self._access_logs),
         )
+        self._jwt_authorizer = None
+        if jwt_issuer and jwt_audience:
+            self._jwt_authorizer = apigwv2.HttpAuthorizer(
+                self, "Jwt", http_api=self._api, type=apigwv2.HttpAuthorizerType.JWT,
+                identity_source=["$request.header.Authorization"],
+                jwt_issuer=jwt_issuer, jwt_audience=list(jwt_audience),
+            )
         acknowledge(
             self._stage, "Serverless-APIGWXrayEnabled",
             "HTTP APIs do not support X-Ray tracing; every function behind it traces actively",
@@ -137,61 +139,10 @@ class ModelHttpApi(Construct):
     def url(self) -> str:
         return self._stage.url
 
-    def _authorizer(self, auth: str) -> apigwv2.IHttpRouteAuthorizer:
-        if auth not in self._authorizers:
-            if auth == "iam":
-                self._authorizers[auth] = authorizers.HttpIamAuthorizer()
-            elif auth == "jwt":
-                if not self._jwt_issuer or not self._jwt_audience:
-                    raise ConfigurationError(
-                        "a model has auth: jwt but the JWT issuer/audience are not configured; "
-                        "pass them as context, e.g. `cdk synth -c modelfn:jwt_issuer="
-                        "https://issuer.example.com/ -c modelfn:jwt_audience=my-client-id`, or "
-                        "set them in cdk.json"
-                    )
-                self._authorizers[auth] = authorizers.HttpJwtAuthorizer(
-                    "Jwt", self._jwt_issuer, jwt_audience=list(self._jwt_audience)
-                )
-            else:
-                self._authorizers[auth] = apigwv2.HttpNoneAuthorizer()
-        return self._authorizers[auth]
-
-    def add_model(self, *, name: str, target: lambda_.IFunction, auth: str) -> list[apigwv2.HttpRoute]:
-        """Route a model's V2 paths to ``target``; the first model also gets the server routes."""
-        integration = integrations.HttpLambdaIntegration(f"{name}-integration", target)
-        authorizer = self._authorizer(auth)
-        routes: list[apigwv2.HttpRoute] = []
-        for path, method in model_routes(name):
-            routes += self._api.add_routes(
-                path=path, methods=[method], integration=integration, authorizer=authorizer
-            )
-        if not self._server_routes_added:
-            self._server_routes_added = True
-            for path, method in route_table().server_gateway_routes():
-                routes += self._api.add_routes(
-                    path=path, methods=[apigwv2.HttpMethod(method)], integration=integration,
-                    authorizer=authorizer,
-                )
-            routes.append(apigwv2.HttpRoute(
-                self, "DefaultRoute",
-                http_api=self._api,
-                route_key=apigwv2.HttpRouteKey.DEFAULT,
-                integration=integration,
-                authorizer=authorizer,
-            ))
-        if auth == "none":
-            cdk.Annotations.of(self).add_warning_v2(
-                f"modelfn:public-model:{name}",
-                f"model {name!r} has auth: none: anyone who knows the URL can call it; set "
-                "auth: iam or auth: jwt in the catalog unless that is intended",
-            )
-            for route in routes:
-                acknowledge(
-                    route, "AwsSolutions-APIG4",
-                    f"the catalog sets auth: none for model {name!r} (public by the owner's "
-                    "choice); synth warns about it",
-                )
-        return routes
+    @property
+    def jwt_authorizer(self) -> apigwv2.HttpAuthorizer | None:
+        """The JWT authorizer ``auth: jwt`` models' routes use; None when not configured."""
+        return self._jwt_authorizer
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)

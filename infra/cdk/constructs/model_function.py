@@ -93,6 +93,7 @@ class ModelFunction(Construct):
         ephemeral_storage_mb: int = 512,
         snapstart: bool = False,
         rollback_on: RollbackAlarms = RollbackAlarms(),
+        application: codedeploy.ILambdaApplication | None = None,
     ) -> None:
         """
         :param code: the model image (``DockerImageCode.from_image_asset``), CMD included.
@@ -111,6 +112,8 @@ class ModelFunction(Construct):
         :param rollback_on: the alarms the canary judges; default :class:`RollbackAlarms`
             (one error, or p99 over the threshold). ``latency_alarm`` exists either way (for
             dashboards and paging); it rolls back only when ``rollback_on.latency``.
+        :param application: the CodeDeploy application of the deployment group; default: a new
+            one per function (a model's functions share one: one resource fewer).
         """
         if snapstart and provisioned_concurrency is not None:
             raise ValueError(f"{description}: SnapStart and provisioned concurrency cannot both be "
@@ -177,6 +180,7 @@ class ModelFunction(Construct):
         )
         self._deployment_group = codedeploy.LambdaDeploymentGroup(
             self, "Deployment",
+            application=application,
             alias=self._alias,
             deployment_config=deployment_config,
             alarms=[self._error_alarm, *([self._latency_alarm] if rollback_on.latency else [])],

@@ -67,7 +67,7 @@ def layer_files(lock: Path = LOCK) -> dict[str, Path]:
 
 def stage_powertools_layer(dest: Path) -> Path:
     """Write the layer's tree under ``dest`` (rewritten only where it changed)."""
-    from infra.cdk.staging import sync_tree
+    from infra.targets.staging import sync_tree
 
     return sync_tree(Path(dest), layer_files())
 

@@ -44,7 +44,7 @@ from infra.cdk.constructs.sagemaker_endpoint import (
     endpoint_name,
     storage_encryption_reason,
 )
-from infra.cdk.nag import acknowledge
+from infra.cdk.nag import acknowledge, bucket_arn_finding
 from infra.cdk.runtimes import ZIP_RUNTIME, ZIP_RUNTIME_REASON
 from infra.cdk.sagemaker_iam import grant_sagemaker_logs_and_metrics
 from infra.environment import SAGEMAKER_MODEL_DIR, function_environment
@@ -263,8 +263,7 @@ class SageMakerAsyncBatch(Construct):
 
     def _acknowledge(self, model: sagemaker.CfnModel, config: sagemaker.CfnEndpointConfig,
                      bucket: s3.IBucket, instance_type: str) -> None:
-        stack = cdk.Stack.of(self)
-        arn = f"<{stack.get_logical_id(bucket.node.default_child)}.Arn>"
+        arn = bucket_arn_finding(bucket)
         for prefix, why in (
             (f"{self._prefixes[names.BATCH_IN]}*", "inputs under the model's own in/ prefix"),
             (f"{self._prefixes[names.BATCH_OUT]}*", "results under the model's own out/ prefix"),

@@ -42,7 +42,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.cdk.nag import acknowledge
+from infra.cdk.nag import acknowledge, bucket_arn_finding
 from infra.cdk.sagemaker_iam import grant_sagemaker_logs_and_metrics
 from infra.cdk.sagemaker_instances import volume_kms_key
 from infra.cdk.training_image import TrainingImage
@@ -466,7 +466,7 @@ class ModelTrainingPipeline(Construct):
         stack = cdk.Stack.of(self)
 
         def logical(bucket: s3.IBucket) -> str:
-            return f"<{stack.get_logical_id(bucket.node.default_child)}.Arn>"
+            return bucket_arn_finding(bucket)
 
         project = f"<{stack.get_logical_id(self._project.node.default_child)}>"
         arn = "arn:<AWS::Partition>:{}:<AWS::Region>:<AWS::AccountId>:{}"

@@ -1,0 +1,114 @@
+"""One model's routes on the shared HTTP API: one integration, one invoke permission.
+
+The model's stack owns them (the API itself is the shared stack's, imported by id), so a
+change to one model's routes touches that model's stack only. Every route of the model goes
+through the same ``AWS_PROXY`` integration (payload 2.0) to what runs the model (a model
+function's ``live`` alias, or the SageMaker proxy), and one ``Lambda::Permission`` lets the
+API invoke it from those routes, instead of one permission per route (what the L2
+``HttpLambdaIntegration`` adds). The routes come from the runtime's one route table
+(:mod:`layers.routes`: :func:`model_routes` per model); the model that serves the
+server-wide routes (``/v2/health/*``, ``/openapi.json``, ``/docs``, ``$default``) gets those
+too (infra/cdk/constructs/http_api.py says why one model is enough).
+"""
+
+from __future__ import annotations
+
+import re
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from infra.cdk.constructs.http_api import ConfigurationError, model_routes
+from infra.cdk.nag import acknowledge
+from layers.protocols import route_table
+
+#: catalog ``auth`` → the route's ``AuthorizationType``
+AUTHORIZATION = {"iam": "AWS_IAM", "jwt": "JWT", "none": "NONE"}
+
+
+def _route_id(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", key).strip("-") or "Default"
+
+
+class ModelRoutes(Construct):
+    """Public attributes: ``integration``, ``permission``, ``routes`` (route key → route)."""
+
+    @property
+    def integration(self) -> apigwv2.CfnIntegration:
+        return self._integration
+
+    @property
+    def permission(self) -> lambda_.CfnPermission:
+        return self._permission
+
+    @property
+    def routes(self) -> dict[str, apigwv2.CfnRoute]:
+        return dict(self._routes)
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        api_id: str,
+        model_name: str,
+        target: lambda_.IFunction,
+        auth: str,
+        jwt_authorizer_id: str | None = None,
+        server_routes: bool = False,
+    ) -> None:
+        """
+        :param api_id: the shared HTTP API's id.
+        :param target: what serves the model (an alias: the API never calls ``$LATEST``).
+        :param auth: catalog ``auth``: ``iam``, ``jwt`` (needs ``jwt_authorizer_id``) or ``none``.
+        :param jwt_authorizer_id: the shared API's JWT authorizer; default none.
+        :param server_routes: also route the server-wide paths and ``$default`` here
+            (default False: the app gives them to one model only).
+        """
+        super().__init__(scope, id)
+        if auth == "jwt" and not jwt_authorizer_id:
+            raise ConfigurationError(
+                f"model {model_name!r} has auth: jwt but the JWT issuer/audience are not configured; "
+                "pass them as context, e.g. `cdk synth -c modelfn:jwt_issuer="
+                "https://issuer.example.com/ -c modelfn:jwt_audience=my-client-id`, or "
+                "set them in cdk.json"
+            )
+        self._integration = apigwv2.CfnIntegration(
+            self, "Integration", api_id=api_id, integration_type="AWS_PROXY",
+            integration_uri=target.function_arn, payload_format_version="2.0",
+        )
+        # One permission for every route of the model: the execute-api ARN of a request is
+        # <api>/<stage>/<method>/<path>; the server routes (any path) widen it to the API.
+        scope_path = "*" if server_routes else f"*/*/v2/models/{model_name}*"
+        self._permission = lambda_.CfnPermission(
+            self, "Invoke", action="lambda:InvokeFunction", function_name=target.function_arn,
+            principal="apigateway.amazonaws.com",
+            source_arn=cdk.Stack.of(self).format_arn(
+                service="execute-api", resource=api_id, resource_name=scope_path),
+        )
+        keys = [f"{method.value} {path}" for path, method in model_routes(model_name)]
+        if server_routes:
+            keys += [f"{method} {path}" for path, method in route_table().server_gateway_routes()]
+            keys.append("$default")
+        self._routes: dict[str, apigwv2.CfnRoute] = {}
+        for key in keys:
+            route = apigwv2.CfnRoute(
+                self, _route_id(key), api_id=api_id, route_key=key,
+                target=f"integrations/{self._integration.ref}",
+                authorization_type=AUTHORIZATION[auth],
+                authorizer_id=jwt_authorizer_id if auth == "jwt" else None,
+            )
+            self._routes[key] = route
+        if auth == "none":
+            cdk.Annotations.of(self).add_warning_v2(
+                f"modelfn:public-model:{model_name}",
+                f"model {model_name!r} has auth: none: anyone who knows the URL can call it; set "
+                "auth: iam or auth: jwt in the catalog unless that is intended",
+            )
+            acknowledge(
+                self, "AwsSolutions-APIG4",
+                f"the catalog sets auth: none for model {model_name!r} (public by the owner's "
+                "choice); synth warns about it",
+            )
