@@ -89,6 +89,9 @@ class Resolver:
                 return self.ref(key)
 
             return _SUB.sub(sub, text)
+        if fn == "Fn::ImportValue":  # another stack's export (the shared stack's): register it
+            name = self(arg)           # in known= under "Import:<name>", else a stand-in name
+            return self.known.get(f"Import:{name}", f"imported-{name.replace(':', '-').lower()}")
         raise KeyError(f"intrinsic {fn} is not supported by the test resolver")
 
 
