@@ -87,7 +87,7 @@ class Report:
 
 def needs_of(catalog: Catalog, build_dir: Path) -> Needs:
     """The account needs of every catalog model; the built manifest decides ``target: auto``."""
-    from infra.cdk.deploy_spec import NotBuiltError, load_deploy_spec
+    from infra.targets.deploy_spec import NotBuiltError, load_deploy_spec
 
     reservations, provisioned, snapstart, notes = [], [], [], []
     instances: dict[tuple[str, str], list[int]] = {}

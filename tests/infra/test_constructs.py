@@ -101,7 +101,10 @@ def test_http_api_with_cors_configured_and_a_public_model(stacks) -> None:
         "CorsConfiguration": Match.object_like({"AllowOrigins": ["https://app.example.com"]})})
     t.has_resource_properties("AWS::ApiGatewayV2::Stage", {
         "DefaultRouteSettings": {"ThrottlingRateLimit": 5, "ThrottlingBurstLimit": 10}})
-    t.resource_count_is("AWS::ApiGatewayV2::Route", len(model_routes("open")) + 5)
+    from layers.protocols import route_table
+
+    servers = len(route_table().server_gateway_routes()) + 1  # + $default
+    t.resource_count_is("AWS::ApiGatewayV2::Route", len(model_routes("open")) + servers)
     # every route through one integration, and one permission for all of them
     t.resource_count_is("AWS::ApiGatewayV2::Integration", 1)
     t.resource_count_is("AWS::Lambda::Permission", 1)

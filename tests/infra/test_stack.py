@@ -15,6 +15,7 @@ from aws_cdk.assertions import Capture, Match, Template
 
 from infra.cdk.app import build_app
 from layers import names
+from layers.protocols import route_table
 from tests.infra.conftest import (
     app_context,
     app_template,
@@ -26,6 +27,7 @@ from tests.infra.conftest import (
 )
 
 pytestmark = pytest.mark.slow
+TABLE = route_table()
 
 MODELS = [
     {"name": "clf-lambda", "source": "src/clf.onnx", "architecture": "arm64",
@@ -111,7 +113,8 @@ def test_synthesizes_exactly_the_expected_resources(template: Template) -> None:
         "AWS::CloudWatch::Dashboard": 3 + 1,  # one per model + the index
         "AWS::ApiGatewayV2::Api": 1, "AWS::ApiGatewayV2::Stage": 1,
         "AWS::ApiGatewayV2::Integration": 3,
-        "AWS::ApiGatewayV2::Route": 3 * 7 + 4 + 1,  # per model, server routes, $default
+        # per model, the server routes (one model), $default: the route table's
+        "AWS::ApiGatewayV2::Route": 3 * len(TABLE.model_gateway_routes("m")) + len(TABLE.server_gateway_routes()) + 1,
         "AWS::ApiGatewayV2::Authorizer": 1,  # JWT; IAM and none need no authorizer resource
         "AWS::S3::Bucket": 3, "AWS::S3::BucketPolicy": 3,  # batch, access logs, training
         "Custom::S3BucketNotifications": 3,  # each model stack's own, merged on the one bucket
