@@ -139,11 +139,17 @@ def prepare(pre: Path, work: Path, *, same_function: SameFunction, sizes: tuple[
     export. ``reexport(dst)``, when given, writes the same model exported with the TorchScript
     exporter (tried when ``pre``'s attention did not fuse), pre-processed with ``preprocess``.
     A fused graph is used only if ``same_function`` accepts it; None: quantize ``pre``."""
+    def differs(path: Path) -> str | None:
+        try:
+            return same_function(path)
+        except Exception as exc:  # e.g. an export that dropped an unused input the data feeds
+            return f"it does not run on the gate rows ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+
     fused = work / "pre_transformer.onnx"
     record = optimize(pre, fused, sizes)
     best: Path | None = None
     if "fused" in record:
-        if (why := same_function(fused)) is None:
+        if (why := differs(fused)) is None:
             best = fused
         else:
             record = {"skipped": f"the fused graph changed the outputs ({why})"}
@@ -158,7 +164,7 @@ def prepare(pre: Path, work: Path, *, same_function: SameFunction, sizes: tuple[
         except Exception as exc:  # the second exporter failing costs only the fusion
             alt_record = {"skipped": f"TorchScript export failed ({type(exc).__name__}: {str(exc)[:160]})"}
         attention = any(k in alt_record.get("fused", {}) for k in _FUSED_ATTENTION)
-        if attention and (why := same_function(alt_fused)) is None:
+        if attention and (why := differs(alt_fused)) is None:
             return alt_fused, {**alt_record, "export": "torchscript (its attention pattern fuses; the dynamo "
                                "graph's does not)", "dynamo_export": record}
         record["torchscript_export"] = (alt_record if not attention else
