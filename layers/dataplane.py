@@ -11,11 +11,14 @@ wire format into these calls.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from layers.errors import ModelfnError, NotFound
-from layers.model import Model
 from layers.protocol import InferResult, infer, model_metadata, server_metadata
+from layers.servable import Servable
 
 
 class Hooks:
@@ -29,9 +32,10 @@ class Hooks:
 
 
 class DataPlane:
-    """One served model's operations. ``model`` is loaded once per process, at init."""
+    """One served model's operations. ``model`` (any :class:`~layers.servable.Servable`) is
+    loaded once per process, at init."""
 
-    def __init__(self, model: Model, hooks: Hooks | None = None) -> None:
+    def __init__(self, model: Servable, hooks: Hooks | None = None) -> None:
         self.model = model
         self.hooks = hooks or Hooks()
 
@@ -75,3 +79,9 @@ class DataPlane:
         result = infer(self.model, request, binary)
         self.hooks.on_infer(result, payload_bytes)
         return result
+
+    def infer_arrays(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None, *,
+                     allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
+        """Numpy rows (the batch job's chunks, already decoded from their files) → outputs by
+        name; the same checks as :meth:`infer` (a client mistake raises ``BadRequest``)."""
+        return self.model.infer(inputs, output_names, allow_nonfinite=allow_nonfinite)

@@ -38,6 +38,7 @@ from layers.batch.errors import BatchInputError
 from layers.batch.layout import BatchPaths, ObjectRef, suffix_of
 from layers.batch.readers import open_reader
 from layers.codec import to_numpy_dtype
+from layers.dataplane import DataPlane
 from layers.errors import BadRequest
 from layers.model import Model
 
@@ -66,17 +67,28 @@ class _Skip(Exception):
 
 
 class BatchJob:
-    """Runs objects through ``model``; ``s3`` is a boto3 S3 client."""
+    """Runs objects through ``model`` (or its data plane, :class:`~layers.dataplane.DataPlane`);
+    ``s3`` is a boto3 S3 client."""
 
-    def __init__(self, model: Model, s3: Any, *, budget_bytes: int | None = None,
+    def __init__(self, model: Model | DataPlane, s3: Any, *, budget_bytes: int | None = None,
                  max_chunk_rows: int | None = None, tmp_dir: str | None = None,
                  part_size: int = upload.PART_SIZE) -> None:
-        self.model, self.s3 = model, s3
+        self.plane = model if isinstance(model, DataPlane) else DataPlane(model)
+        self.s3 = s3
         self.budget_bytes = budget_bytes or memory_budget_bytes()
         self.max_chunk_rows = max_chunk_rows
         self.tmp_dir = tmp_dir or tempfile.gettempdir()
         self.part_size = part_size
         self.chunks_run = 0  # model calls made (the benchmark and tests read it)
+
+    @property
+    def model(self) -> Model:
+        """The served model (the data plane's)."""
+        return self.plane.model
+
+    @model.setter
+    def model(self, model: Model) -> None:
+        self.plane = DataPlane(model, self.plane.hooks)
 
     def run(self, ref: ObjectRef, paths: BatchPaths, *, request_id: str, deadline: Deadline) -> JobResult:
         started = time.monotonic()
@@ -195,8 +207,8 @@ class BatchJob:
                 clock.check_rows(done, reader.rows)
                 rows = len(next(iter(chunk.inputs.values()))) - chunk.pad
                 try:
-                    results = self.model.infer(chunk.inputs, chunk.output_names,
-                                               allow_nonfinite=chunk.allow_nonfinite)
+                    results = self.plane.infer_arrays(chunk.inputs, chunk.output_names,
+                                                      allow_nonfinite=chunk.allow_nonfinite)
                     out.write(encode_batch(chunk, results))
                 except BadRequest as exc:
                     last = chunk.first_request + (len(chunk.sizes) if chunk.sizes else rows) - 1

@@ -56,6 +56,7 @@ from layers.batch.layout import (
     parse_sqs_body,
     route,
 )
+from layers.dataplane import DataPlane
 from layers.model import Model
 from layers.observability import setup
 
@@ -84,7 +85,7 @@ class BatchService:
     @property
     def job(self) -> BatchJob:
         if self._job is None:
-            self._job = BatchJob(self.model, self._s3 or clients.s3_client())
+            self._job = BatchJob(DataPlane(self.model), self._s3 or clients.s3_client())
         return self._job
 
     def _idempotent(self):
