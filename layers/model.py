@@ -32,6 +32,11 @@ trade-off: batch 1 is ≤ 8 % slower than a default session, batch 32 18-39 % fa
   p50 was 2-5× slower in every run (idle workers spin on the vCPUs that the Python thread
   needs for JSON and that the threaded SageMaker server shares); the small model gained at
   most ~15 %.
+  The decision was measured under a shared machine's load; on an idle 2-vCPU AVX2 host (what a
+  Lambda function gets: no neighbours) issue 24 measured the opposite at batch 32 (no spinning
+  took 1.1-1.65x a default session's time): a spinning worker only costs when another thread
+  needs its vCPU. ``MODELFN_ORT_SPINNING=1`` turns it on where the function has its CPUs to
+  itself; the default stays off until it is re-measured on such a host.
 * ``ORT_ENABLE_ALL`` graph optimization: on plain Gemm+Relu MLPs BASIC/DISABLED measured
   the same within noise, but the extended fusions (attention, Conv+BN, GELU, ...) pay on
   every request of real models while their cost is paid once, in init (milliseconds here).
@@ -112,10 +117,20 @@ def intra_op_threads() -> int:
     return available_cpus()
 
 
+def ort_spinning() -> bool:
+    """Whether intra-op workers spin: ``MODELFN_ORT_SPINNING`` (``0``/``1``), default off."""
+    raw = os.environ.get(names.ENV_ORT_SPINNING, "").strip()
+    if raw in ("", "0"):
+        return False
+    if raw == "1":
+        return True
+    raise ManifestError(f"{names.ENV_ORT_SPINNING}={raw!r} must be 0 or 1; unset it for the default (0).")
+
+
 def session_options(
     *,
     threads: int | None = None,
-    spinning: bool = False,
+    spinning: bool | None = None,
     optimization: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     mem_arena: bool = True,
     mem_pattern: bool = True,
@@ -128,6 +143,7 @@ def session_options(
     so.graph_optimization_level = optimization
     so.enable_cpu_mem_arena = mem_arena
     so.enable_mem_pattern = mem_pattern
+    spinning = ort_spinning() if spinning is None else spinning
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     so.log_severity_level = 3
     return so

@@ -14,6 +14,10 @@ ENV_MODEL_DIR = "MODEL_DIR"
 ENV_INTRA_OP_THREADS = "MODELFN_INTRA_OP_THREADS"
 """Optional override of onnxruntime's intra-op thread count (default: CPUs available)."""
 
+ENV_ORT_SPINNING = "MODELFN_ORT_SPINNING"
+"""Optional: ``1`` lets onnxruntime's intra-op workers spin between ops (default ``0``; the
+trade-off is in :mod:`layers.model`'s docstring: on for CPUs the function has to itself)."""
+
 ENV_MAX_REQUEST_BYTES = "MODELFN_MAX_REQUEST_BYTES"
 """Optional override of the largest accepted request body (default: Lambda's 6 MB)."""
 

@@ -184,3 +184,22 @@ def test_bytes_inputs_must_be_text(tmp_path):
     assert ok["out_bytes"].tolist() == [["café", "x"]]
     with pytest.raises(BadRequest, match="not UTF-8 text"):
         m.infer({"in_bytes": np.array([[b"\xff", "x"]], dtype=object)})
+
+
+@pytest.mark.parametrize(("raw", "spins"), [(None, "0"), ("0", "0"), ("1", "1")])
+def test_spinning_is_off_unless_the_env_turns_it_on(monkeypatch, raw, spins):
+    from layers.model import session_options
+
+    if raw is None:
+        monkeypatch.delenv(names.ENV_ORT_SPINNING, raising=False)
+    else:
+        monkeypatch.setenv(names.ENV_ORT_SPINNING, raw)
+    assert session_options(threads=1).get_session_config_entry("session.intra_op.allow_spinning") == spins
+
+
+def test_bad_spinning_env_is_a_clear_error(monkeypatch):
+    from layers.model import session_options
+
+    monkeypatch.setenv(names.ENV_ORT_SPINNING, "yes")
+    with pytest.raises(ManifestError, match="MODELFN_ORT_SPINNING='yes' must be 0 or 1"):
+        session_options(threads=1)
