@@ -8,6 +8,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from infra.local.invoke import invoke as _invoke
@@ -48,7 +49,7 @@ def _serve(args, stop: threading.Event) -> int:
     stack = LocalStack(catalog_path=Path(args.catalog), out_dir=Path(args.out), host=args.host,
                        port=args.port, s3_port=args.s3_port, warm=args.warm,
                        build=not args.no_build, log_sink=_function_log, containers=containers,
-                       on_build_stage=lambda model, stage: print(f"  build {model}: {stage}",
+                       on_build_stage=lambda model, stage: print(f"{time.strftime('%H:%M:%S')} build {model}: {stage}",
                                                                  file=sys.stderr, flush=True))
     print(f"modelfn up: {'building what is stale and ' if stack.build else ''}starting "
           f"{args.catalog} …", file=sys.stderr, flush=True)
