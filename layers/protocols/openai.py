@@ -103,27 +103,62 @@ def _created(plane: DataPlane) -> int:
 
 
 def document(model) -> dict:
-    """The OpenAPI fragment: OpenAI's request/response and error bodies, per route."""
-    error = {"description": "OpenAI's error body", "content": {"application/json": {"schema": {
-        "type": "object", "properties": {"error": {"type": "object", "properties": {
-            "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]},
-            "code": {"type": ["string", "null"]}}}}}}}}
-    request = {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": ["model", "input"], "properties": {
-            "model": {"type": "string", "example": model.name},
-            "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-            "encoding_format": {"enum": ["float", "base64"]}, "dimensions": {"type": "integer"},
-            "user": {"type": "string"}}}}}}
-    ok = {"description": "embeddings", "content": {"application/json": {"schema": {"type": "object"}}}}
+    """The OpenAPI fragment: OpenAI's request/response and error bodies, narrowed to this model
+    (its name; its vector size as the only ``dimensions``)."""
+    task = getattr(model, "task", None) or {}
+    error = {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["message", "type", "param", "code"], "properties": {
+            "message": {"type": "string"}, "type": {"type": "string"},
+            "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}
+    gateway = {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}
+
+    def errors(*statuses: int) -> dict:
+        return {str(st): {"description": "OpenAI's error body" if st not in (413, 503) else
+                          "OpenAI's error body, or API Gateway's own",
+                          "content": {"application/json": {"schema": error if st not in (413, 503)
+                                                           else {"anyOf": [error, gateway]}}}}
+                for st in statuses}
+
+    text = {"type": "string", "minLength": 1}
+    props = {"model": {"enum": [model.name]},
+             "input": {"oneOf": [text, {"type": "array", "items": text, "minItems": 1,
+                                        "maxItems": wire.MAX_INPUTS}]},
+             "encoding_format": {"enum": list(wire.ENCODINGS)}, "user": {"type": "string"}}
+    if task.get("dimensions"):
+        props["dimensions"] = {"const": int(task["dimensions"])}
+    request = {"required": True, "content": {"application/json": {
+        "schema": {"type": "object", "required": ["model", "input"], "properties": props,
+                   "additionalProperties": False},
+        "example": {"model": model.name, "input": ["a sentence to embed"]}}}}
+    vector = {"oneOf": [{"type": "array", "items": {"type": "number"}},
+                        {"type": "string", "description": "base64 of little-endian float32"}]}
+    embeddings_ok = {"200": {"description": "one vector per input", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["object", "data", "model", "usage"], "properties": {
+            "object": {"const": "list"}, "model": {"type": "string"},
+            "data": {"type": "array", "items": {"type": "object", "required": ["object", "index", "embedding"],
+                                                "properties": {"object": {"const": "embedding"},
+                                                               "index": {"type": "integer"},
+                                                               "embedding": vector}}},
+            "usage": {"type": "object", "required": ["prompt_tokens", "total_tokens"], "properties": {
+                "prompt_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}}}}}}}}}
+    card = {"type": "object", "required": ["id", "object", "created", "owned_by"], "properties": {
+        "id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
+        "owned_by": {"type": "string"}}}
+    models_ok = {"200": {"description": "the models this endpoint serves", "content": {"application/json": {
+        "schema": {"type": "object", "required": ["object", "data"], "properties": {
+            "object": {"const": "list"}, "data": {"type": "array", "items": card}}}}}}}
+    name = {"name": "name", "in": "path", "required": True, "schema": {"enum": [model.name]},
+            "description": "the model this endpoint serves"}
     paths: dict = {}
     for r in ROUTES:
-        params = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}] \
-            if "{name}" in r.path else []
-        op: dict = {"summary": r.summary, "tags": ["openai"], "parameters": params,
-                    "responses": {"200": ok, "400": error, "404": error}}
+        op: dict = {"summary": r.summary, "tags": ["openai"]}
+        if "{name}" in r.path:
+            op["parameters"] = [name]
         if r.method == POST:
             op["requestBody"] = request
-            op["responses"].update({"413": error, "415": error})
+            op["responses"] = {**embeddings_ok, **errors(400, 404, 405, 413, 415, 503)}
+        else:
+            op["responses"] = {**models_ok, **errors(404, 405, 503)}
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {"paths": paths}
 
