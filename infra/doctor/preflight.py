@@ -115,8 +115,9 @@ def needs_of(catalog: Catalog, build_dir: Path) -> Needs:
                 snapstart.append(model.name)
         else:
             add(model.instance_type, "endpoint", *ENDPOINT_INSTANCES)
-        if model.training is not None:
-            add(model.training.instance_type, "training job", 1, 1)
+        if model.training is not None:  # data-parallel jobs take instance_count instances at once
+            count = int(getattr(model.training, "instance_count", 1) or 1)
+            add(model.training.instance_type, "training job", count, count)
     return Needs(tuple(reservations), tuple(provisioned), tuple(snapstart),
                  tuple((t, u, c, s) for (t, u), (c, s) in sorted(instances.items())), tuple(notes))
 
