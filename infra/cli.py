@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--require-approval", default="broadening", choices=("never", "any-change", "broadening"),
                    help="cdk deploy's approval of security changes (default broadening)")
     dp.add_argument("--dry-run", action="store_true", help="print the cdk command instead of running it")
+    dp.add_argument("--skip-doctor", action="store_true",
+                    help="deploy without checking the account's quotas first (modelfn doctor)")
     _add_lifecycle(sub)
     im = sub.add_parser("image", help="build each model's container image (docker, podman or buildah)")
     im.add_argument("--catalog", default="models.yaml")

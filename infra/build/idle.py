@@ -96,8 +96,8 @@ def idle_costs(*, target: str, memory_mb: int, architecture: str = "x86_64", sna
     if trained:
         items.append(IdleItem("KMS key (training)", KMS_KEY_USD, "one customer managed key for the app's training"))
         items.append(IdleItem("versioned training artifacts", model_bytes / GB * (kept_versions + 2) * S3_GB_USD,
-                              "published versions and builds; the bucket expires noncurrent versions after "
-                              "30 days and job output after 90"))
+                              "published versions and builds; the bucket expires noncurrent object versions "
+                              "after 30 days"))
     return items
 
 

@@ -16,6 +16,9 @@ Context keys (``cdk.json`` or ``cdk synth -c key=value``):
   (the ``PYTHON_BASE`` build arg; SAM's ``sam build`` passes it on): a mirror, or the offline
   stand-in (``python -m infra.image.standin``).
 - ``modelfn:log_retention_days`` — default 30.
+- ``modelfn:reserve_concurrency`` — default true; false skips every reserved concurrency, each
+  with a synth warning (``modelfn doctor`` says when the account needs it; ``modelfn deploy``
+  passes it then).
 
 Layout (README "Stack layout"): one shared stack (API, bucket, table, training key,
 dashboard index) and one stack per catalog model, rendered from the model's plan
@@ -90,6 +93,8 @@ def settings_from_context(node: Any) -> StackSettings:
         base_image=get("modelfn:base_image") or None,
         python_base=get("modelfn:python_base") or None,
         log_retention=_retention(get("modelfn:log_retention_days") or 30),
+        reserve_concurrency=str(get("modelfn:reserve_concurrency") if get("modelfn:reserve_concurrency")
+                                is not None else "true").strip().lower() not in ("false", "0", "no", "off"),
     )
 
 

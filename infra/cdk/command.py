@@ -89,9 +89,26 @@ def deploy(args: argparse.Namespace) -> int:
         print(f"modelfn deploy: not in {args.catalog}: {', '.join(hints)}; its models: {', '.join(known)}",
               file=sys.stderr)
         return 2
+    context: dict[str, str] = {}
+    if not args.dry_run and not getattr(args, "skip_doctor", False):
+        from infra.doctor.command import preflight, print_report
+
+        try:  # the account's quotas first: what would roll the deploy back (infra/doctor)
+            report = preflight(args.catalog, args.out)
+        except Exception as exc:
+            print(f"modelfn deploy: cannot check the account first ({exc}); configure AWS credentials "
+                  "and a Region, or pass --skip-doctor", file=sys.stderr)
+            return 2
+        print_report(report, file=sys.stderr)
+        if report.failed:
+            print("modelfn deploy: not deploying (see the ✗ lines; `modelfn doctor` repeats the check)",
+                  file=sys.stderr)
+            return 1
+        context = report.context
     cmd = deploy_command(catalog=args.catalog, build_dir=args.out, models=list(args.name),
                          shared=args.shared, all_stacks=args.all, stack=args.stack,
-                         extra=["--require-approval", args.require_approval])
+                         extra=[*(a for k, v in sorted(context.items()) for a in ("-c", f"{k}={v}")),
+                                "--require-approval", args.require_approval])
     if args.dry_run:
         print(shlex.join(cmd))
         return 0

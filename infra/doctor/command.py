@@ -58,12 +58,18 @@ def doctor(args: argparse.Namespace, clients: dict[str, Any] | None = None) -> i
                           "context": report.context, "findings": [asdict(f) for f in report.findings]},
                          indent=2))
     else:
-        for f in report.findings:
-            print(f"{MARK[f.level]} {f.check}: {f.message}")
-            if f.fix:
-                print(f"    fix: {f.fix}")
-        if report.context:
-            flags = " ".join(f"-c {k}={v}" for k, v in report.context.items())
-            print(f"`modelfn deploy` passes {flags}; a plain `cdk deploy` needs it too.")
-        print("a deploy would fail: fix the ✗ lines first" if report.failed else "ready to deploy")
+        print_report(report)
     return 1 if report.failed else 0
+
+
+def print_report(report: Report, *, file=None) -> None:
+    """The human report: one line per check, each ! and ✗ with its fix."""
+    out = file or sys.stdout
+    for f in report.findings:
+        print(f"{MARK[f.level]} {f.check}: {f.message}", file=out)
+        if f.fix:
+            print(f"    fix: {f.fix}", file=out)
+    if report.context:
+        flags = " ".join(f"-c {k}={v}" for k, v in report.context.items())
+        print(f"`modelfn deploy` passes {flags}; a plain `cdk deploy` needs it too.", file=out)
+    print("a deploy would fail: fix the ✗ lines first" if report.failed else "ready to deploy", file=out)

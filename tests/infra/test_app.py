@@ -59,7 +59,8 @@ def test_modelfn_synth_runs_the_pinned_cli_with_the_venv_first(monkeypatch) -> N
 def _deploy_args(catalog: Path, *names: str, **kw) -> argparse.Namespace:
     return argparse.Namespace(name=list(names), catalog=str(catalog), out="build", stack="ModelfnStack",
                               all=kw.get("all", False), shared=kw.get("shared", False),
-                              require_approval="broadening", dry_run=False)
+                              require_approval="broadening", dry_run=False,
+                              skip_doctor=kw.get("skip_doctor", True))
 
 
 def test_modelfn_deploy_deploys_exactly_the_named_models_stacks(tmp_path: Path, monkeypatch) -> None:
@@ -88,3 +89,31 @@ def test_modelfn_deploy_of_an_unknown_model_names_the_catalog_models(tmp_path: P
     assert command.deploy(_deploy_args(catalog, "digits-mpl")) == 2
     err = capsys.readouterr().err
     assert "'digits-mpl' (did you mean 'digits-mlp'?)" in err and "digits-mlp" in err
+
+
+def test_modelfn_deploy_checks_the_account_first_and_skips_reservations_it_cannot_afford(
+        tmp_path: Path, monkeypatch, capsys) -> None:
+    """A new account (concurrency quota 10) would roll the first deploy back on the batch
+    functions' reservations: deploy runs the doctor's check and passes the context that skips
+    them, with the warning; a check that fails stops the deploy before cdk runs."""
+    from infra.doctor import command as doctor_command
+    from tests.infra.test_doctor import clients
+
+    catalog = write_catalog(tmp_path, [{"name": "digits-mlp", "source": "a.onnx", "target": "lambda"}])
+    calls = []
+    monkeypatch.setattr(command.subprocess, "call", lambda cmd, cwd, env: calls.append(cmd) or 0)
+    monkeypatch.setattr(command.shutil, "which", lambda _: "/usr/bin/npx")
+    real = doctor_command.preflight
+    account = {"limit": 10, "unreserved": 10}
+    monkeypatch.setattr(doctor_command, "preflight",
+                        lambda cat, out: real(cat, out, clients=clients(**account)))
+    assert command.deploy(_deploy_args(catalog, "digits-mlp", skip_doctor=False)) == 0
+    cmd = calls[-1]
+    assert cmd[cmd.index("-c", cmd.index("--exclusively")) + 1] == "modelfn:reserve_concurrency=false"
+    assert "! lambda concurrency" in capsys.readouterr().err
+    # an account whose SnapStart Region check fails: nothing is deployed
+    monkeypatch.setattr(doctor_command, "preflight",
+                        lambda cat, out: real(cat, out, clients=clients(limit=1000, unreserved=1000,
+                                                                        region="ap-east-2")))
+    assert command.deploy(_deploy_args(catalog, "digits-mlp", skip_doctor=False)) == 1
+    assert len(calls) == 1 and "not deploying" in capsys.readouterr().err

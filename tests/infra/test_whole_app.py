@@ -174,3 +174,33 @@ def test_a_missing_result_is_a_404_not_a_403_for_every_role_that_checks_for_one(
             found += 1
             assert list(statement["Condition"]) == ["StringLikeIfExists"], key
     assert found >= 3  # each Lambda model's batch role, the async container and glue roles
+
+
+def _synthesize_unreserved(workdir) -> dict:
+    """One Lambda model that reserves concurrency, synthesized with the account switch off."""
+    from infra.cdk.app import build_app
+    from tests.infra.conftest import app_context, write_built_model, write_catalog
+
+    catalog = write_catalog(workdir / "catalog", [{"name": "clf", "source": "src/clf.onnx",
+                                                   "reserved_concurrency": 3, "batch": {"max_concurrency": 4}}])
+    build = workdir / "build"
+    write_built_model(build, "clf", seed=1)
+    app, _ = build_app(context=app_context(catalog, build, **{"modelfn:reserve_concurrency": "false"}),
+                       outdir=str(workdir / "cdk.out"), checks=False)
+    app.synth()
+    return {}
+
+
+def test_a_new_account_deploy_reserves_nothing_and_warns_for_each_skipped_reservation(tmp_path_factory):
+    """``modelfn:reserve_concurrency=false`` (what doctor/deploy pass when the account's quota
+    cannot afford the catalog's reservations) flows settings → constructs: no function
+    reserves, and each skipped reservation is a synth warning, never silent."""
+    from tests.infra.conftest import stack_warnings
+
+    workdir, _ = shared_synth(tmp_path_factory, "stack-unreserved", _synthesize_unreserved)
+    templates = stack_templates(workdir / "cdk.out")
+    functions = _all(templates, "AWS::Lambda::Function")
+    assert functions and not [k for k, f in functions.items() if "ReservedConcurrentExecutions" in f["Properties"]]
+    warnings = [w for w in stack_warnings(workdir / "cdk.out") if "reserved concurrency" in w]
+    assert any("clf api: reserved concurrency 3 skipped" in w for w in warnings), warnings
+    assert any("clf batch: reserved concurrency 4 skipped" in w for w in warnings), warnings

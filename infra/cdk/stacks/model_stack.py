@@ -140,11 +140,18 @@ class ModelStack(cdk.Stack):
         extra = {} if fn.kind == "api" else {
             "idempotency_table": self.shared.storage.table.table_name,
             "batch_retry_delay_s": plan.spec.batch.retry_delay_s}
+        reserved = fn.reserved_concurrency if self._settings.reserve_concurrency else None
+        if fn.reserved_concurrency and reserved is None:  # skipped, never silently
+            cdk.Annotations.of(self.group).add_warning_v2(
+                "modelfn:reserved-concurrency-skipped",
+                f"{plan.name} {fn.kind}: reserved concurrency {fn.reserved_concurrency} skipped "
+                "(modelfn:reserve_concurrency=false): the account cannot afford it (modelfn doctor); "
+                "request a Lambda concurrency quota increase and deploy again")
         return ModelFunction(
             self.group, fn.kind.capitalize(), code=code, description=fn.description,
             architecture=plan.image.architecture, memory_mb=fn.memory_mb, timeout_s=fn.timeout_s,
             environment=function_environment(model_name=plan.name, kind=fn.kind, **extra),
-            reserved_concurrency=fn.reserved_concurrency,
+            reserved_concurrency=reserved,
             provisioned_concurrency=fn.provisioned_concurrency, snapstart=fn.snapstart,
             ephemeral_storage_mb=fn.ephemeral_storage_mb, log_retention=self._settings.log_retention,
             rollback_on=RollbackAlarms(error_threshold=rb.error_threshold, error_periods=rb.error_periods,

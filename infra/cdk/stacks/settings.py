@@ -20,3 +20,7 @@ class StackSettings:
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
     throttle_rate_limit: float = 100
     throttle_burst_limit: int = 200
+    reserve_concurrency: bool = True
+    """False: no function reserves concurrency (each skipped reservation is a synth warning).
+    ``modelfn doctor`` / ``modelfn deploy`` turn it off where the account cannot afford the
+    catalog's reservations (Lambda keeps 100 of the account's concurrency unreserved)."""

@@ -69,6 +69,10 @@ class SharedStack(cdk.Stack):
                 object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
                 server_access_logs_bucket=self.storage.logs_bucket,
                 server_access_logs_prefix="training/", removal_policy=cdk.RemovalPolicy.RETAIN,
+                # versioned: overwritten builds and job outputs would otherwise bill forever
+                lifecycle_rules=[s3.LifecycleRule(
+                    noncurrent_version_expiration=cdk.Duration.days(30),
+                    abort_incomplete_multipart_upload_after=cdk.Duration.days(1))],
             )
             values.update(TrainingKeyArn=self.training_key.key_arn,
                           TrainingArtifactsName=self.training_artifacts.bucket_name,
