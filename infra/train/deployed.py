@@ -15,7 +15,7 @@ promoted, and nothing deployed it. Now:
    gate (infra.versions.gate.judge) compares against it: accuracy, latency and size ratios.
 2. **Gate.** :func:`infra.train.lifecycle.train_and_promote` with ``trained=``: build, judge.
 3. **Deploy the winner.** Build the model's image (the staged context ``cdk deploy`` builds,
-   infra.cdk.staging), push it to the repository the function's current image lives in,
+   infra.targets.staging), push it to the repository the function's current image lives in,
    point the api and batch functions at it, publish a version of each (its description names
    the model version), and start the CodeDeploy deployment of ``live`` through
    :func:`infra.versions.deployed.move_live`: the same canary, alarms and rollback as
@@ -145,9 +145,9 @@ def engine_pusher(engine=None, *, architecture: str = "x86_64", stage_dir: Path 
 
     import boto3
 
-    from infra.cdk import staging
     from infra.image.build import PLATFORMS
     from infra.image.engine import find_engine
+    from infra.targets import staging
 
     def push(model_dir: Path, repository: str) -> str:
         eng = engine or find_engine(None)

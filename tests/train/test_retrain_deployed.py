@@ -146,3 +146,28 @@ def test_without_the_live_artifact_the_build_fails_with_where_it_looked(deployed
     assert code == 1
     err = capsys.readouterr().err
     assert f"the live version {deployed['live']}'s artifact is neither under s3://{BUCKET}/blobs/versions/" in err
+
+
+def test_the_real_pusher_builds_the_staged_model_image_and_pushes_it_to_the_functions_repository(
+        deployed, tmp_path, monkeypatch) -> None:
+    """engine_pusher: the context ``cdk deploy`` would stage, built for the catalog's
+    architecture, tagged in the function's repository, then ECR login and push (the engine is
+    a recorder here; moto answers GetAuthorizationToken)."""
+    from infra.train.deployed import engine_pusher
+
+    built, ran = [], []
+
+    class Recorder:
+        name, executable = "docker", "docker"
+
+        def build(self, *, context, tag, platform, build_args=None, log=None):
+            built.append((Path(context), tag, platform))
+
+    monkeypatch.setattr("subprocess.run", lambda argv, **kw: ran.append(argv[1]) or None)
+    push = engine_pusher(Recorder(), architecture="arm64", stage_dir=tmp_path / "stage")
+    uri = push(deployed["shipped"], REPO)
+    [(context, tag, platform)] = built
+    assert uri == tag == f"{REPO}:modelfn-blobs-{deployed['live']}" and platform == "linux/arm64"
+    assert (context / "Dockerfile").is_file()
+    assert any(p.name == "model.onnx" for p in context.rglob("*"))
+    assert ran == ["login", "push"]
