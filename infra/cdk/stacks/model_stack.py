@@ -174,6 +174,7 @@ class ModelStack(cdk.Stack):
         self.endpoint = SageMakerModelEndpoint(
             self.group, "Endpoint", model_name=spec.name, image=image,
             model_data=model_data, instance_type=spec.instance_type,
+            log_retention=self._settings.log_retention,
         )
         proxy = plan.function("proxy")
         self.proxy = SageMakerProxyFunction(
