@@ -320,9 +320,10 @@ class ModelTrainingPipeline(Construct):
             self, "KeepTrainingLogs",
             service="cloudwatchlogs", action="putRetentionPolicy", iam_action="logs:PutRetentionPolicy",
             parameters={"LogGroupName": TRAINING_LOG_GROUP, "RetentionInDays": log_retention_days},
-            iam_resources=[stack.format_arn(service="logs", resource="log-group",
-                                            resource_name=TRAINING_LOG_GROUP,
-                                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)],
+            # a log group's ARN comes with and without the ":*" suffix; IAM matches either
+            iam_resources=[arn for name in (TRAINING_LOG_GROUP, f"{TRAINING_LOG_GROUP}:*")
+                           for arn in [stack.format_arn(service="logs", resource="log-group", resource_name=name,
+                                                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)]],
             result_path=sfn.JsonPath.DISCARD,
         )
         keep_logs.add_catch(training_done, errors=["States.ALL"], result_path=sfn.JsonPath.DISCARD)
@@ -506,6 +507,9 @@ class ModelTrainingPipeline(Construct):
                 "this model's training jobs (name + UUID per execution), polled by the state machine",
         }
         findings.update({
+            "Resource::" + arn.format("logs", f"log-group:{TRAINING_LOG_GROUP}:*"):
+                "PutRetentionPolicy on the account's SageMaker training-job log group (its ARN form "
+                "with the :* suffix)",
             f"Resource::{logical(artifacts)}/{model_name}/versions/*": "versions this pipeline put live, "
                                                                       "under this model's prefix",
             "Resource::" + arn.format("ecr", "repository/cdk-*-container-assets-*"):
