@@ -116,4 +116,29 @@ def deploy(args: argparse.Namespace) -> int:
         print("modelfn deploy: the pinned CDK CLI is not installed; run `npm ci` in "
               f"{REPO_ROOT}", file=sys.stderr)
         return 2
-    return subprocess.call(cmd, cwd=REPO_ROOT, env=synth_env())
+    code = subprocess.call(cmd, cwd=REPO_ROOT, env=synth_env())
+    if code == 0:
+        _prune_versions(args, [m.name for m in catalog.models] if args.all else list(args.name))
+    return code
+
+
+def _prune_versions(args: argparse.Namespace, models: list[str]) -> None:
+    """Published versions are retained by the template (rollback needs them); the tool keeps
+    the newest few (infra.versions.deployed.prune_versions). A failure here is a warning: the
+    deploy itself succeeded."""
+    if not models:
+        return
+    try:
+        import boto3
+
+        from infra.versions.deployed import prune_after_deploy
+
+        clients = {s: boto3.client(s) for s in ("cloudformation", "lambda")}
+        for model, kinds in prune_after_deploy(clients, args.stack, models).items():
+            deleted = sorted({v for versions in kinds.values() for v in versions}, key=int)
+            if deleted:
+                print(f"{model}: pruned Lambda versions {', '.join(deleted)} (keeping the newest, live and aliased)",
+                      file=sys.stderr)
+    except Exception as exc:
+        print(f"modelfn deploy: deployed, but old Lambda versions were not pruned ({exc}); "
+              "`modelfn promote/rollback --deployed` prunes them next time", file=sys.stderr)

@@ -150,6 +150,21 @@ def prune_versions(lam, target: Target, keep: int = KEEP_VERSIONS, also_keep: tu
     return deleted
 
 
+def prune_after_deploy(clients: dict[str, Any], stack: str, models: list[str],
+                       keep: int = KEEP_VERSIONS) -> dict[str, dict[str, list[str]]]:
+    """After ``modelfn deploy``: each deployed Lambda model's functions keep their newest
+    ``keep`` versions (the deploy published one more; CloudFormation retains them all).
+    SageMaker-target models have no versions to prune and are skipped."""
+    pruned: dict[str, dict[str, list[str]]] = {}
+    for model in models:
+        try:
+            found = targets(clients["cloudformation"], stack, model)
+        except DeployedError:
+            continue
+        pruned[model] = {kind: prune_versions(clients["lambda"], target, keep) for kind, target in found.items()}
+    return pruned
+
+
 def move_live(clients: dict[str, Any], stack: str, model: str, ref: str | None, reason: str) -> dict[str, str]:
     """Deploy model version ``ref`` (or, with None, the one before the live one) to every kind."""
     found = targets(clients["cloudformation"], stack, model)

@@ -67,11 +67,14 @@ def test_modelfn_deploy_deploys_exactly_the_named_models_stacks(tmp_path: Path, 
     # given a catalog of two models
     catalog = write_catalog(tmp_path, [{"name": "digits-mlp", "source": "a.onnx"},
                                        {"name": "other", "source": "b.onnx"}])
-    calls = []
+    calls, pruned = [], []
     monkeypatch.setattr(command.subprocess, "call", lambda cmd, cwd, env: calls.append(cmd) or 0)
     monkeypatch.setattr(command.shutil, "which", lambda _: "/usr/bin/npx")
+    monkeypatch.setattr(command, "_prune_versions", lambda args, models: pruned.append(models))
     # when one model is deployed
     assert command.deploy(_deploy_args(catalog, "digits-mlp")) == 0
+    # (and then its retained Lambda versions are pruned by the tool, infra.versions.deployed)
+    assert pruned == [["digits-mlp"]]
     # then only its stack, not the shared stack it depends on, nor the other model's
     cmd = calls[-1]
     assert cmd[:4] == ["npx", "--no-install", "cdk", "deploy"]
@@ -103,6 +106,7 @@ def test_modelfn_deploy_checks_the_account_first_and_skips_reservations_it_canno
     calls = []
     monkeypatch.setattr(command.subprocess, "call", lambda cmd, cwd, env: calls.append(cmd) or 0)
     monkeypatch.setattr(command.shutil, "which", lambda _: "/usr/bin/npx")
+    monkeypatch.setattr(command, "_prune_versions", lambda args, models: None)
     real = doctor_command.preflight
     account = {"limit": 10, "unreserved": 10}
     monkeypatch.setattr(doctor_command, "preflight",

@@ -158,3 +158,18 @@ def test_the_tool_keeps_a_bounded_number_of_versions_but_never_the_live_or_targe
     # then the newest five, the live one, the deployment's target and aliased ones stay
     left = [v["Version"] for v in lam.list_versions_by_function(FunctionName=FUNCTION)["Versions"]]
     assert left == ["$LATEST", "1", "2", "4", "5", "6", "7", "8"]
+
+
+def test_after_a_deploy_the_tool_prunes_each_models_versions_and_skips_others(account) -> None:
+    clients, role = account
+    lam = clients["lambda"]
+    lam.create_function(FunctionName=FUNCTION, Runtime="python3.13", Role=role, Handler="handler.handler",
+                        Code={"ZipFile": _zip()}, Description="modelfn clf v0: V2 HTTP API")
+    for i in range(1, 8):
+        lam.update_function_configuration(FunctionName=FUNCTION, Description=f"modelfn clf v{i}: V2 HTTP API")
+        lam.publish_version(FunctionName=FUNCTION)
+    lam.create_alias(FunctionName=FUNCTION, Name="live", FunctionVersion="7")
+    pruned = deployed.prune_after_deploy(clients, "ModelfnStack", ["clf", "not-deployed"])
+    assert pruned == {"clf": {"api": ["1", "2"]}}
+    left = [v["Version"] for v in lam.list_versions_by_function(FunctionName=FUNCTION)["Versions"]]
+    assert left == ["$LATEST", "3", "4", "5", "6", "7"]
