@@ -7,6 +7,8 @@ converted or quantized: the CDK app only reads what ``modelfn build`` leaves beh
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 from pathlib import Path
 
@@ -18,6 +20,17 @@ FIT = {"memory_mb": 1536, "timeout_s": 20, "peak_rss_mb": 300.0, "init_s": 0.5,
        "image_bytes": 10_000_000, "gpu_required": False}
 
 
+@functools.cache
+def _validation_npz() -> bytes:
+    """One validation set's bytes per process: ``np.savez`` stamps the time into its zip, and
+    two catalogs that should be the same must be byte for byte."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, x=np.zeros((2, 4), np.float32), labels=np.zeros(2, np.int64))
+    return buf.getvalue()
+
+
 def model_entries(*, lambda_models: int, sagemaker_models: int = 0, trained_models: int = 0,
                   prefix: str = "") -> list[dict]:
     """Catalog entries: ``lam-000…``, ``sm-000…`` (sagemaker target), ``trn-000…`` (training)."""
@@ -25,6 +38,7 @@ def model_entries(*, lambda_models: int, sagemaker_models: int = 0, trained_mode
     entries += [{"name": f"{prefix}sm-{i:03d}", "source": "src/m.onnx", "target": "sagemaker",
                  "instance_type": "ml.m5.xlarge"} for i in range(sagemaker_models)]
     entries += [{"name": f"{prefix}trn-{i:03d}", "source": "src/m.onnx",
+                 "validation": "src/val.npz",
                  "training": {"entry_point": "trainer:train", "instance_type": "ml.m5.xlarge"}}
                 for i in range(trained_models)]
     return entries
@@ -36,6 +50,7 @@ def fabricate(root: Path, entries: list[dict]) -> tuple[Path, Path]:
     onnx = catalog_dir / "src" / "m.onnx"
     if not onnx.is_file():
         make_tiny_onnx(onnx)
+        (onnx.parent / "val.npz").write_bytes(_validation_npz())
     (catalog_dir / "trainer.py").write_text("def train(data_dir, hp, model_dir):\n    return None\n")
     catalog = catalog_dir / "models.yaml"
     catalog.write_text(yaml.safe_dump({"models": entries}, sort_keys=False))

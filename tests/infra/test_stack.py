@@ -205,6 +205,14 @@ def test_routes_and_auth_follow_the_catalog(template: Template) -> None:
     for key in ("GET /v2/health/live", "GET /v2/health/ready", "GET /openapi.json",
                 "GET /docs", "$default"):
         assert routes[key] == "AWS_IAM"  # the first model's auth
+    # one invoke permission per model, for every route prefix of its protocols (/v2/models/…,
+    # /openai/<name>/…): the whole shared API, not one path
+    api_permissions = [p["Properties"] for p in resources(template, "AWS::Lambda::Permission").values()
+                       if p["Properties"]["Principal"] == "apigateway.amazonaws.com"]
+    assert len(api_permissions) == 3
+    for permission in api_permissions:
+        arn = json.dumps(permission["SourceArn"])
+        assert arn.endswith('"/*"]]}') and "HttpApi" in arn, arn
     template.has_resource_properties("AWS::ApiGatewayV2::Authorizer", {
         "AuthorizerType": "JWT",
         "JwtConfiguration": {"Issuer": ISSUER, "Audience": ["client-a", "client-b"]},

@@ -79,14 +79,15 @@ class ModelRoutes(Construct):
             self, "Integration", api_id=api_id, integration_type="AWS_PROXY",
             integration_uri=target.function_arn, payload_format_version="2.0",
         )
-        # One permission for every route of the model: the execute-api ARN of a request is
-        # <api>/<stage>/<method>/<path>; the server routes (any path) widen it to the API.
-        scope_path = "*" if server_routes else f"*/*/v2/models/{model_name}*"
+        # One permission for every route of the model, scoped to the shared API: the model's
+        # routes span several path prefixes (one per protocol: /v2/models/<name>…,
+        # /openai/<name>/…; the server routes any path), and only this model's integration
+        # targets this function, so a narrower source ARN would exclude nothing more.
         self._permission = lambda_.CfnPermission(
             self, "Invoke", action="lambda:InvokeFunction", function_name=target.function_arn,
             principal="apigateway.amazonaws.com",
-            source_arn=cdk.Stack.of(self).format_arn(
-                service="execute-api", resource=api_id, resource_name=scope_path),
+            source_arn=cdk.Stack.of(self).format_arn(service="execute-api", resource=api_id,
+                                                     resource_name="*"),
         )
         keys = [f"{method.value} {path}" for path, method in model_routes(model_name)]
         if server_routes:
