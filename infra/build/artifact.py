@@ -31,8 +31,12 @@ from layers.processing.processed import verify_files
 #: Bump when a change to the pipeline changes what it would produce from the same inputs.
 PIPELINE_VERSION = "5"
 STAGING_PREFIX = ".staging-"
+#: Where infra/versions keeps a model's versions, inside its model directory; with its live file,
+#: versions (``modelfn train``/``promote``) decide what is live, not a build.
+VERSIONS_DIR = "versions"
+LIVE_FILE = "live.json"
 #: Subdirectories of a model directory that outlive a publish (kept versions, infra/versions).
-KEPT_SUBDIRS = ("versions",)
+KEPT_SUBDIRS = (VERSIONS_DIR,)
 _RENAME_EXCHANGE = 2
 
 
@@ -187,3 +191,13 @@ def _fsync(path: Path) -> None:
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         _fsync(path)
+
+
+def managed_live(live_dir: Path) -> dict[str, Any] | None:
+    """The live manifest when versions decide what is live (``versions/live.json`` exists), else None."""
+    if not (live_dir / VERSIONS_DIR / LIVE_FILE).is_file():
+        return None
+    try:
+        return read_manifest(live_dir, verify=True).to_dict()
+    except ManifestError:
+        return None

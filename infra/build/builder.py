@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from infra import kinds as build_kinds
 from infra.build import (
     accuracy,
     artifact,
@@ -136,8 +137,7 @@ def _synthetic_feeds(sess, fp32: Path, sig: dict,
     pre-processing's max_length/size when the catalog has one); (None, why) when nothing runs."""
     dtypes = {t["name"]: V2_TO_NUMPY[t["datatype"]] for t in sig["inputs"] if t["datatype"] in V2_TO_NUMPY}
     pre = (block or {}).get("preprocess") or {}
-    defaults = ({"sequence": int(pre["max_length"])} if pre.get("kind") == "text" else
-                {"spatial": int(pre["size"][0])} if pre.get("kind") == "image" else {})
+    defaults = build_kinds.kind(pre["kind"]).probe_sizes(pre) if pre.get("kind") else {}
     probe = sample_input.find(sess, dim_hints(onnx.load(fp32, load_external_data=False)), dtypes,
                               defaults=defaults)
     info: dict[str, Any] = {"from": "synthetic", "tries": probe.tries}
@@ -188,8 +188,9 @@ def build_model(spec: ModelSpec, root: Path, out_dir: Path, *, force: bool = Fal
     try:
         with buildlog.capture(Path(out_dir), spec.name) as log, \
                 tempfile.TemporaryDirectory(prefix=f"modelfn-{spec.name}-") as tmp:
-            _build(spec, root, Path(out_dir), Path(tmp), force, _passthrough(on_stage),
-                   settings or BuildSettings(), result)
+            job = _Job(spec=spec, root=root, out_dir=Path(out_dir), work=Path(tmp), force=force,
+                       stage=_passthrough(on_stage), settings=settings or BuildSettings(), result=result)
+            _build(job)
         result.ok = True
     except Exception as exc:  # one model's failure must not stop the others
         msg = str(exc)
@@ -208,53 +209,160 @@ def _passthrough(on_stage: StageCallback | None) -> StageCallback:
     return stage
 
 
-def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
-           stage: StageCallback, settings: BuildSettings, result: BuildResult) -> None:
-    target = artifact.models_dir(out_dir) / spec.name
-    if spec.training is not None:
-        from infra.versions.store import managed_live
+@dataclass
+class _Job:
+    """One model's build: what it was asked, where it works, whom it tells."""
 
-        live = managed_live(target)  # `modelfn train`/`promote` decide what is live, not a build
-        if live is not None:
-            result.reused, result.manifest, result.model_dir = True, live, target
-            result.notes.append(f"version {live['version']} is live through `modelfn promote`/`train`; "
+    spec: ModelSpec
+    root: Path
+    out_dir: Path
+    work: Path
+    force: bool
+    stage: StageCallback
+    settings: BuildSettings
+    result: BuildResult
+
+    @property
+    def models_dir(self) -> Path:
+        return artifact.models_dir(self.out_dir)
+
+    @property
+    def target(self) -> Path:
+        return self.models_dir / self.spec.name
+
+    def reuse(self, manifest: dict[str, Any]) -> None:
+        self.result.reused, self.result.manifest, self.result.model_dir = True, manifest, self.target
+
+
+@dataclass
+class _Converted:
+    """The convert stage's output: the fp32 graph, its signature and processing block."""
+
+    spec: ModelSpec  # the job's, with the task's default tolerance where the catalog sets none
+    fp32_path: Path
+    conversion: dict[str, Any]
+    steps: list | None  # a pipeline's (name, manifest) steps
+    fp32_sha: str
+    host: Int8Host
+    key: str
+    sig: dict[str, Any]
+    block: dict[str, Any] | None
+    side_files: dict[str, Path]
+
+
+@dataclass
+class _Baseline:
+    """The fp32 model measured: the data sets, the feeds latency and the probe use, the gate's
+    reference outputs."""
+
+    calibration: Dataset | None
+    gate_name: str | None
+    gate_data: Dataset | None
+    feeds: dict[str, np.ndarray] | None
+    feeds_info: dict[str, Any]
+    warnings: list[str]
+    fp32_out: list[np.ndarray] | None
+    fp32_lat: measure.Latency | None
+    run_gate: Callable[[Any], list[np.ndarray]]
+
+
+@dataclass
+class _Choice:
+    """The gate's decision: what ships, in which mode, with which figures."""
+
+    quant: dict[str, Any]
+    shipped_path: Path
+    figures: dict[str, float]
+    best: dict[str, Any] | None
+
+
+@dataclass
+class _Measured:
+    perf: dict[str, Any]
+    target: str
+    reasons: list[str]
+    fit: dict[str, Any]
+
+
+def _build(job: _Job) -> None:
+    """The stages in order; each returns what the next ones need."""
+    if _live_version_kept(job):
+        return
+    job.stage(job.spec.name, "convert")
+    conv = _convert(job)
+    if conv is None:  # this exact build is already published
+        return
+    base = _baseline(job, conv)
+    job.stage(job.spec.name, "quantize")
+    quant, cands, no_data = _quantize(job, conv, base)
+    job.stage(job.spec.name, "gate")
+    choice = _gate(job, conv, base, quant, cands, no_data)
+    job.stage(job.spec.name, "measure")
+    measured = _measure(job, conv, base, choice)
+    job.stage(job.spec.name, "package")
+    _package(job, conv, base, choice, measured)
+
+
+def _live_version_kept(job: _Job) -> bool:
+    """A model with ``training:`` whose live version `modelfn train`/`promote` chose keeps it."""
+    spec = job.spec
+    if spec.training is None:
+        return False
+    live = artifact.managed_live(job.target)  # `modelfn train`/`promote` decide what is live, not a build
+    if live is not None:
+        job.reuse(live)
+        job.result.notes.append(f"version {live['version']} is live through `modelfn promote`/`train`; "
                                 "the build leaves it in place")
-            return
-        if not spec.source:
-            raise BuildError(f"model {spec.name!r} has no 'source' and no trained version yet; run "
-                             f"`modelfn train {spec.name}` to make version 1")
-    stage(spec.name, "convert")
-    fp32_path = work / "fp32.onnx"
+        return True
+    if not spec.source:
+        raise BuildError(f"model {spec.name!r} has no 'source' and no trained version yet; run "
+                         f"`modelfn train {spec.name}` to make version 1")
+    return False
+
+
+def _convert(job: _Job) -> _Converted | None:
+    """Any source (or a pipeline's steps) → the checked fp32 graph, its cache key, signature
+    and processing block (the input kind's and task's, infra/kinds); None when an intact
+    artifact with the same cache key is already published (reused, nothing rebuilt)."""
+    spec = job.spec
+    fp32_path = job.work / "fp32.onnx"
     steps = None
     if spec.source_kind == "pipeline":  # the steps' shipped graphs, merged (infra/build/compose.py)
-        merged, conversion, steps = compose.compose_steps(spec, artifact.models_dir(out_dir))
+        merged, conversion, steps = compose.compose_steps(spec, job.models_dir)
         onnx.save(merged, fp32_path)
     else:
-        conversion = convert(spec, root, fp32_path)
+        conversion = convert(spec, job.root, fp32_path)
     fp32_sha = sha256_file(fp32_path)
     host = int8_host(architecture=spec.architecture, cpu_features=spec.cpu_features)
     key = artifact.cache_key(spec, fp32_sha, reduce_range=host.reduce_range)
-    if not force and (cached := artifact.reusable(target, key)):
-        result.reused, result.manifest, result.model_dir = True, cached, target
-        return
+    if not job.force and (cached := artifact.reusable(job.target, key)):
+        job.reuse(cached)
+        return None
     sig = signature(onnx.load(fp32_path))
-    block, side_files = (compose.inherited_block(spec, sig, steps, artifact.models_dir(out_dir)) if steps
+    block, side_files = (compose.inherited_block(spec, sig, steps, job.models_dir) if steps
                          else processing.build_block(spec, sig))
     if ((block or {}).get("task") or {}).get("task") in ("embeddings", "feature-extraction") \
             and "tolerance" not in spec.model_fields_set:  # argmax means nothing for a vector
         spec = spec.model_copy(update={"tolerance": EMBEDDING_TOLERANCE})
+    return _Converted(spec=spec, fp32_path=fp32_path, conversion=conversion, steps=steps, fp32_sha=fp32_sha,
+                      host=host, key=key, sig=sig, block=block, side_files=side_files)
+
+
+def _baseline(job: _Job, conv: _Converted) -> _Baseline:
+    """Load the data sets and measure fp32: feeds (data, else synthetic), latency, gate reference."""
+    spec, sig, block, side_files = conv.spec, conv.sig, conv.block, conv.side_files
     example = _dataset(spec, "example_input", sig, block, side_files)
     calibration = _dataset(spec, "calibration", sig, block, side_files)
     validation = _dataset(spec, "validation", sig, block, side_files)
     out_names = [t["name"] for t in sig["outputs"]]
-
-    def run_gate(sess) -> list[np.ndarray]:  # raw outputs, + label/scores with postprocess
-        return processing.with_postprocess(block, out_names, processing.run_gate_data(sess, gate_data, block))
-
     gate_name, gate_data = next(((n, d) for n, d in (("validation", validation), ("calibration", calibration),
                                                      ("example_input", example)) if d is not None), (None, None))
+
+    def run_gate(sess) -> list[np.ndarray]:  # raw outputs, + what the task adds (label/scores)
+        return processing.with_postprocess(block, out_names, processing.run_gate_data(sess, gate_data, block))
+
     try:
-        fp32_sess = measure.session(fp32_path)
+        fp32_sess = measure.session(conv.fp32_path)
     except measure.LoadError as exc:
         raise BuildError(f"the converted fp32 model does not load: {exc}") from exc
     if (data := example or gate_data) is not None:
@@ -262,17 +370,17 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
         feeds: dict[str, np.ndarray] | None = _data_feeds(fp32_sess, data, data_name, sig)
         feeds_info: dict[str, Any] = {"from": data_name}
     else:
-        feeds, feeds_info = _synthetic_feeds(fp32_sess, fp32_path, sig, block)
+        feeds, feeds_info = _synthetic_feeds(fp32_sess, conv.fp32_path, sig, block)
         if "unmeasured" in feeds_info:
-            result.notes.append(feeds_info["unmeasured"])
+            job.result.notes.append(feeds_info["unmeasured"])
     if feeds:
         first = next(iter(feeds.values()))
         feeds_info["batch"] = int(first.shape[0]) if first.ndim else 1
         feeds_info["shapes"] = {n: [int(d) for d in a.shape] for n, a in feeds.items()}
     warnings: list[str] = []
-    if block is not None and block.get("postprocess") is not None and not steps:  # softmax only over logits
+    if block is not None and block.get("postprocess") is not None and not conv.steps:  # softmax only over logits
         warning = scores.settle(block["postprocess"], spec.postprocess.softmax,
-                                onnx.load(fp32_path, load_external_data=False), fp32_sess, feeds)
+                                onnx.load(conv.fp32_path, load_external_data=False), fp32_sess, feeds)
         warnings += [warning] if warning else []
     try:
         fp32_out = run_gate(fp32_sess) if gate_data else None
@@ -281,19 +389,26 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
                          "check every row's shape and dtype") from exc
     fp32_lat = measure.latency(fp32_sess, feeds) if feeds is not None else None
     del fp32_sess
+    return _Baseline(calibration=calibration, gate_name=gate_name, gate_data=gate_data, feeds=feeds,
+                     feeds_info=feeds_info, warnings=warnings, fp32_out=fp32_out, fp32_lat=fp32_lat,
+                     run_gate=run_gate)
 
-    stage(spec.name, "quantize")
+
+def _quantize(job: _Job, conv: _Converted, base: _Baseline) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+    """The int8 candidates the catalog asks for, each made and judged (``_candidate``):
+    (quantization record, candidates, whether int8 was skipped for want of gate data)."""
+    spec, work, fp32_path = conv.spec, job.work, conv.fp32_path
     quant: dict[str, Any] = {"requested": spec.quantize}
     modes: list[str]
-    if spec.quantize == "none" or steps:  # a pipeline's steps were each quantized and gated
+    if spec.quantize == "none" or conv.steps:  # a pipeline's steps were each quantized and gated
         modes = []
     elif spec.quantize == "auto":
         fp32_model = onnx.load(fp32_path)
-        modes, quant["auto"] = quantize.candidates(fp32_model, calibration is not None,
+        modes, quant["auto"] = quantize.candidates(fp32_model, base.calibration is not None,
                                                    transformer.is_transformer(fp32_model))
     else:
         modes = [spec.quantize]
-    no_data = bool(modes) and gate_data is None
+    no_data = bool(modes) and base.gate_data is None
     if no_data:
         modes = []
     cands: list[dict[str, Any]] = []
@@ -301,14 +416,14 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
         pre = work / "pre.onnx"
         with _cwd(work):
             quant["preprocess"] = quantize.preprocess(fp32_path, pre)
-        quant.update(host.to_dict())
+        quant.update(conv.host.to_dict())
         pres = {mode: pre for mode in modes}
         fusable = [m for m in modes if m in ("dynamic", quantize.WEIGHT_INT4)]
         if fusable and transformer.is_transformer(onnx.load(pre)):
             sizes, reexport = transformer.source_hints(spec)
 
             def same_function(path: Path) -> str | None:  # a fused graph must compute what fp32 does
-                err = int8_search.relative_error(fp32_out, run_gate(measure.session(path)))
+                err = int8_search.relative_error(base.fp32_out, base.run_gate(measure.session(path)))
                 return None if err <= FUSED_MAX_ERROR else f"relative output error {err:.2e} on the gate rows"
 
             with _cwd(work):
@@ -317,11 +432,18 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
                     preprocess=quantize.preprocess)
             pres.update(dict.fromkeys(fusable, fused) if fused is not None else {})
         for mode in modes:
-            stage(spec.name, f"quantize {mode}")
+            job.stage(spec.name, f"quantize {mode}")
             with _cwd(work):
-                cands.append(_candidate(mode, pres[mode], work, calibration, gate_data, feeds, fp32_out,
-                                        fp32_lat, spec, settings, stage, run_gate, block, host))
-    stage(spec.name, "gate")
+                cands.append(_candidate(mode, pres[mode], work, base.calibration, base.gate_data, base.feeds,
+                                        base.fp32_out, base.fp32_lat, spec, job.settings, job.stage,
+                                        base.run_gate, conv.block, conv.host))
+    return quant, cands, no_data
+
+
+def _gate(job: _Job, conv: _Converted, base: _Baseline, quant: dict[str, Any],
+          cands: list[dict[str, Any]], no_data: bool) -> _Choice:
+    """The fastest candidate that passed, else fp32 with the reason (or, ``strict``, an error)."""
+    spec = conv.spec
     passing = [c for c in cands if c["verdict"] == "ok"]
     best = min(passing, key=lambda c: c["p50_ms"]) if passing else None
     gate_failed = [c for c in cands if c["verdict"].startswith("gate")]
@@ -331,9 +453,9 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
             f"({'; '.join(c['mode'] + ': ' + c['verdict'] for c in gate_failed)}); loosen 'tolerance', "
             "give a more representative 'calibration' set, or set strict: false to ship fp32")
     if best is None:
-        shipped_path, mode = fp32_path, "none"
-        if steps:
-            quant["steps"] = {s["name"]: s["quantization"] for s in conversion["steps"]}
+        shipped_path, mode = conv.fp32_path, "none"
+        if conv.steps:
+            quant["steps"] = {s["name"]: s["quantization"] for s in conv.conversion["steps"]}
         elif spec.quantize != "none":
             if no_data:
                 why = "no validation, calibration or example data to gate int8 with; add 'validation'"
@@ -342,66 +464,75 @@ def _build(spec: ModelSpec, root: Path, out_dir: Path, work: Path, force: bool,
             else:
                 why = "; ".join(f"{c['mode']}: {c['verdict']}" for c in cands)
             quant["fallback_reason"] = f"shipped fp32: {why}"
-        shipped_figures = accuracy.compare(fp32_out, fp32_out, gate_data.labels) if gate_data else {}
-        shipped_figures.update(processing.label_figures(block, fp32_out, fp32_out) if gate_data else {})
+        fp32_out, gate_data = base.fp32_out, base.gate_data
+        figures = accuracy.compare(fp32_out, fp32_out, gate_data.labels) if gate_data else {}
+        figures.update(processing.label_figures(conv.block, fp32_out, fp32_out) if gate_data else {})
     else:
-        shipped_path, mode = work / f"{best['mode']}.onnx", best["mode"]
-        shipped_figures = best["figures"]
+        shipped_path, mode = job.work / f"{best['mode']}.onnx", best["mode"]
+        figures = best["figures"]
         quant["excluded_nodes"] = best.get("excluded_nodes", [])
     quant["mode"] = mode
     quant["candidates"] = cands
+    return _Choice(quant=quant, shipped_path=shipped_path, figures=figures, best=best)
 
-    stage(spec.name, "measure")
-    if shipped_path == fp32_path:
-        shipped_perf = _perf(fp32_path, fp32_lat)
-        shipped_p99 = fp32_lat.p99_ms if fp32_lat is not None else None
+
+def _measure(job: _Job, conv: _Converted, base: _Baseline, choice: _Choice) -> _Measured:
+    """What ships, measured in a fresh process (init, memory) and fitted to a deploy target."""
+    spec, block, feeds_info = conv.spec, conv.block, base.feeds_info
+    if choice.best is None:
+        perf = _perf(conv.fp32_path, base.fp32_lat)
+        p99 = base.fp32_lat.p99_ms if base.fp32_lat is not None else None
     else:
-        shipped_perf = {k: best[k] for k in ("size_bytes", "p50_ms", "p95_ms")}
-        shipped_p99 = best["p99_ms"]
-    facts = measure.probe(shipped_path, feeds, work, (block, side_files))
+        perf = {k: choice.best[k] for k in ("size_bytes", "p50_ms", "p95_ms")}
+        p99 = choice.best["p99_ms"]
+    facts = measure.probe(choice.shipped_path, base.feeds, job.work, (block, conv.side_files))
     target_name, reasons, fit_info = fit.recommend(
-        artifact_bytes=shipped_path.stat().st_size, peak_rss_mb=facts["peak_rss_mb"],
-        init_s=facts["init_s"], hash_s=facts.get("hash_s"), p99_ms=shipped_p99, signature=sig,
+        artifact_bytes=choice.shipped_path.stat().st_size, peak_rss_mb=facts["peak_rss_mb"],
+        init_s=facts["init_s"], hash_s=facts.get("hash_s"), p99_ms=p99, signature=conv.sig,
         measured_at=fit.shape_label(feeds_info.get("shapes")), estimate=bool(feeds_info.get("estimate")),
         instance_type=spec.instance_type, requested=spec.target, timeout_s=spec.timeout_s)
     fit_info["baseline_rss_mb"] = facts["baseline_rss_mb"]
     if block is not None and block.get("preprocess"):  # in init_s; the library's share of the image
+        kind = block["preprocess"]["kind"]
         fit_info["preprocess_init_s"] = facts.get("preprocess_init_s", 0.0)
-        fit_info["preprocess_library_bytes"] = fit.library_bytes(block["preprocess"]["kind"])
-        reasons.append(f"· {block['preprocess']['kind']} pre-processing: "
-                       f"{', '.join(fit.preprocess_libraries(block['preprocess']['kind']))} "
+        fit_info["preprocess_library_bytes"] = fit.library_bytes(kind)
+        reasons.append(f"· {kind} pre-processing: {', '.join(fit.preprocess_libraries(kind))} "
                        f"{fit_info['preprocess_library_bytes'] / 1e6:.1f} MB of the image, "
                        f"{fit_info['preprocess_init_s']:.3f} s of the init above")
+    return _Measured(perf=perf, target=target_name, reasons=reasons, fit=fit_info)
 
-    stage(spec.name, "package")
-    digest = sha256_file(shipped_path)
+
+def _package(job: _Job, conv: _Converted, base: _Baseline, choice: _Choice, measured: _Measured) -> None:
+    """The manifest, and the artifact published atomically with its side files."""
+    spec, block, feeds, feeds_info, gate_data = conv.spec, conv.block, base.feeds, base.feeds_info, base.gate_data
+    digest = sha256_file(choice.shipped_path)
     manifest = {
         "name": spec.name, "version": digest[:12], "sha256": digest,
-        "source": spec.source if spec.source_path is None else _relative(Path(spec.source), root),
-        "signature": public_signature(block) if block else sig,
-        "quantization": quant,
+        "source": spec.source if spec.source_path is None else _relative(Path(spec.source), job.root),
+        "signature": public_signature(block) if block else conv.sig,
+        "quantization": choice.quant,
         "metrics": {
-            "fp32": _perf(fp32_path, fp32_lat),
-            "shipped": {**shipped_perf, **_round(shipped_figures)},
-            "gate": {"data": gate_name, "rows": gate_data.rows if gate_data else 0,
+            "fp32": _perf(conv.fp32_path, base.fp32_lat),
+            "shipped": {**measured.perf, **_round(choice.figures)},
+            "gate": {"data": base.gate_name, "rows": gate_data.rows if gate_data else 0,
                      "tolerance": spec.tolerance.model_dump(exclude_none=True)},
             "input": {k: v for k, v in feeds_info.items() if k != "unmeasured"},
             **({"unmeasured": feeds_info["unmeasured"]} if "unmeasured" in feeds_info else {}),
         },
-        **({"warnings": warnings} if warnings else {}),
-        "target": target_name, "target_reasons": reasons,
+        **({"warnings": base.warnings} if base.warnings else {}),
+        "target": measured.target, "target_reasons": measured.reasons,
         "built_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "fit": fit_info,
+        "fit": measured.fit,
         # the shapes the build measured with (the probe's, for a model with no data);
         # SnapStart primes the function with them
         EXAMPLE_SHAPES_KEY: {n: list(a.shape) for n, a in (feeds or {}).items()},
-        "build": {"cache_key": key, "pipeline_version": artifact.PIPELINE_VERSION,
-                  "fp32_sha256": fp32_sha, **conversion},
+        "build": {"cache_key": conv.key, "pipeline_version": artifact.PIPELINE_VERSION,
+                  "fp32_sha256": conv.fp32_sha, **conv.conversion},
     }
     if block is not None:
         manifest[layer_names.MANIFEST_PROCESSING] = block
-    artifact.publish(shipped_path, manifest, target, side_files)
-    result.manifest, result.model_dir = manifest, target
+    artifact.publish(choice.shipped_path, manifest, job.target, conv.side_files)
+    job.result.manifest, job.result.model_dir = manifest, job.target
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -18,12 +18,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import io
-import logging
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +29,12 @@ from onnx import version_converter
 
 from infra.build.data import read_arrays
 from infra.build.signature import dynamic_batch_lost, signature
+from infra.build.torch_export import TORCH_OPSET, quiet, strip_trace_metadata
 from infra.catalog import ModelSpec
 
 MIN_OPSET = 13
 #: rows torch exports trace with: torch.export specializes a dim of size 1 to a constant
 EXPORT_MIN_ROWS = 2
-TORCH_OPSET = 18
 SKLEARN_OPSET = 17
 
 
@@ -264,7 +261,7 @@ def _from_torch(source: str, root: Path, example: dict[str, np.ndarray]) -> tupl
             raise ConversionError(f"{source}: torch.onnx.export failed with both exporters "
                                   f"(dynamo: {dynamo_exc}; torchscript: {exc})") from exc
     model = onnx.load_from_string(buf.getvalue())
-    _strip_trace_metadata(model)
+    strip_trace_metadata(model)
     _check_dynamic_batch(model, source)
     _check_runs_at_other_batches(model, source, example)
     return model, {"converter": f"torch.onnx.export ({exporter})", "opset": str(_default_opset(model))}
@@ -295,31 +292,11 @@ def _check_runs_at_other_batches(model: onnx.ModelProto, source: str, example: d
                 "batch: use x.shape[0] or x.flatten(1), not a constant, in view/reshape/expand") from exc
 
 
-def _strip_trace_metadata(model: onnx.ModelProto) -> None:
-    """Drop the per-node debug metadata the dynamo exporter writes (Python stack traces with
-    absolute paths of the build machine, FX node dumps). It would leak local paths into the
-    shipped artifact and make its sha256, and so its version, depend on where it was built."""
-    def graphs(g: onnx.GraphProto):
-        yield g
-        for node in g.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    yield from graphs(attr.g)
-                for sub in attr.graphs:
-                    yield from graphs(sub)
-
-    nodes = [n for g in graphs(model.graph) for n in g.node]
-    nodes += [n for f in model.functions for n in f.node]
-    for node in nodes:
-        del node.metadata_props[:]
-        node.doc_string = ""
-
-
 def _export_dynamo(module, args, names, out_names, f) -> None:
     import torch
 
     batch = torch.export.Dim("batch")
-    with _quiet():
+    with quiet():
         program = torch.onnx.export(
             module, args, None, input_names=names, output_names=out_names,
             opset_version=TORCH_OPSET, dynamo=True, external_data=False, verbose=False,
@@ -332,23 +309,6 @@ def _export_legacy(module, args, names, out_names, f) -> None:
     import torch
 
     axes = {n: {0: "batch"} for n in [*names, *out_names]}
-    with _quiet():
+    with quiet():
         torch.onnx.export(module, args, f, input_names=names, output_names=out_names,
                           opset_version=17, dynamo=False, dynamic_axes=axes)
-
-
-@contextlib.contextmanager
-def _quiet():
-    """The exporters print progress and warnings on stdout/stderr; the build has its own UI."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lvl in zip(loggers, levels, strict=True):
-            lg.setLevel(lvl)

@@ -126,7 +126,7 @@ def export(directory: Path, task=None, *, exporter: str = "auto") -> tuple[onnx.
     onnxruntime's transformer optimizer fuses into ``Attention`` (:mod:`infra.build.transformer`)."""
     import torch
 
-    from infra.build.convert import TORCH_OPSET, _quiet, _strip_trace_metadata
+    from infra.build.torch_export import TORCH_OPSET, quiet, strip_trace_metadata
     from infra.tasks.detect import POOLED
     from infra.tasks.heads import EMBEDDING_OUTPUT, pooled
 
@@ -150,7 +150,7 @@ def export(directory: Path, task=None, *, exporter: str = "auto") -> tuple[onnx.
     try:
         if exporter == "torchscript":
             raise RuntimeError("not tried: the TorchScript exporter was asked for")
-        with _quiet(), torch.no_grad():
+        with quiet(), torch.no_grad():
             program = torch.onnx.export(wrapper, args, None, input_names=names, output_names=[output],
                                         opset_version=TORCH_OPSET, dynamo=True, external_data=False,
                                         dynamic_shapes=tuple(dims), verbose=False)
@@ -162,14 +162,14 @@ def export(directory: Path, task=None, *, exporter: str = "auto") -> tuple[onnx.
         axes[output] = {0: "batch", 1: "sequence"} if task is not None and task.task == "token-classification" \
             else {0: "batch"}
         try:
-            with _quiet(), torch.no_grad():
+            with quiet(), torch.no_grad():
                 torch.onnx.export(wrapper, args, buf, input_names=names, output_names=[output],
                                   opset_version=17, dynamo=False, dynamic_axes=axes)
         except Exception as exc:
             raise HfError(f"torch.onnx.export failed with both exporters (dynamo: {dynamo_exc}; "
                           f"torchscript: {exc})") from exc
     model = onnx.load_from_string(buf.getvalue())
-    _strip_trace_metadata(model)
+    strip_trace_metadata(model)
     if output != OUTPUT:  # the vector's size is fixed: say so in the signature ([-1, dim])
         with torch.no_grad():
             dim = int(wrapper(*args).shape[-1])

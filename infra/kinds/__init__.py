@@ -73,6 +73,11 @@ class BuildKind:
         ``model_config``: the source's Hugging Face ``config.json`` ({} for other sources)."""
         raise NotImplementedError
 
+    def probe_sizes(self, pre_block: Mapping[str, Any]) -> dict[str, int]:
+        """Sizes of the symbolic dims a data-less build probes with (:func:`infra.build.sample_input.find`'s
+        ``defaults``: ``sequence``, ``spatial``), from the manifest's ``preprocess`` block."""
+        return {}
+
     def read_items(self, path: Path, key: str) -> tuple[list, list]:
         """Raw data at ``path`` → (items, labels or []); a :class:`ValueError` says what is wrong."""
         raise NotImplementedError

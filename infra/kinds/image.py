@@ -62,6 +62,9 @@ class ImageBuildKind(BuildKind):
         return ({"kind": self.name, "size": list(img.size), "mean": list(img.mean), "std": list(img.std),
                  "layout": img.layout}, {})
 
+    def probe_sizes(self, pre_block: Mapping[str, Any]) -> dict[str, int]:
+        return {"spatial": int(pre_block["size"][0])}
+
     def read_items(self, path: Path, key: str) -> tuple[list, list]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -69,6 +69,9 @@ class TextBuildKind(BuildKind):
                  "padding": pre.padding, "truncation": pre.truncation},
                 {TOKENIZER_FILE: tokenizer_file(pre.tokenizer)})
 
+    def probe_sizes(self, pre_block: Mapping[str, Any]) -> dict[str, int]:
+        return {"sequence": int(pre_block["max_length"])}
+
     def read_items(self, path: Path, key: str) -> tuple[list, list]:
         if path.is_dir():
             raise ValueError(f"{key} {path} is a folder; texts come as .txt (one a line) or .jsonl")

@@ -28,11 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from infra.build.artifact import LIVE_FILE, VERSIONS_DIR
 from layers.manifest import ManifestError, read_manifest
 from layers.names import MANIFEST_FILE, MODEL_FILE
 
-VERSIONS_DIR = "versions"
-LIVE_FILE = "live.json"
 DECISION_FILE = "promotion.json"
 
 
@@ -74,16 +73,6 @@ class VersionInfo:
         """The ``modelfn versions --json`` shape of one version."""
         return {"version": self.version, "parent_version": self.parent_version,
                 "promoted": self.promoted, "reason": self.reason, "metrics": self.metrics}
-
-
-def managed_live(live_dir: Path) -> dict[str, Any] | None:
-    """The live manifest when versions decide what is live (a ``live.json`` exists), else None."""
-    if not (live_dir / VERSIONS_DIR / LIVE_FILE).is_file():
-        return None
-    try:
-        return read_manifest(live_dir, verify=True).to_dict()
-    except ManifestError:
-        return None
 
 
 class VersionStore:
