@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from layers.errors import BadRequest
-from layers.jsonfast import dumps
 
 JSON = "application/json"
 BINARY = "application/octet-stream"
@@ -82,6 +81,8 @@ class Reply:
 
 
 def json_reply(status: int, doc: Any, headers: dict[str, str] | None = None) -> Reply:
+    from layers.jsonfast import dumps  # orjson: not needed by the stdlib-only control function
+
     return Reply(status, JSON, dumps(doc), headers)
 
 

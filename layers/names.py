@@ -96,6 +96,9 @@ ENV_RANK, ENV_WORLD_SIZE, ENV_LOCAL_RANK = "RANK", "WORLD_SIZE", "LOCAL_RANK"
 ENV_MASTER_ADDR, ENV_MASTER_PORT = "MASTER_ADDR", "MASTER_PORT"
 #: MASTER_PORT on SageMaker's multi-instance jobs (hosts algo-1..N share a network)
 TRAINING_MASTER_PORT = 29500
+ENV_CONTROL = "MODELFN_CONTROL"
+"""A model's control function (training over HTTPS): JSON {"model", "state_machine_arn",
+"hyperparameters", "data"} (infra/cdk/constructs/control_api.py → functions/control)."""
 TRAINED_TORCH_FILE = "model.pt"
 """A returned ``nn.Module``, saved whole with ``torch.save`` (the build converts it)."""
 TRAINED_SKLEARN_FILE = "model.joblib"

@@ -28,7 +28,7 @@ import json
 from typing import Any, Protocol
 
 from layers.errors import BadRequest, MethodNotAllowed, ModelfnError
-from layers.messages import JSON, Reply, Request, json_reply
+from layers.messages import JSON, Reply, Request
 from layers.protocols import Protocol as RegisteredProtocol
 from layers.protocols import register
 from layers.routes import GET, POST, Route, Scope
@@ -153,11 +153,11 @@ def rollback(backend: ControlBackend, request: Request) -> Reply:
 
 def match(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
     """The control route serving ``method path`` and its path parameters (None: not a control
-    path); a control path with another method raises :class:`MethodNotAllowed`."""
-    from layers.protocols import route_table
-
+    path); a control path with another method raises :class:`MethodNotAllowed`. (The rows
+    are this module's, which the table holds; reading them here keeps the stdlib-only control
+    function from loading the V2 protocol.)"""
     allowed = []
-    for route in route_table().control():
+    for route in ROUTES:
         if m := route.pattern().match(path):
             if route.method == method:
                 return route, m.groupdict()
@@ -179,7 +179,12 @@ def dispatch(backend: ControlBackend, request: Request, route: Route, log: Any =
     except Exception:
         if log is not None:
             log.exception("control route %s %s failed", route.method, route.path)
-        return Reply(500, JSON, json.dumps({"error": f"internal error; request id {request.request_id}"}))
+        return json_reply(500, {"error": f"internal error; request id {request.request_id}"})
+
+
+def json_reply(status: int, doc: Any, headers: dict[str, str] | None = None) -> Reply:
+    """Small JSON answers with the stdlib (the control function carries no orjson)."""
+    return Reply(status, JSON, json.dumps(doc, default=str), headers)
 
 
 OPERATIONS = {"train": train, "runs": runs, "run": run, "versions": versions, "promote": promote,

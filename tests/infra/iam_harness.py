@@ -23,9 +23,9 @@ Reusable for any role of the app (functions, training, build steps):
   = 0): from then on every request is signature-checked and authorized against the caller's
   policies until the block ends.
 
-moto authorizes S3 and SQS requests against their resource ARNs, but DynamoDB and SageMaker
-Runtime requests only against ``*``; :func:`enforcing` adds the table and endpoint ARNs, so
-a statement scoped to one table or endpoint is judged as AWS would. moto does not evaluate
+moto authorizes S3 and SQS requests against their resource ARNs, but DynamoDB, SageMaker
+Runtime and Step Functions requests only against ``*``; :func:`enforcing` adds the table,
+endpoint and state machine/execution ARNs, so a statement scoped to one is judged as AWS would. moto does not evaluate
 condition keys it is not given (``s3:prefix``): a statement with such a condition denies.
 """
 
@@ -228,6 +228,11 @@ def _dynamodb_resource(self) -> str:
     return f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{table}"
 
 
+def _stepfunctions_resource(self) -> str:
+    params = self.body if isinstance(self.body, dict) else json.loads(self.body or "{}")
+    return params.get("executionArn") or params.get("stateMachineArn") or "*"
+
+
 def _sagemaker_runtime_resource(self) -> str:
     parts = self.path.split("/")
     name = parts[2] if len(parts) > 2 and parts[1] == "endpoints" else "*"
@@ -241,11 +246,14 @@ def enforcing() -> Iterator[None]:
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.dynamodb.responses import DynamoHandler
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+    from moto.stepfunctions.responses import StepFunctionResponse
 
     saved = (settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count)
-    patched = [(cls, cls.__dict__.get("_determine_resource")) for cls in (DynamoHandler, SageMakerRuntimeResponse)]
+    patched = [(cls, cls.__dict__.get("_determine_resource"))
+               for cls in (DynamoHandler, SageMakerRuntimeResponse, StepFunctionResponse)]
     DynamoHandler._determine_resource = _dynamodb_resource
     SageMakerRuntimeResponse._determine_resource = _sagemaker_runtime_resource
+    StepFunctionResponse._determine_resource = _stepfunctions_resource
     settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = 0, 0
     try:
         yield

@@ -135,6 +135,25 @@ def _image_asset(outdir: Path, template: dict, image_uri: str) -> dict:
 
 def _run(template: dict) -> tuple[dict, list[dict], Resolver]:
     """Create what the definition points at in moto, start one execution, wait for its end."""
+    arn, resolve = create_state_machine(template)
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"trigger": "test"}))["executionArn"]
+    status = wait_for(execution)
+    history = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+    return status, history, resolve
+
+
+def wait_for(execution: str, timeout_s: float = 60) -> dict:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    deadline = time.monotonic() + timeout_s
+    while (status := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"the execution did not finish in {timeout_s} s"
+        time.sleep(0.1)
+    return status
+
+
+def create_state_machine(template: dict) -> tuple[str, Resolver]:
+    """The synthesized training state machine in moto, with what it points at; its ARN."""
     machine, _ = _only(resources_of_type(template, "AWS::StepFunctions::StateMachine"), "state machine")
     project, project_res = _only(resources_of_type(template, "AWS::CodeBuild::Project"), "project")
     resolve = Resolver(template)
@@ -151,16 +170,10 @@ def _run(template: dict) -> tuple[dict, list[dict], Resolver]:
         s3.create_bucket(Bucket=resolve.name(bucket))
     sfn = boto3.client("stepfunctions", region_name=REGION)
     arn = sfn.create_state_machine(
-        name="training", definition=json.dumps(definition(template, machine, resolve)),
+        name=resolve.name(machine), definition=json.dumps(definition(template, machine, resolve)),
         roleArn=resolve(template["Resources"][machine]["Properties"]["RoleArn"]),
     )["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"trigger": "test"}))["executionArn"]
-    deadline = time.monotonic() + 60
-    while (status := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the execution did not finish in 60 s"
-        time.sleep(0.1)
-    history = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
-    return status, history, resolve
+    return arn, resolve
 
 
 def _scheduled(history: list[dict], resource: str) -> list[dict]:
@@ -179,7 +192,7 @@ def test_the_synthesized_definition_trains_with_the_catalog_parameters_then_buil
     # then it succeeds through every step, in order
     assert status["status"] == "SUCCEEDED", (status.get("error"), status.get("cause"))
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if e["type"].endswith("StateEntered")]
-    assert entered == ["NameJob", "Train", "CheckTraining", "TrainingDone?", "KeepTrainingLogs",
+    assert entered == ["Hyperparameters?", "CatalogHyperparameters", "NameJob", "Train", "CheckTraining", "TrainingDone?", "KeepTrainingLogs",
                        "TrainingOutcome", "BuildTrained", "CheckBuild", "BuildDone?", "ReadOutcome",
                        "ParseOutcome", "Promoted?", "Summarize", "Deployed"]
     # and the training job it created carries the catalog's parameters

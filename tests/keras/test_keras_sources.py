@@ -34,11 +34,17 @@ ENTRIES = {  # name: (source, data prefix)
 }
 
 
+#: served with labels and scores: the softmax head's probabilities are the scores, unchanged
+LABELLED = {"cnn-h5": [f"class-{i}" for i in range(10)]}
+
+
 def _catalog(root: Path, entries: dict[str, tuple[str, str]]) -> Path:
     lines = ["models:"]
     for name, (source, data) in entries.items():
         lines += [f"  - name: {name}", f"    source: {source}", f"    example_input: {data}_example.npz",
                   f"    validation: {data}_val.npz", "    target: lambda"]
+        if name in LABELLED:
+            lines.append(f"    postprocess: {{labels: {json.dumps(LABELLED[name])}}}")
     (root / "models.yaml").write_text("\n".join(lines) + "\n")
     return root / "models.yaml"
 
@@ -90,6 +96,7 @@ def test_catalog_takes_keras_files_and_savedmodel_directories_and_refuses_other_
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # the first one builds all five (one TensorFlow import each)
 @pytest.mark.parametrize("name", sorted(ENTRIES))
 def test_keras_models_build_serve_and_agree_with_model_predict(built, keras_dir, name):
     _, data = ENTRIES[name]
@@ -113,8 +120,11 @@ def test_keras_models_build_serve_and_agree_with_model_predict(built, keras_dir,
     request = {"inputs": [{"name": sig["inputs"][0]["name"], "shape": list(x.shape), "datatype": "FP32",
                            "data": x.ravel().tolist()}]}
     answer = infer_request(served, request)
-    out = answer["outputs"][0]
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    out = outputs["scores"] if name in LABELLED else answer["outputs"][0]
     got = np.asarray(out["data"], np.float32).reshape(out["shape"])
+    if name in LABELLED:  # no second softmax over the head's probabilities
+        assert outputs["label"]["data"] == [LABELLED[name][i] for i in predicted.argmax(1)]
     assert got.shape == predicted.shape
     # softmax heads stay probabilities: rows sum to 1 like model.predict's (no second softmax)
     np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-3)
@@ -136,6 +146,7 @@ def test_converted_softmax_head_ends_in_a_softmax_node(built):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_weights_only_h5_is_refused_saying_the_architecture_is_needed(keras_dir):
     from infra.build import BuildSettings, build_catalog
 

@@ -229,7 +229,8 @@ class ModelTrainingPipeline(Construct):
                 training_image=image,
                 training_input_mode=tasks.InputMode.FILE,
             ),
-            hyperparameters={k: str(v) for k, v in hyperparameters.items()},
+            # the execution's (the control API's per-run values) or the catalog's (CatalogHyperparameters)
+            hyperparameters={k: sfn.JsonPath.string_at(f"$.hyperparameters['{k}']") for k in hyperparameters},
             environment=None if entry_point is None else {names.ENV_TRAINING_ENTRY_POINT: entry_point},
             input_data_config=[tasks.Channel(
                 channel_name="train",
@@ -334,7 +335,15 @@ class ModelTrainingPipeline(Construct):
             .when(finished, keep_logs.next(training_done))
             .otherwise(sfn.Wait(self, "WaitTraining", time=sfn.WaitTime.duration(poll)).next(describe))
         )
-        return name.next(train).next(describe).next(job_ended)
+        name.next(train).next(describe).next(job_ended)
+        # runs started over HTTPS carry their hyperparameters (functions/control); others
+        # (retraining, a console start) get the catalog's
+        defaults = sfn.Pass(self, "CatalogHyperparameters",
+                            result=sfn.Result.from_object({k: str(v) for k, v in hyperparameters.items()}),
+                            result_path="$.hyperparameters")
+        return (sfn.Choice(self, "Hyperparameters?")
+                .when(sfn.Condition.is_present("$.hyperparameters"), name)
+                .otherwise(defaults.next(name)))
 
     def _judged(self) -> sfn.IChainable:
         """The build succeeded: it exported the outcome (``MODELFN_OUTCOME``, the only exported

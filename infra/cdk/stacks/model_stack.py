@@ -23,6 +23,8 @@ from constructs import Construct
 
 from infra.catalog import Catalog
 from infra.cdk.constructs.batch_pipeline import ModelBatchPipeline
+from infra.cdk.constructs.control_api import RUNTIME_FILES as CONTROL_RUNTIME_FILES
+from infra.cdk.constructs.control_api import ModelControlApi
 from infra.cdk.constructs.dashboard import EndpointPanel, FunctionPanel, ModelDashboard, QueuePanel
 from infra.cdk.constructs.model_function import ModelFunction, RollbackAlarms
 from infra.cdk.constructs.model_routes import ModelRoutes
@@ -83,6 +85,7 @@ class ModelStack(cdk.Stack):
         self.async_batch: SageMakerAsyncBatch | None = None
         self.training: ModelTrainingPipeline | None = None
         self.retraining: ModelRetrainingTrigger | None = None
+        self.control: ModelControlApi | None = None
         front = RENDERERS[plan.target](self, plan)
         self.routes = ModelRoutes(
             self.group, "Routes", api_id=self.shared.api_id, model_name=plan.name, target=front,
@@ -225,6 +228,15 @@ class ModelStack(cdk.Stack):
             deploy_to=tuple(self.functions[k] for k in ("api", "batch") if k in self.functions),
             deployed_build=s3_assets.Asset(self.group, "DeployedBuild", path=str(spec.model_dir),
                                            exclude=["versions", "versions/**"]),
+        )
+        self.control = ModelControlApi(  # training over HTTPS, IAM-authorized whatever the model's auth
+            self.group, "Control", model_name=spec.name, api_id=self.shared.api_id,
+            state_machine=self.training.state_machine,
+            hyperparameters=sagemaker_hyperparameters(training.hyperparameters),
+            data=f"s3://{data_bucket.bucket_name}/{data_prefix}",
+            code_dir=staging.stage_function_code(dest=self._stage_dir / "control" / spec.name, package="control",
+                                                 runtime=CONTROL_RUNTIME_FILES),
+            log_retention=self._settings.log_retention,
         )
         if data_bucket is self.shared.storage.bucket:  # an s3:// training.data is the user's
             self.retraining = ModelRetrainingTrigger(
