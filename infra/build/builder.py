@@ -378,8 +378,10 @@ def _baseline(job: _Job, conv: _Converted) -> _Baseline:
         feeds_info["batch"] = int(first.shape[0]) if first.ndim else 1
         feeds_info["shapes"] = {n: [int(d) for d in a.shape] for n, a in feeds.items()}
     warnings: list[str] = []
-    if block is not None and block.get("postprocess") is not None and not conv.steps:  # softmax only over logits
-        warning = scores.settle(block["postprocess"], spec.postprocess.softmax,
+    post_block = (block or {}).get("postprocess")
+    if post_block is not None and post_block.get("task", "classification") == "classification" and not conv.steps:
+        # softmax only over logits (a directory's classifier may have no catalog postprocess: null = decide)
+        warning = scores.settle(post_block, spec.postprocess.softmax if spec.postprocess else None,
                                 onnx.load(conv.fp32_path, load_external_data=False), fp32_sess, feeds)
         warnings += [warning] if warning else []
     try:

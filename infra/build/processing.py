@@ -144,12 +144,7 @@ def label_figures(block: dict[str, Any] | None, reference: list[np.ndarray],
                   candidate: list[np.ndarray]) -> dict[str, float]:
     """The task's own gate figures between two runs (after :func:`with_postprocess`), e.g.
     classification's ``label_agreement`` and ``max_score_error``; for embeddings, cosine and
-    top-10 retrieval agreement (:mod:`infra.tasks.embedding_gate`)."""
-    task = ((block or {}).get("task") or {}).get("task")
-    if task in ("embeddings", "feature-extraction"):
-        from infra.tasks.embedding_gate import figures
-
-        return figures(reference[0], candidate[0])
+    top-10 retrieval agreement (infra/kinds/embeddings.py)."""
     post = (block or {}).get("postprocess")
     if post is None:
         return {}

@@ -29,7 +29,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 #: Modules registering the built-in build kinds and tasks, imported on first use.
-BUILTIN = ("infra.kinds.text", "infra.kinds.image", "infra.kinds.classification")
+BUILTIN = ("infra.kinds.text", "infra.kinds.image", "infra.kinds.classification", "infra.kinds.embeddings",
+           "infra.kinds.token_classification")
 
 
 class ProcessingError(ValueError):

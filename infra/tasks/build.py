@@ -47,12 +47,16 @@ def with_directory_defaults(spec: Any, task: detect.HfTask) -> Any:
 
 
 def task_section(task: detect.HfTask, sig: dict[str, Any]) -> dict[str, Any]:
-    """What the runtime needs beyond pre-processing: the ``task`` record (+ ``entities``)."""
+    """The block's ``task`` record and, for the tasks registered in :mod:`layers.kinds` /
+    :mod:`infra.kinds` (embeddings, feature-extraction, token-classification), their
+    ``postprocess`` block; classification's comes from the catalog's ``postprocess``."""
     record = task.to_dict()
     if task.task in detect.POOLED:
         (out,) = [t for t in sig["outputs"] if t["name"] == names.EMBEDDING_OUTPUT]
         record["dimensions"] = int(out["shape"][-1])
-        return {"task": record}
+        post = {"task": task.task, "output": names.EMBEDDING_OUTPUT, "dimensions": record["dimensions"],
+                "pooling": list(task.pooling), "normalize": task.normalize}
+        return {"task": record, "postprocess": post}
     if task.task == detect.TOKEN_CLASSIFICATION:
         logits = next(t for t in sig["outputs"] if t["name"] == "logits")
         classes = int(logits["shape"][-1])
@@ -60,6 +64,6 @@ def task_section(task: detect.HfTask, sig: dict[str, Any]) -> dict[str, Any]:
         if classes >= 0 and len(labels) != classes:
             raise detect.TaskError(f"config.json's id2label has {len(labels)} labels but the model scores "
                                    f"{classes} classes per token; fix id2label")
-        return {"task": record, "entities": {"output": "logits", "labels": labels, "aggregation": "simple",
-                                             "ignore_labels": ["O"]}}
+        return {"task": record, "postprocess": {"task": task.task, "output": "logits", "labels": labels,
+                                                "aggregation": "simple", "ignore_labels": ["O"]}}
     return {"task": record}

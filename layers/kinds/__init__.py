@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 
 #: Modules registering the built-in kinds and tasks, imported on first use of the registry.
-BUILTIN = ("layers.kinds.text", "layers.kinds.image", "layers.kinds.classification")
+BUILTIN = ("layers.kinds.text", "layers.kinds.image", "layers.kinds.classification", "layers.kinds.embeddings",
+           "layers.kinds.token_classification")
 #: The task of a ``postprocess`` block without a ``task`` key (manifests before tasks existed).
 DEFAULT_TASK = "classification"
 
@@ -102,6 +103,10 @@ class Context:
     """The request's raw items (texts, image bytes), None for a model without an input kind."""
     features: dict[str, np.ndarray] = field(default_factory=dict)
     """The tensors the input kind made of them (e.g. ``attention_mask``)."""
+    encodings: list | None = None
+    """The text kind's tokenizer encodings of the items (offsets, masks), when it made them."""
+    preprocessor: Any = None
+    """The input kind's configured pre-processor that made ``features``."""
 
 
 class Postprocessor:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from layers import kinds, names
+from layers import kinds
 
 
 def public_signature(block: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -38,6 +38,4 @@ def public_signature(block: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     outputs = list(raw["outputs"])
     if post is not None:
         outputs = kinds.task_of(post).public_outputs(outputs, post)
-    if block.get("entities") is not None:  # token classification (layers/processing/entities.py)
-        outputs.append({"name": names.ENTITIES_OUTPUT, "datatype": "BYTES", "shape": [-1]})
     return {"inputs": inputs, "outputs": outputs}

@@ -81,12 +81,6 @@ class ProcessedModel(ServableBase):
         self.task_name = kinds.task_of(post).name if post is not None else None
         #: the served task's record (embeddings: ``dimensions``, ``normalize``; infra/tasks)
         self.task: dict[str, Any] = dict(block.get("task") or {})
-        self.entities = None
-        if block.get("entities") is not None and self.kind == "text":
-            from layers.processing.entities import EntityAggregator
-
-            self.entities = EntityAggregator(block["entities"], self.pre.tokenizer)
-            self._entities_from = block["entities"]["output"]
         self._raw_outputs = [s.name for s in inner.outputs]
         self._output_names = [s.name for s in manifest.outputs]
 
@@ -163,28 +157,21 @@ class ProcessedModel(ServableBase):
         feed's inputs passed the checks (:meth:`validate_inputs`, or the V2 decoder +
         :meth:`check_value`)."""
         wanted = self.validate_output_names(output_names)
-        if self.entities is not None and names.ENTITIES_OUTPUT in wanted:
-            return self._run_entities(next(iter(feed.values())).tolist(), wanted)
         post_wanted = self.post is not None and any(n not in self._raw_outputs for n in wanted)
         raw_names = [n for n in self._raw_outputs if n in wanted or (post_wanted and n in self.post.needs)]
         context = kinds.Context()
         if self.pre is not None:  # our tensors, checked by the raw model as any numpy caller's
             context.items = next(iter(feed.values())).tolist()
-            context.features = self.pre(context.items)
+            if hasattr(self.pre, "encode"):  # text: the encodings stay for the task (offsets)
+                context.encodings = self.pre.encode(context.items)
+                context.features, context.preprocessor = self.pre.tensors(context.encodings), self.pre
+            else:
+                context.features = self.pre(context.items)
             raw = self.inner.infer(context.features, raw_names)
         else:
             raw = self.inner.run(feed, raw_names)
         if post_wanted:
             raw.update(self.post(raw, context))
-        return {n: raw[n] for n in wanted}
-
-    def _run_entities(self, texts: list[str], wanted: list[str]) -> dict[str, np.ndarray]:
-        from layers.processing.entities import to_tensor
-
-        encodings = self.pre.encode(texts)
-        raw_names = sorted({self._entities_from, *(n for n in wanted if n in self._raw_outputs)})
-        raw = self.inner.infer(self.pre.tensors(encodings), raw_names)
-        raw[names.ENTITIES_OUTPUT] = to_tensor(self.entities(texts, encodings, raw[self._entities_from]))
         return {n: raw[n] for n in wanted}
 
     def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:

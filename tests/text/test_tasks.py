@@ -190,7 +190,7 @@ def test_grouping_follows_bio_tags_and_drops_o():
 
     from tokenizers import Tokenizer
 
-    from layers.processing.entities import EntityAggregator
+    from layers.kinds.token_classification import EntityAggregator
     from tests.text.tiny_hf import make_tokenizer
 
     enc = SimpleNamespace(  # [CLS] new york is a city [SEP]

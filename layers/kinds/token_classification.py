@@ -8,15 +8,23 @@ stays the same and the next one is not a ``B-``; a group's score is the mean of 
 its ``word`` the tokens joined by the tokenizer's decoder, ``start``/``end`` the character
 offsets of its first and last token. Groups labelled ``O`` are dropped. Each entity also
 carries ``text``: the exact characters ``text[start:end]`` of the input.
+
+Registered as the ``token-classification`` task (:mod:`layers.kinds`): its ``entities``
+output (BYTES ``[-1]``, one JSON list per text) sits beside the raw ``logits``. It reads the
+text kind's encodings (offsets, special-token masks) from the request's
+:class:`~layers.kinds.Context`, so nothing is tokenized twice.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from layers import names
+from layers.kinds import Context, Postprocessor, Task, register
 from layers.kinds.classification import softmax
 
 
@@ -81,3 +89,32 @@ def to_tensor(entities: list[list[dict[str, Any]]]) -> np.ndarray:
     out = np.empty(len(entities), dtype=object)
     out[:] = [json.dumps(e, ensure_ascii=False) for e in entities]
     return out
+
+
+class _EntitiesPost(Postprocessor):
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = dict(config)
+        self.needs = (self.config["output"],)
+        self._aggregator: EntityAggregator | None = None
+
+    def __call__(self, raw: dict[str, np.ndarray], context: Context) -> dict[str, np.ndarray]:
+        if context.encodings is None or context.preprocessor is None:
+            raise ValueError("token classification needs the text kind's encodings")
+        if self._aggregator is None:
+            self._aggregator = EntityAggregator(self.config, context.preprocessor.tokenizer)
+        entities = self._aggregator(context.items, context.encodings, raw[self.config["output"]])
+        return {names.ENTITIES_OUTPUT: to_tensor(entities)}
+
+
+class TokenClassificationTask(Task):
+    name = "token-classification"
+
+    def public_outputs(self, raw_outputs: list[dict[str, Any]],
+                       config: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return [*raw_outputs, {"name": names.ENTITIES_OUTPUT, "datatype": "BYTES", "shape": [-1]}]
+
+    def postprocessor(self, config: Mapping[str, Any]) -> Postprocessor:
+        return _EntitiesPost(config)
+
+
+TOKEN_CLASSIFICATION = register(TokenClassificationTask())
