@@ -52,7 +52,7 @@ def observability_pieces(report: Report, h, event: dict, ctx, sink) -> dict[str,
     """µs of each piece of the per-request record on the deployed handler module ``h``."""
     import contextlib
 
-    from bench.bench_api import p50_us, paired
+    from bench.api_setup import p50_us, paired
 
     obs = h.obs
 
@@ -112,7 +112,7 @@ def session_options_vs_default(report: Report, root: Path) -> dict[str, float]:
     through the V2 JSON request path (parse, protocol, run, write), at batch 1 and 32."""
     import onnxruntime as ort
 
-    from bench.bench_api import blocks, json_body, p50_us
+    from bench.api_setup import blocks, json_body, p50_us
     from layers.manifest import read_manifest
     from layers.model import Model, available_cpus, session_options
     from layers.protocol import infer, join_body, split_body

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.bench_api import build_mlp
+from bench.api_setup import build_mlp
 from bench.report import Report
 
 REPO = Path(__file__).resolve().parents[1]

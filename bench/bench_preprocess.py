@@ -200,7 +200,7 @@ def build_models(root: Path) -> dict[str, tuple[Path, str]]:
     """(model dir, request body) for: plain MLP, sample text classifier, tiny image classifier."""
     import base64
 
-    from bench.bench_api import build_mlp
+    from bench.api_setup import build_mlp
     from infra.build import BuildSettings, build_catalog
     from infra.catalog import load_catalog
     from samples.text import make_sentiment

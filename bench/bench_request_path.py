@@ -62,7 +62,7 @@ def build_skl(root: Path) -> Path:
 def main() -> None:
     import onnxruntime as ort
 
-    from bench.bench_api import Ctx, load_handler
+    from bench.api_setup import Ctx, load_handler
     from layers.protocol import infer, join_body, split_body
 
     report = Report("request_path", "The API request path, layer by layer (skl2onnx MLP, recorded HTTP API event)")
