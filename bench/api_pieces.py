@@ -115,7 +115,7 @@ def session_options_vs_default(report: Report, root: Path) -> dict[str, float]:
     from bench.api_setup import blocks, json_body, p50_us
     from layers.manifest import read_manifest
     from layers.model import Model, available_cpus, session_options
-    from layers.protocol import infer, join_body, split_body
+    from layers.v2_wire import infer, join_body, split_body
 
     cpus = available_cpus()
     model_dir = root / "mlp-3x1024"

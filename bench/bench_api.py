@@ -46,7 +46,7 @@ def overhead_small(report: Report, root: Path, sink) -> dict[str, float]:
     from layers.dataplane import DataPlane
     from layers.http.fastpath import FastPath
     from layers.limits import max_request_bytes
-    from layers.protocol import infer, join_body, split_body
+    from layers.v2_wire import infer, join_body, split_body
 
     h = load_handler(build_mlp(root / "mlp-small", 64, [256, 256], 10), sink)
     x = np.random.default_rng(0).standard_normal((1, 64)).astype(np.float32)

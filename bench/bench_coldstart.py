@@ -36,7 +36,7 @@ HASH_MB = int(os.environ.get("BENCH_HASH_MB", "512"))
 #: Modules whose cumulative import time the importtime table shows (first import of each).
 IMPORT_MODULES = ("numpy", "onnxruntime", "orjson", "aws_lambda_powertools", "aws_lambda_powertools.logging",
                   "aws_lambda_powertools.metrics", "aws_xray_sdk.core", "aws_lambda_powertools.event_handler",
-                  "layers.http.resolver", "layers.http.fastpath", "layers.model", "layers.protocol")
+                  "layers.http.resolver", "layers.http.fastpath", "layers.model", "layers.v2_wire")
 
 BARE = """
 import time; t0 = time.perf_counter()

@@ -6,7 +6,7 @@ job's loop as the function does (``validate`` over the whole file, then ``batche
 ``Model.infer`` → ``encode_batch``), in rounds that alternate the two formats, best round
 kept. Lines that share a signature (outputs, row shape, flags) are stacked into chunks, so
 ``.jsonl`` pays for parsing each line's JSON through the API's own parser
-(:func:`layers.protocol.parse_request`, twice: validation and the run) and not for a model
+(:func:`layers.v2_wire.parse_request`, twice: validation and the run) and not for a model
 call per line. The ratio is jsonl time / csv time (target: the speed of ``.csv``).
 """
 

@@ -63,7 +63,7 @@ def main() -> None:
     import onnxruntime as ort
 
     from bench.api_setup import Ctx, load_handler
-    from layers.protocol import infer, join_body, split_body
+    from layers.v2_wire import infer, join_body, split_body
 
     report = Report("request_path", "The API request path, layer by layer (skl2onnx MLP, recorded HTTP API event)")
     with open(os.devnull, "w") as sink, tempfile.TemporaryDirectory(prefix="bench-request-") as tmp:

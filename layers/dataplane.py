@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from layers.errors import ModelfnError, NotFound
-from layers.protocol import InferResult, infer, model_metadata, server_metadata
 from layers.servable import Servable
+from layers.v2_wire import InferResult, infer, model_metadata, server_metadata
 
 
 class Hooks:

@@ -167,7 +167,7 @@ class Model(ServableBase):
         """Run the model on a ``feed`` that already passed the input checks → outputs by name.
 
         The checks are :meth:`validate_inputs` (numpy callers: batch, SDK) or, on the HTTP path,
-        the V2 decoder (:mod:`layers.protocol`), which checks names, datatypes and shapes as it
+        the V2 decoder (:mod:`layers.v2_wire`), which checks names, datatypes and shapes as it
         decodes and then calls :meth:`check_value`: each input is validated once, not twice.
         """
         names_out = self.validate_output_names(output_names)

@@ -3,7 +3,7 @@
 A line is what ``POST /v2/models/<name>/infer`` takes as JSON:
 ``{"id"?, "inputs": [{"name", "shape", "datatype", "data"}], "outputs"?: [{"name"}],
 "parameters"?: {"allow_nonfinite"?: bool}}``, parsed and validated by the HTTP path's own
-parser (:func:`layers.protocol.parse_request`): a line the API would answer 400 sends the
+parser (:func:`layers.v2_wire.parse_request`): a line the API would answer 400 sends the
 object to ``errors/`` with the API's message, after the line number. Binary tensor data cannot
 travel in a text line and is refused, as is the ``classification`` output extension (also
 refused over HTTP); outputs are always written as JSON ``data``. Output line ``i`` answers request (line) ``i``;
@@ -27,7 +27,7 @@ from layers.batch.rows import Batch
 from layers.codec import to_numpy_dtype
 from layers.errors import BadRequest
 from layers.model import Model
-from layers.protocol import parse_request
+from layers.v2_wire import parse_request
 
 
 class _Request:
@@ -80,7 +80,7 @@ class JsonlReader:
             raise BatchInputError(f"{where}: {exc.message}") from None
 
     def _parse(self, request: Any) -> _Request:
-        """The HTTP path's own parser (:func:`layers.protocol.parse_request`: it decodes and
+        """The HTTP path's own parser (:func:`layers.v2_wire.parse_request`: it decodes and
         validates every input); only binary tensor data, which a text line cannot carry, is
         refused before it, with the fix."""
         for t in (request.get("inputs") if isinstance(request, dict) else None) or []:

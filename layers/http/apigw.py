@@ -15,7 +15,7 @@ from layers.dataplane import Hooks
 from layers.errors import ModelfnError
 from layers.limits import check_invocation_event
 from layers.messages import JSON, Reply, Request
-from layers.protocol import dump_json
+from layers.v2_wire import dump_json
 
 
 class _EventSize:

@@ -23,7 +23,7 @@ from layers.http.fastpath import FastPath
 from layers.limits import max_request_bytes
 from layers.messages import Reply, Request
 from layers.observability import Observability
-from layers.protocol import InferResult
+from layers.v2_wire import InferResult
 
 
 class ObservedHooks(Hooks):

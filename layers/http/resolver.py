@@ -24,7 +24,7 @@ from layers.http.router import METHODS
 from layers.limits import max_request_bytes
 from layers.messages import JSON, Reply
 from layers.model import Model
-from layers.protocol import dump_json
+from layers.v2_wire import dump_json
 
 __all__ = ["build_app", "json_response"]
 

@@ -83,7 +83,7 @@ def test_jsonl_each_line_is_a_v2_request(service, aws, model, lambda_context):
 
 
 def test_jsonl_output_matches_the_http_path(service, aws, model, lambda_context):
-    from layers.protocol import infer_request
+    from layers.v2_wire import infer_request
 
     request = files.v2_request(files.rows(2, seed=9))
     run(service, aws, lambda_context, "tiny/in/one.jsonl", files.jsonl([request]))

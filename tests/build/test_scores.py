@@ -14,7 +14,7 @@ from infra.build.scores import are_probabilities, final_op
 from infra.catalog import load_catalog
 from infra.cli import main
 from layers.model import load_model
-from layers.protocol import infer_request
+from layers.v2_wire import infer_request
 from tests.build.helpers import _save, make_mlp_onnx, rows, write_catalog, write_npz
 
 LABELS = ["a", "b", "c", "d", "e"]

@@ -20,7 +20,7 @@ import pytest
 from infra.build import keras as keras_source
 from infra.catalog import CatalogError, load_catalog
 from layers.model import load_model
-from layers.protocol import infer_request
+from layers.v2_wire import infer_request
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.xdist_group("keras")  # one worker makes the models once

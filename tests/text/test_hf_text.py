@@ -13,7 +13,7 @@ from infra.catalog import CatalogError, load_catalog
 from layers.errors import BadRequest
 from layers.manifest import ManifestError
 from layers.model import load_model
-from layers.protocol import infer_request
+from layers.v2_wire import infer_request
 from tests.text.conftest import build
 from tests.text.tiny_hf import LABELS, SENTENCES
 

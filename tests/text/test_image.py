@@ -11,7 +11,7 @@ import pytest
 
 from layers.errors import BadRequest
 from layers.model import load_model
-from layers.protocol import infer_request
+from layers.v2_wire import infer_request
 from tests.text.conftest import build
 from tests.text.tiny_image import IMAGE_LABELS, make_image_onnx, png, write_image_folder
 

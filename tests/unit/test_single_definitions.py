@@ -26,7 +26,7 @@ def _sources(*roots: str):
 # --- datatypes ------------------------------------------------------------------------------
 def test_every_datatype_consumer_reads_the_one_table():
     from infra.build import builder, fit, signature
-    from layers import codec, manifest, model, protocol
+    from layers import codec, manifest, model, v2_wire
     from layers.protocols.v2 import document
 
     assert manifest.V2_DATATYPES is datatypes.V2_DATATYPES
@@ -37,7 +37,7 @@ def test_every_datatype_consumer_reads_the_one_table():
     assert {k: v for k, v in fit.BYTES_PER_DATATYPE.items() if k != "BYTES"} == {
         k: v for k, v in datatypes.ITEMSIZE.items() if k != "BYTES"}
     assert list(datatypes.V2_DATATYPES) == document.DATATYPES
-    assert protocol.HEADER_LENGTH is datatypes.HEADER_LENGTH
+    assert v2_wire.HEADER_LENGTH is datatypes.HEADER_LENGTH
 
 
 def test_the_table_agrees_with_onnx_and_numpy():

@@ -4,7 +4,7 @@ Routes (design.md): ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2
 ``GET /v2/models/{name}``, ``GET …/ready``, ``POST …/infer`` and the same three under
 ``/v2/models/{name}/versions/{version}``; on the API, ``ANY /v2/models/{name}/{proxy+}``
 sends every other path under a model to that model's function (its JSON 404/405). Inference
-is the fast path's route. Request/response bodies are :mod:`layers.protocol`'s; the OpenAPI
+is the fast path's route. Request/response bodies are :mod:`layers.v2_wire`'s; the OpenAPI
 fragment is :mod:`.document`'s.
 """
 
@@ -16,9 +16,9 @@ from layers.dataplane import DataPlane
 from layers.datatypes import HEADER_LENGTH
 from layers.errors import PayloadTooLarge, UnsupportedMediaType
 from layers.messages import BINARY, JSON, Reply, Request, json_reply
-from layers.protocol import dump_json, join_body, split_body
 from layers.protocols import Protocol, register
 from layers.routes import ANY, GET, POST, Route, Scope
+from layers.v2_wire import dump_json, join_body, split_body
 
 NAME = "v2"
 _ACCEPTED_TYPES = ("application/json", "application/octet-stream", "application/vnd.")

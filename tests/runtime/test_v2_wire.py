@@ -9,7 +9,7 @@ import pytest
 
 from layers.errors import BadRequest
 from layers.model import load_model
-from layers.protocol import (
+from layers.v2_wire import (
     HEADER_LENGTH,
     infer,
     infer_request,
