@@ -174,6 +174,7 @@ def test_api_function_serves_under_its_policy_and_reaches_no_data(synthesized, m
 
 def test_proxy_invokes_its_own_endpoint_and_no_other(synthesized, moto_aws, monkeypatch, lambda_context):
     import functions.proxy.handler as proxy
+    from layers import sagemaker_proxy
     from tests.conftest import load_event
 
     app, _ = synthesized
@@ -181,7 +182,7 @@ def test_proxy_invokes_its_own_endpoint_and_no_other(synthesized, moto_aws, monk
     fn, _ = app.function("modelfn heavy-sm: HTTP API")
     creds = assume(app, app.function_role("modelfn heavy-sm: HTTP API"), bindings)
     env = _as_function(monkeypatch, app, bindings, fn, creds)
-    monkeypatch.setattr(proxy, "_CLIENT", None)
+    monkeypatch.setattr(sagemaker_proxy, "_CLIENT", None)  # a client under this role's credentials
     event = load_event("http_infer")
     event["rawPath"] = event["requestContext"]["http"]["path"] = "/v2/models/heavy-sm/infer"
     with enforcing():
