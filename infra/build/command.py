@@ -165,8 +165,7 @@ def _idle(spec, manifest, facts) -> dict[str, list]:
     """What each option bills with no traffic (infra/build/idle.py), from the catalog entry and
     the build's measurements."""
     from infra.build import fit as fitting
-    from infra.build.idle import idle_costs
-    from infra.versions.deployed import KEEP_VERSIONS
+    from infra.build.idle import KEEP_VERSIONS, idle_costs
 
     memory = spec.memory_mb or facts["memory_mb"]
     instance = facts.get("instance_type") or spec.instance_type

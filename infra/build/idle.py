@@ -3,7 +3,7 @@
 ``modelfn fit`` adds these to the traffic cost of each option (README "What bills while
 idle" has the same table). us-east-1 list prices; each constant names its pricing page.
 Estimates, not invoices: they assume the defaults the constructs deploy (alarms per function,
-versions kept by ``infra.versions.deployed.KEEP_VERSIONS``, one image per deploy).
+versions kept: :data:`KEEP_VERSIONS`, one image per deploy).
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass
 SECONDS_PER_MONTH = 30 * 24 * 3600
 HOURS_PER_MONTH = 730
 GB = 1024**3
+#: Published Lambda versions kept per function besides whatever an alias routes to (the
+#: template retains them; ``infra.versions.deployed`` prunes beyond this many).
+KEEP_VERSIONS = 5
 
 #: CloudWatch standard-resolution alarm, per alarm-month (aws.amazon.com/cloudwatch/pricing).
 ALARM_USD = 0.10

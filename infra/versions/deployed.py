@@ -27,12 +27,11 @@ from argparse import Namespace
 from dataclasses import dataclass
 from typing import Any
 
+from infra.build.idle import KEEP_VERSIONS  # beside the idle-cost estimate that counts them
 from layers import names
 
 ALIAS = "live"
 KINDS = ("api", "batch")
-#: Published versions kept per function (besides whatever an alias routes to).
-KEEP_VERSIONS = 5
 
 
 class DeployedError(RuntimeError):
