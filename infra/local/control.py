@@ -81,11 +81,12 @@ class LocalControl:
                                f"(GET /v2/models/{model}/train/{active}) and start the next one then")
             self._active[model] = run_id
             self._save(run)
+            accepted = dict(run)  # the answer is the run as accepted: the thread updates `run` at once
         thread = threading.Thread(target=self._train, args=(catalog, run, hyperparameters, source),
                                   name=f"train-{model}", daemon=True)
         self._threads.append(thread)
         thread.start()
-        return run
+        return accepted
 
     def _data_source(self, spec, data: str | None) -> str | Path | None:
         """What ``train_and_promote(data=...)`` gets: a folder, an s3:// prefix to mirror, or

@@ -209,8 +209,12 @@ def test_routes_and_auth_follow_the_catalog(template: Template) -> None:
         assert routes[key] == "AWS_IAM"  # the first model's auth
     # one invoke permission per model, for every route prefix of its protocols (/v2/models/…,
     # /openai/<name>/…): the whole shared API, not one path
-    api_permissions = [p["Properties"] for p in resources(template, "AWS::Lambda::Permission").values()
-                       if p["Properties"]["Principal"] == "apigateway.amazonaws.com"]
+    api_permissions = {lid: p["Properties"] for lid, p in resources(template, "AWS::Lambda::Permission").items()
+                       if p["Properties"]["Principal"] == "apigateway.amazonaws.com"}
+    # the trained model's control function has its own, scoped to that model's control paths
+    control = {lid: p for lid, p in api_permissions.items() if "Control" in lid}
+    assert len(control) == 1 and "/v2/models/" in json.dumps(next(iter(control.values()))["SourceArn"])
+    api_permissions = [p for lid, p in api_permissions.items() if lid not in control]
     assert len(api_permissions) == 3
     for permission in api_permissions:
         arn = json.dumps(permission["SourceArn"])
