@@ -8,14 +8,18 @@ of dead builds are swept by the next build.
 
 Cache: the key hashes the converted fp32 graph (so a torch factory whose weights changed is
 rebuilt), the data files, the catalog settings that shape the result, and
-:data:`PIPELINE_VERSION`. An artifact whose manifest carries the same key, and whose file
-still matches its sha256, is reused.
+:data:`PIPELINE_VERSION` and the source of the code that shapes an artifact
+(:data:`SHAPING_CODE`: a change there, such as a new processing-block format, rebuilds rather
+than reusing an artifact the current runtime may not read, without relying on anyone
+remembering to bump the version). An artifact whose manifest carries the same key, and whose
+file still matches its sha256, is reused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import json
 import os
@@ -38,6 +42,24 @@ LIVE_FILE = "live.json"
 #: Subdirectories of a model directory that outlive a publish (kept versions, infra/versions).
 KEPT_SUBDIRS = (VERSIONS_DIR,)
 _RENAME_EXCHANGE = 2
+_REPO = Path(__file__).resolve().parents[2]
+#: Packages (relative to the repository) whose source shapes what a build writes or how the
+#: runtime reads it back.
+SHAPING_CODE = ("infra/build", "infra/kinds", "infra/tasks", "layers/processing", "layers/kinds",
+                "layers/manifest.py")
+
+
+@functools.cache
+def code_digest() -> str:
+    """sha256 over the source of :data:`SHAPING_CODE` (names and contents, sorted)."""
+    h = hashlib.sha256()
+    for rel in SHAPING_CODE:
+        root = _REPO / rel
+        files = [root] if root.is_file() else sorted(root.rglob("*.py"))
+        for f in files:
+            h.update(f"{f.relative_to(_REPO).as_posix()}\0".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def models_dir(out_dir: Path) -> Path:
@@ -54,7 +76,7 @@ def cache_key(spec: ModelSpec, fp32_sha256: str, *, reduce_range: bool = True) -
     files = {k: _data_digest(p) for k in ("calibration", "validation")
              if (p := getattr(spec, k)) is not None}
     files.update(_processing_digests(spec))
-    blob = json.dumps({"pipeline": PIPELINE_VERSION, "fp32": fp32_sha256, "settings": settings,
+    blob = json.dumps({"pipeline": PIPELINE_VERSION, "code": code_digest(), "fp32": fp32_sha256, "settings": settings,
                        "data": files, "reduce_range": reduce_range}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
