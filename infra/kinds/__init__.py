@@ -21,12 +21,13 @@ A task whose figures need their own tolerance keys adds them to
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from layers.registry import PluginRegistry
 
 #: Modules registering the built-in build kinds and tasks, imported on first use.
 BUILTIN = ("infra.kinds.text", "infra.kinds.image", "infra.kinds.classification", "infra.kinds.embeddings",
@@ -108,62 +109,35 @@ class BuildTask:
         return {}
 
 
-_kinds: dict[str, BuildKind] = {}
-_tasks: dict[str, BuildTask] = {}
-_loaded = False
-
-
-def _load_builtin() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in BUILTIN:
-            importlib.import_module(module)
+_registry: PluginRegistry[BuildKind, BuildTask] = PluginRegistry(
+    kind_base=BuildKind, task_base=BuildTask, builtin=lambda: BUILTIN, error=ProcessingError)
 
 
 def register(plugin: BuildKind | BuildTask, *, replace: bool = False) -> BuildKind | BuildTask:
     """Register a build kind or task under its ``name``; returns it."""
-    if not isinstance(plugin, BuildKind | BuildTask) or not plugin.name:
-        raise TypeError(f"{plugin!r} is neither a named BuildKind nor a named BuildTask")
-    table: dict[str, Any] = _kinds if isinstance(plugin, BuildKind) else _tasks
-    if plugin.name in table and not replace and table[plugin.name] is not plugin:
-        raise ValueError(f"{plugin.name!r} is already registered ({table[plugin.name]!r})")
-    table[plugin.name] = plugin
-    return plugin
+    return _registry.register(plugin, replace=replace)
 
 
 def unregister(name: str) -> None:
-    _kinds.pop(name, None)
-    _tasks.pop(name, None)
+    _registry.unregister(name)
 
 
 def kinds() -> dict[str, BuildKind]:
-    _load_builtin()
-    return dict(_kinds)
+    return _registry.kinds()
 
 
 def tasks() -> dict[str, BuildTask]:
-    _load_builtin()
-    return dict(_tasks)
+    return _registry.tasks()
 
 
 def kind(name: str) -> BuildKind:
-    _load_builtin()
-    try:
-        return _kinds[name]
-    except KeyError:
-        raise ProcessingError(f"no input kind {name!r}; known: {sorted(_kinds)}") from None
+    return _registry.kind(name)
 
 
 def task(name: str | None) -> BuildTask:
     from layers.kinds import DEFAULT_TASK
 
-    _load_builtin()
-    name = name or DEFAULT_TASK
-    try:
-        return _tasks[name]
-    except KeyError:
-        raise ProcessingError(f"no task {name!r}; known: {sorted(_tasks)}") from None
+    return _registry.task(name or DEFAULT_TASK)
 
 
 def raw_data_suffixes() -> tuple[str, ...]:

@@ -33,13 +33,14 @@ object implements :meth:`InputKind.batch_reader` / :meth:`Task.batch_reader`.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from layers.registry import PluginRegistry
 
 #: Modules registering the built-in kinds and tasks, imported on first use of the registry.
 BUILTIN = ("layers.kinds.text", "layers.kinds.image", "layers.kinds.classification", "layers.kinds.embeddings",
@@ -138,63 +139,36 @@ class Task:
         return None
 
 
-_kinds: dict[str, InputKind] = {}
-_tasks: dict[str, Task] = {}
-_loaded = False
-
-
-def _load_builtin() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in BUILTIN:
-            importlib.import_module(module)
+_registry: PluginRegistry[InputKind, Task] = PluginRegistry(
+    kind_base=InputKind, task_base=Task, builtin=lambda: BUILTIN, error=KindError, known="this runtime knows")
 
 
 def register(plugin: InputKind | Task, *, replace: bool = False) -> InputKind | Task:
     """Register an input kind or a task under its ``name``; returns it."""
-    table: dict[str, Any] = _kinds if isinstance(plugin, InputKind) else _tasks
-    if not isinstance(plugin, InputKind | Task) or not plugin.name:
-        raise TypeError(f"{plugin!r} is neither a named InputKind nor a named Task")
-    if plugin.name in table and not replace and table[plugin.name] is not plugin:
-        raise ValueError(f"{plugin.name!r} is already registered ({table[plugin.name]!r})")
-    table[plugin.name] = plugin
-    return plugin
+    return _registry.register(plugin, replace=replace)
 
 
 def unregister(name: str) -> None:
     """Remove an input kind or task (tests registering their own)."""
-    _kinds.pop(name, None)
-    _tasks.pop(name, None)
+    _registry.unregister(name)
 
 
 def input_kinds() -> dict[str, InputKind]:
-    _load_builtin()
-    return dict(_kinds)
+    return _registry.kinds()
 
 
 def tasks() -> dict[str, Task]:
-    _load_builtin()
-    return dict(_tasks)
+    return _registry.tasks()
 
 
 def input_kind(name: str) -> InputKind:
     """The registered input kind ``name``; :class:`KindError` names the known ones."""
-    _load_builtin()
-    try:
-        return _kinds[name]
-    except KeyError:
-        raise KindError(f"no input kind {name!r}; this runtime knows {sorted(_kinds)}") from None
+    return _registry.kind(name)
 
 
 def task(name: str | None) -> Task:
     """The registered task ``name`` (None: :data:`DEFAULT_TASK`)."""
-    _load_builtin()
-    name = name or DEFAULT_TASK
-    try:
-        return _tasks[name]
-    except KeyError:
-        raise KindError(f"no task {name!r}; this runtime knows {sorted(_tasks)}") from None
+    return _registry.task(name or DEFAULT_TASK)
 
 
 def task_of(postprocess: Mapping[str, Any]) -> Task:
