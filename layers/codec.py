@@ -114,7 +114,7 @@ def decode_tensor(t: dict, spec: TensorSpec | None = None) -> np.ndarray:
         )
     data = t["data"]
     dtype = to_numpy_dtype(datatype)
-    arr = _bytes_from_json(name, data) if datatype == "BYTES" else _numeric_from_json(name, data, datatype, dtype)
+    arr = _bytes_from_json(name, data) if datatype == "BYTES" else numeric_from_json(name, data, datatype, dtype)
     return _reshape(name, arr, shape)
 
 
@@ -162,7 +162,7 @@ def encode_binary(arr: np.ndarray) -> tuple[str, bytes]:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _numeric_from_json(name: str, data: Any, datatype: str, dtype: np.dtype) -> np.ndarray:
+def numeric_from_json(name: str, data: Any, datatype: str, dtype: np.dtype) -> np.ndarray:
     if isinstance(data, bool | int | float):
         data = [data]
     if not isinstance(data, list):

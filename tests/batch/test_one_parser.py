@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from layers.http.resolver import build_app
@@ -52,3 +53,42 @@ def test_a_string_id_is_kept_in_the_output_line(service, aws, lambda_context):
     line = {"id": "req-1", "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": ROW}]}
     service.handle(s3_event(upload(aws, "tiny/in/ok.jsonl", (json.dumps(line) + "\n").encode())), lambda_context)
     assert get_lines(aws, "tiny/out/ok.jsonl.jsonl")[0]["id"] == "req-1"
+
+
+#: Lines that share the good lines' signature (so the joint decoding meets them) but are bad.
+BAD_IN_A_RUN = {
+    "short data": {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0.1, 0.2, 0.3]}]},
+    "text in data": {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0.1, "a", 0.3, 0.4]}]},
+    "nested data": {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [[0.1], [0.2, 0.3]]}]},
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_IN_A_RUN), ids=list(BAD_IN_A_RUN))
+def test_a_bad_line_deep_in_a_long_file_is_named_as_over_http(service, aws, model, lambda_context, case):
+    """Runs of lines are decoded together for speed; a bad one among thousands still fails the
+    object with the API's message and its own line number, past a block boundary."""
+    request = BAD_IN_A_RUN[case]
+    http = _http_error(model, request, lambda_context)
+    good = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": ROW[0]}]})
+    body = "\n".join([good] * 2499 + [json.dumps(request)] + [good] * 600) + "\n"
+    result = service.handle(s3_event(upload(aws, "tiny/in/long.jsonl", body.encode())), lambda_context)["results"][0]
+    assert result["status"] == "error"
+    assert keys(aws, "tiny/out/") == []
+    assert get_json(aws, "tiny/errors/long.jsonl.json")["reason"] == f"line 2500 of the .jsonl: {http}"
+
+
+def test_a_long_file_answers_each_line_as_the_api_does(service, aws, model, lambda_context):
+    """Thousands of plain lines (decoded jointly) give one output line per input line, in order,
+    with each line's id and the API's own answer for that line's row."""
+    rng = np.random.default_rng(1)
+    rows = rng.standard_normal((3000, 4)).astype(np.float32)
+    lines = [json.dumps({"id": f"r{i}", "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                                                   "data": [float(v) for v in r]}]}) for i, r in enumerate(rows)]
+    service.handle(s3_event(upload(aws, "tiny/in/many.jsonl", ("\n".join(lines) + "\n").encode())), lambda_context)
+    out = get_lines(aws, "tiny/out/many.jsonl.jsonl")
+    assert [o["id"] for o in out] == [f"r{i}" for i in range(3000)]
+    for i in (0, 2047, 2048, 2999):
+        event = load_event("http_infer")
+        event["body"] = lines[i]
+        http = json.loads(build_app(model).resolve(event, lambda_context)["body"])
+        assert out[i]["outputs"] == http["outputs"]
