@@ -82,6 +82,17 @@ class EmbeddingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     pooling: Literal["cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"] | None = None
     normalize: bool | None = None
+    #: the shorter sizes the model was trained to be cut to (Matryoshka, e.g. sentence-transformers'
+    #: MatryoshkaLoss ``matryoshka_dims``): OpenAI's ``dimensions`` may ask for these, and gets the
+    #: first N components, re-normalized when the model normalizes
+    matryoshka_dims: tuple[int, ...] | None = None
+
+    @field_validator("matryoshka_dims")
+    @classmethod
+    def _positive(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and (not value or any(d < 1 for d in value)):
+            raise ValueError("matryoshka_dims lists positive vector sizes, e.g. [256, 128, 64]")
+        return value
 
 
 #: Instance families with a GPU (SageMaker ``ml.<family>.<size>``): the training image runs

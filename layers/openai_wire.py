@@ -15,8 +15,11 @@ What the stock ``openai`` client sends and expects (API reference, "Embeddings")
 
 Token arrays as ``input`` (OpenAI accepts pre-tokenized ids) are refused: the model's own
 tokenizer runs in the function, and ids from another tokenizer would embed garbage.
-``dimensions`` is accepted only as the model's own size: these models were not trained to be
-truncated (Matryoshka), so a shorter vector would not keep their similarities.
+``dimensions`` is the model's own size, or one of the shorter sizes it was trained to be cut
+to (Matryoshka: the catalog's ``embedding.matryoshka_dims``, a sentence-transformers
+directory's ``truncate_dim``); any other size is refused, since cutting a vector the model was
+not trained to cut would not keep its similarities. A cut vector is the first N components,
+re-normalized to unit length when the model normalizes (as OpenAI's shortened vectors are).
 """
 
 from __future__ import annotations
@@ -64,8 +67,11 @@ def model_not_found(name: str, served: list[str]) -> OpenAIError:
                        "Set model to one of them.", status=404, param="model", code="model_not_found")
 
 
-def parse_embeddings(doc: Any, *, dimensions: int) -> tuple[str, list[str], str]:
-    """A decoded JSON body → (model, texts, encoding_format); :class:`OpenAIError` says what is wrong."""
+def parse_embeddings(doc: Any, *, dimensions: int,
+                     cuts: tuple[int, ...] = ()) -> tuple[str, list[str], str, int | None]:
+    """A decoded JSON body → (model, texts, encoding_format, the size to cut vectors to or None);
+    ``dimensions`` is the model's vector size, ``cuts`` the shorter sizes it can give;
+    :class:`OpenAIError` says what is wrong."""
     if not isinstance(doc, dict):
         raise OpenAIError("The request body must be a JSON object with 'model' and 'input'.")
     model = doc.get("model")
@@ -85,11 +91,32 @@ def parse_embeddings(doc: Any, *, dimensions: int) -> tuple[str, list[str], str]
     if want is not None:
         if isinstance(want, bool) or not isinstance(want, int) or want < 1:
             raise OpenAIError(f"'dimensions' must be a positive integer; got {want!r}.", param="dimensions")
-        if want != dimensions:
+        if want != dimensions and want not in cuts:
+            if cuts:
+                sizes = ", ".join(str(d) for d in sorted({dimensions, *cuts}, reverse=True))
+                raise OpenAIError(f"Model `{model}` gives vectors of {sizes} dimensions (it was trained to be cut "
+                                  f"to those sizes only); send one of them as 'dimensions', or omit it.",
+                                  param="dimensions")
             raise OpenAIError(f"Model `{model}` gives {dimensions}-dimensional vectors and cannot shorten them "
                               f"(it was not trained for truncated, Matryoshka-style embeddings); omit "
-                              f"'dimensions' or send {dimensions}.", param="dimensions")
-    return model, texts, fmt
+                              f"'dimensions' or send {dimensions}. If it was trained with MatryoshkaLoss, list "
+                              f"its sizes in the catalog: embedding: {{matryoshka_dims: [...]}}.",
+                              param="dimensions")
+        return model, texts, fmt, (want if want != dimensions else None)
+    return model, texts, fmt, None
+
+
+def cut(vectors: np.ndarray, size: int | None, *, normalize: bool) -> np.ndarray:
+    """Matryoshka truncation: the first ``size`` components of each vector, back at unit length
+    when the model's vectors are normalized (as sentence-transformers' ``truncate_dim`` with
+    ``normalize_embeddings=True``)."""
+    if size is None:
+        return vectors
+    out = np.ascontiguousarray(vectors[:, :size], dtype=np.float32)
+    if normalize:
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.maximum(norms, np.float32(1e-12))
+    return out
 
 
 def _texts(value: Any) -> list[str]:

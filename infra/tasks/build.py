@@ -25,7 +25,8 @@ def hf_task(spec: Any) -> detect.HfTask | None:
         return None
     emb = spec.embedding
     return detect.detect(spec.source_path, task=spec.task,
-                         pooling=emb.pooling if emb else None, normalize=emb.normalize if emb else None)
+                         pooling=emb.pooling if emb else None, normalize=emb.normalize if emb else None,
+                         matryoshka_dims=emb.matryoshka_dims if emb else None)
 
 
 def with_directory_defaults(spec: Any, task: detect.HfTask) -> Any:
@@ -54,6 +55,15 @@ def task_section(task: detect.HfTask, sig: dict[str, Any]) -> dict[str, Any]:
     if task.task in detect.POOLED:
         (out,) = [t for t in sig["outputs"] if t["name"] == names.EMBEDDING_OUTPUT]
         record["dimensions"] = int(out["shape"][-1])
+        full = record["dimensions"]
+        too_long = [d for d in task.matryoshka_dims if d > full > 0]
+        if too_long:
+            raise detect.TaskError(f"embedding.matryoshka_dims {too_long} must be shorter than the model's "
+                                   f"{full}-dimensional vectors (the full size is always served)")
+        if task.matryoshka_dims:  # the full size is always served, so it is no cut
+            record["matryoshka_dims"] = [d for d in task.matryoshka_dims if d != full]
+            if not record["matryoshka_dims"]:
+                del record["matryoshka_dims"]
         post = {"task": task.task, "output": names.EMBEDDING_OUTPUT, "dimensions": record["dimensions"],
                 "pooling": list(task.pooling), "normalize": task.normalize}
         return {"task": record, "postprocess": post}

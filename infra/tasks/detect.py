@@ -61,6 +61,9 @@ class HfTask:
     tokenizer: Path | None = None
     labels: tuple[str, ...] = ()
     sentence_transformers: bool = False
+    #: sizes the vector may be cut to (Matryoshka): the catalog's ``embedding.matryoshka_dims``
+    #: and a sentence-transformers directory's saved ``truncate_dim``
+    matryoshka_dims: tuple[int, ...] = ()
     notes: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,6 +71,8 @@ class HfTask:
         out: dict[str, Any] = {"task": self.task, "detected": self.detected, "architecture": self.architecture}
         if self.task in POOLED:
             out.update(pooling=list(self.pooling), normalize=self.normalize)
+            if self.matryoshka_dims:
+                out["matryoshka_dims"] = list(self.matryoshka_dims)
         if self.labels:
             out["labels"] = list(self.labels)
         if self.max_length:
@@ -211,9 +216,11 @@ def _architecture_task(arch: str, where: Path, config: dict[str, Any] | None = N
 
 
 def detect(directory: str | Path, *, task: str | None = None, pooling: str | None = None,
-           normalize: bool | None = None) -> HfTask:
+           normalize: bool | None = None, matryoshka_dims: tuple[int, ...] | None = None) -> HfTask:
     """The task ``directory`` serves (``task`` overrides it when the directory can serve it;
-    ``pooling``/``normalize`` override the directory's for pooled tasks)."""
+    ``pooling``/``normalize`` override the directory's for pooled tasks; ``matryoshka_dims``
+    adds to a sentence-transformers directory's ``truncate_dim`` the sizes its vectors may be
+    cut to)."""
     directory = Path(directory)
     if task is not None and task not in TASKS:
         raise TaskError(f"task {task!r} is not one modelfn serves; use one of {', '.join(TASKS)}")
@@ -252,10 +259,13 @@ def detect(directory: str | Path, *, task: str | None = None, pooling: str | Non
         raise TaskError(f"embedding.pooling {pooling!r} is not a pooling mode; use one of {', '.join(POOLING_MODES)}")
     pool: tuple[str, ...] = ()
     norm = False
+    cut = sorted(set(matryoshka_dims or ()) | set(_st_truncate_dim(directory) if st else ()), reverse=True)
     if chosen in POOLED:
         pool = (pooling,) if pooling else (st_pool or (DEFAULT_POOLING,))
         default_norm = st_norm if st else chosen == EMBEDDINGS
         norm = default_norm if normalize is None else normalize
+    elif matryoshka_dims:
+        raise TaskError(f"embedding.matryoshka_dims cuts embedding vectors; this model serves {chosen}: remove it")
     elif pooling is not None or normalize is not None:
         raise TaskError(f"the 'embedding' key (pooling/normalize) applies to embeddings and feature-extraction; "
                         f"this model serves {chosen}: remove it")
@@ -266,4 +276,12 @@ def detect(directory: str | Path, *, task: str | None = None, pooling: str | Non
                   pooling=pool, normalize=norm, max_length=_max_length(model_dir, config, st_max),
                   tokenizer=tokenizer if tokenizer.is_file() else None,
                   labels=_labels(config) if chosen in (CLASSIFICATION, TOKEN_CLASSIFICATION) else (),
-                  sentence_transformers=st)
+                  sentence_transformers=st, matryoshka_dims=tuple(cut))
+
+
+def _st_truncate_dim(directory: Path) -> tuple[int, ...]:
+    """``truncate_dim`` a sentence-transformers directory was saved with
+    (``config_sentence_transformers.json``): the size its owner cuts the vectors to."""
+    path = directory / "config_sentence_transformers.json"
+    value = _json(path).get("truncate_dim") if path.is_file() else None
+    return (value,) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else ()

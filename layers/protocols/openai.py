@@ -55,13 +55,15 @@ def _openai_errors(op: Callable[[DataPlane, Request], Reply]) -> Callable[[DataP
     return wrapped
 
 
-def _dimensions(plane: DataPlane) -> int:
+def _vector_task(plane: DataPlane) -> dict:
+    """The manifest's task record of an embedding model (``dimensions``, ``normalize``,
+    ``matryoshka_dims``); any other model is OpenAI's 400."""
     task = getattr(plane.model, "task", None) or {}
     if task.get("task") not in ("embeddings", "feature-extraction"):
         raise wire.OpenAIError(f"Model `{plane.model.name}` is not an embedding model (it serves "
                                f"{task.get('task') or 'tensors'}); use its V2 route POST /v2/models/"
                                f"{plane.model.name}/infer.", param="model")
-    return int(task["dimensions"])
+    return task
 
 
 @_openai_errors
@@ -81,8 +83,11 @@ def embeddings(plane: DataPlane, req: Request) -> Reply:
     name = doc.get("model") if isinstance(doc, dict) else None
     if isinstance(name, str) and name and name != plane.model.name:
         raise wire.model_not_found(name, [plane.model.name])
-    model, texts, fmt = wire.parse_embeddings(doc, dimensions=_dimensions(plane))
+    task = _vector_task(plane)
+    model, texts, fmt, size = wire.parse_embeddings(doc, dimensions=int(task["dimensions"]),
+                                                    cuts=tuple(task.get("matryoshka_dims") or ()))
     vectors, tokens = plane.model.embed(texts)
+    vectors = wire.cut(vectors, size, normalize=bool(task.get("normalize")))
     return json_reply(200, wire.embeddings_response(model, vectors, fmt, tokens))
 
 
@@ -104,7 +109,7 @@ def _created(plane: DataPlane) -> int:
 
 def document(model) -> dict:
     """The OpenAPI fragment: OpenAI's request/response and error bodies, narrowed to this model
-    (its name; its vector size as the only ``dimensions``)."""
+    (its name; its vector sizes as ``dimensions``)."""
     task = getattr(model, "task", None) or {}
     error = {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["message", "type", "param", "code"], "properties": {
@@ -125,7 +130,9 @@ def document(model) -> dict:
                                         "maxItems": wire.MAX_INPUTS}]},
              "encoding_format": {"enum": list(wire.ENCODINGS)}, "user": {"type": "string"}}
     if task.get("dimensions"):
-        props["dimensions"] = {"const": int(task["dimensions"])}
+        sizes = sorted({int(task["dimensions"]), *task.get("matryoshka_dims", ())}, reverse=True)
+        props["dimensions"] = {"enum": sizes, "description": "the vector size: the model's own, or a size "
+                               "it was trained to be cut to (Matryoshka)"}
     request = {"required": True, "content": {"application/json": {
         "schema": {"type": "object", "required": ["model", "input"], "properties": props,
                    "additionalProperties": False},

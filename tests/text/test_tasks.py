@@ -34,6 +34,7 @@ models:
     source: hf:st
     quantize: dynamic
     validation: search.txt
+    embedding: {matryoshka_dims: [16, 8]}
   - name: emb-exact
     source: hf:st
     quantize: dynamic
@@ -69,10 +70,11 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def _st_vectors(directory: Path, texts: list[str]) -> np.ndarray:
+def _st_vectors(directory: Path, texts: list[str], truncate_dim: int | None = None) -> np.ndarray:
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(directory), device="cpu").encode(texts, normalize_embeddings=True)
+    return SentenceTransformer(str(directory), device="cpu", truncate_dim=truncate_dim).encode(
+        texts, normalize_embeddings=True)
 
 
 # --- task detection -----------------------------------------------------------------------
@@ -272,11 +274,37 @@ def test_openai_embeddings_pinned_and_by_body_match_sentence_transformers(emb_ap
     assert status == 200 and [m["id"] for m in doc["data"]] == ["emb"]
 
 
+def test_openai_dimensions_cut_like_sentence_transformers_truncate_dim(emb_api, lambda_context, task_dirs):
+    """Matryoshka sizes from the catalog (``embedding.matryoshka_dims``): the first N components,
+    unit length again, as ``SentenceTransformer(dir, truncate_dim=N).encode(normalize_embeddings=True)``."""
+    for size in (16, 8):
+        want = _st_vectors(task_dirs / "st", QUERIES, truncate_dim=size)
+        status, doc = _call(emb_api, lambda_context, "POST", "/openai/v1/embeddings",
+                            {"model": "emb", "input": QUERIES, "dimensions": size, "encoding_format": "float"})
+        assert status == 200, doc
+        got = np.array([d["embedding"] for d in doc["data"]], dtype=np.float32)
+        assert got.shape == (len(QUERIES), size) and np.all(_cosines(got, want) >= 0.99)
+        assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    status, doc = _call(emb_api, lambda_context, "POST", "/openai/emb/v1/embeddings",
+                        {"model": "emb", "input": "x", "dimensions": 12})
+    assert status == 400 and doc["error"]["param"] == "dimensions" and "32, 16, 8" in doc["error"]["message"]
+
+
+def test_sentence_transformers_truncate_dim_is_a_size_the_model_can_be_cut_to(task_dirs, tmp_path):
+    shutil.copytree(task_dirs / "st", tmp_path / "st")
+    config = tmp_path / "st" / "config_sentence_transformers.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "truncate_dim": 8}))
+    assert detect.detect(tmp_path / "st").matryoshka_dims == (8,)
+    assert detect.detect(tmp_path / "st", matryoshka_dims=(16,)).to_dict()["matryoshka_dims"] == [16, 8]
+    with pytest.raises(detect.TaskError, match="matryoshka_dims"):
+        detect.detect(task_dirs / "ner", matryoshka_dims=(4,))
+
+
 @pytest.mark.parametrize(("path", "body", "status", "code"), [
     ("/openai/v1/embeddings", {"model": "nope", "input": "x"}, 404, "model_not_found"),
     ("/openai/nope/v1/embeddings", {"model": "nope", "input": "x"}, 404, "model_not_found"),
     ("/openai/emb/v1/embeddings", {"model": "emb", "input": [1, 2]}, 400, None),
-    ("/openai/emb/v1/embeddings", {"model": "emb", "input": "x", "dimensions": 8}, 400, None),
+    ("/openai/emb/v1/embeddings", {"model": "emb", "input": "x", "dimensions": 12}, 400, None),
 ])
 def test_openai_errors_in_openais_shape(emb_api, lambda_context, path, body, status, code):
     got, doc = _call(emb_api, lambda_context, "POST", path, body)

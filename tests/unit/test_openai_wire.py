@@ -12,9 +12,9 @@ from layers.errors import NotFound
 
 
 def test_string_or_list_input_and_both_encodings():
-    assert wire.parse_embeddings({"model": "m", "input": "hi"}, dimensions=4) == ("m", ["hi"], "float")
+    assert wire.parse_embeddings({"model": "m", "input": "hi"}, dimensions=4) == ("m", ["hi"], "float", None)
     assert wire.parse_embeddings({"model": "m", "input": ["a", "b"], "encoding_format": "base64",
-                                  "dimensions": 4, "user": "u"}, dimensions=4) == ("m", ["a", "b"], "base64")
+                                  "dimensions": 4, "user": "u"}, dimensions=4) == ("m", ["a", "b"], "base64", None)
     vectors = np.array([[0.5, -1.25, 3.0], [1.0, 0.0, 0.0]], dtype=np.float32)
     doc = wire.embeddings_response("m", vectors, "base64", tokens=7)
     assert doc["object"] == "list" and doc["model"] == "m"
@@ -45,6 +45,21 @@ def test_bad_requests_are_400s_naming_the_param(doc, param, says):
     status, body = wire.error_of(info.value)
     assert status == 400 and body["error"]["param"] == param
     assert body["error"]["type"] == "invalid_request_error" and set(body["error"]) == {"message", "type", "param", "code"}
+
+
+def test_dimensions_cut_only_to_the_sizes_the_model_was_trained_for():
+    doc = {"model": "m", "input": "x", "dimensions": 2}
+    assert wire.parse_embeddings(doc, dimensions=4, cuts=(2,))[3] == 2
+    assert wire.parse_embeddings({**doc, "dimensions": 4}, dimensions=4, cuts=(2,))[3] is None
+    with pytest.raises(wire.OpenAIError, match="4, 2 dimensions") as info:
+        wire.parse_embeddings({**doc, "dimensions": 3}, dimensions=4, cuts=(2,))
+    assert info.value.param == "dimensions" and info.value.status == 400
+    with pytest.raises(wire.OpenAIError, match="matryoshka_dims"):
+        wire.parse_embeddings(doc, dimensions=4)
+    vectors = np.array([[0.6, 0.0, 0.8, 0.0], [0.0, 3.0, 0.0, 4.0]], dtype=np.float32)
+    assert wire.cut(vectors, 2, normalize=True).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    assert wire.cut(vectors, 2, normalize=False).tolist() == [[0.6000000238418579, 0.0], [0.0, 3.0]]
+    assert wire.cut(vectors, None, normalize=True) is vectors
 
 
 def test_unknown_model_is_a_404_model_not_found_in_openais_shape():
