@@ -10,6 +10,20 @@ dashboard graphs), and, where tracing can be on, a Tracer subsegment for the han
 log line, the ``model`` dimension on every metric, ``model``/``model_version`` annotations on
 the trace. :meth:`Observability.record_request` is the per-request EMF record.
 
+The per-request record: Powertools' ``add_metric`` validates each metric's name, unit and
+resolution on every call and ``flush_metrics`` serializes the whole set with the stdlib's
+``json``: together 18-80 µs a request (``bench/bench_request_path.py``), most of the API
+handler's budget over ``session.run``. So :meth:`Observability.count` and
+:meth:`Observability.record_request` keep this request's metrics in a small dict, and the
+entry point writes them as one EMF line from a template that Powertools' own
+``serialize_metric_set`` built (namespace, dimension sets, metric names and units: the
+format stays Powertools'), made once per set of metric names and reused while the model's
+dimensions stay the same; per request only the timestamp, values and metadata are filled
+in and the line is written with orjson (stdlib ``json`` where orjson is absent: the
+SageMaker proxy's zip). ``POWERTOOLS_METRICS_DISABLED`` is honoured as Powertools does.
+Metrics added to Powertools' ``Metrics`` directly (the batch job's) and the ``ColdStart``
+metric are still Powertools' own, flushed by it.
+
 Service name and metrics namespace come from the env that ``infra/environment.py`` sets
 (``POWERTOOLS_SERVICE_NAME`` / ``POWERTOOLS_METRICS_NAMESPACE``), with working defaults.
 
@@ -33,17 +47,32 @@ anyway. A function that calls AWS (batch, proxy) patches what it uses:
 from __future__ import annotations
 
 import functools
+import json
 import os
+import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+from aws_lambda_powertools.metrics.provider import cold_start
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.constants import MAX_METRICS
 
 from layers import names
 
 Handler = Callable[[Any, Any], Any]
+
+try:  # every model image has orjson; the SageMaker proxy's zip runs on the stdlib alone
+    from orjson import dumps as _orjson_dumps
+
+    def _emf_line(doc: dict) -> str:
+        return _orjson_dumps(doc).decode()
+except ImportError:  # pragma: no cover - exercised by the proxy's zip on Lambda
+    def _emf_line(doc: dict) -> str:
+        return json.dumps(doc, separators=(",", ":"))
 
 
 def service_name(default: str | None = None) -> str:
@@ -87,6 +116,13 @@ class Observability:
         self.tracer = make_tracer(self.service)
         self.model_name = ""
         self.model_version = ""
+        #: this request's metrics (name → (unit, values)) and metadata, written by :meth:`flush`
+        self._pending: dict[str, tuple[str, list[float]]] = {}
+        self._metadata: dict[str, Any] = {}
+        #: EMF templates by metric names and units, valid for :attr:`_dimensions`
+        self._templates: dict[tuple, tuple[dict, list]] = {}
+        self._dimensions: dict[str, str] = {}
+        self._metrics_disabled = is_metrics_disabled()  # env read once, as the function's config
 
     def bind_model(self, name: str, version: str) -> None:
         """Every log line, metric and trace from here on names this model."""
@@ -97,8 +133,23 @@ class Observability:
     def entry_point(self, handler: Handler) -> Handler:
         """``handler`` with the Logger's Lambda context, the Metrics flush (+ ``ColdStart`` on the
         first call of the process) and, where tracing is on, a subsegment annotated with the model."""
-        wrapped = self.metrics.log_metrics(handler, capture_cold_start_metric=True)
-        wrapped = self.logger.inject_lambda_context(wrapped, clear_state=False)
+        metrics = self.metrics
+
+        @functools.wraps(handler)
+        def flushed(event: Any, context: Any) -> Any:
+            # Powertools' log_metrics, with this request's record written by :meth:`flush`
+            try:
+                response = handler(event, context)
+                if cold_start.is_cold_start:
+                    cold_start.is_cold_start = False
+                    metrics.provider.add_cold_start_metric(context=context)
+            finally:
+                self.flush()
+                if metrics.metric_set:  # metrics added to Powertools directly (batch)
+                    metrics.flush_metrics()
+            return response
+
+        wrapped = self.logger.inject_lambda_context(flushed, clear_state=False)
         tracer = self.tracer
         if tracer is None:
             return wrapped
@@ -116,19 +167,57 @@ class Observability:
         """The per-request EMF record's common part: ``Latency`` and, as metadata (searchable in
         Logs Insights, no extra log line), request id, model version, path and status. Counts
         such as ``BatchSize`` are added by the entry point with :meth:`count`."""
-        metrics = self.metrics
-        metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
-        metrics.add_metadata(key="request_id", value=request_id)
-        metrics.add_metadata(key="model_version", value=self.model_version)
-        metrics.add_metadata(key="path", value=path)
-        metrics.add_metadata(key="status", value=status)
+        self.count("Latency", latency_ms, MetricUnit.Milliseconds)
+        self._metadata.update(request_id=request_id, model_version=self.model_version, path=path, status=status)
 
     def count(self, name: str, value: float = 1, unit: MetricUnit | str = MetricUnit.Count) -> None:
-        self.metrics.add_metric(name=name, unit=unit, value=value)
+        """Add ``value`` to metric ``name`` in this request's record (written by :meth:`flush`)."""
+        unit = unit.value if isinstance(unit, MetricUnit) else unit
+        entry = self._pending.get(name)
+        if entry is None:
+            self._pending[name] = (unit, [float(value)])
+        else:
+            entry[1].append(float(value))
 
     def error(self, exc: BaseException) -> None:
         """An ``Errors<Class>`` count in this request's record (the error class, by name)."""
-        self.metrics.add_metric(name=f"Errors{type(exc).__name__}", unit=MetricUnit.Count, value=1)
+        self.count(f"Errors{type(exc).__name__}")
+
+    def flush(self) -> None:
+        """Write this request's metrics (if any) as one EMF line and start the next record."""
+        pending, metadata = self._pending, self._metadata
+        if not pending:
+            return
+        self._pending, self._metadata = {}, {}
+        if self._metrics_disabled:
+            return
+        key = tuple((name, unit) for name, (unit, _) in pending.items())
+        fields, directive = self._template(key)
+        doc = {"_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": directive},
+               **fields, **metadata}
+        for name, (_, values) in pending.items():
+            doc[name] = values
+        sys.stdout.write(_emf_line(doc) + "\n")
+
+    def _template(self, key: tuple) -> tuple[dict, list]:
+        """(dimension fields, ``CloudWatchMetrics`` directive) for the metric names and units in
+        ``key``, as Powertools' ``serialize_metric_set`` writes them for the current dimensions."""
+        metrics = self.metrics
+        if metrics.dimension_set != self._dimensions:
+            self._templates.clear()
+            self._dimensions = dict(metrics.dimension_set)
+        found = self._templates.get(key)
+        if found is None:
+            if len(key) > MAX_METRICS:
+                raise ValueError(f"one request recorded {len(key)} metrics; EMF allows {MAX_METRICS}")
+            doc = metrics.serialize_metric_set(
+                metrics={name: {"Unit": unit, "Value": [0.0]} for name, unit in key},
+                dimensions=metrics.dimension_set, metadata={})
+            self._dimensions = dict(metrics.dimension_set)  # serializing may add ``service``
+            names_ = {name for name, _ in key}
+            fields = {k: v for k, v in doc.items() if k != "_aws" and k not in names_}
+            found = self._templates[key] = (fields, doc["_aws"]["CloudWatchMetrics"])
+        return found
 
 
 _shared: Observability | None = None

@@ -82,3 +82,53 @@ def test_the_original_factories_still_work(obs):
     assert observability.make_logger().service == observability.service_name()
     assert observability.make_metrics().namespace == names.METRICS_NAMESPACE
     assert observability.make_tracer() is None and not observability.tracing_enabled()
+
+
+def test_the_request_record_is_the_line_powertools_writes(obs, lambda_context, capsys):
+    # given a request that counts two metrics (one twice) and records itself
+    obs.bind_model("digits", "abc123def456")
+
+    def handler(event, context):
+        obs.count("BatchSize", 3)
+        obs.count("PayloadBytes", 120, unit="Bytes")
+        obs.count("BatchSize", 5)
+        obs.record_request(latency_ms=0.25, request_id="r-1", status=200, path="/v2/models/digits/infer")
+
+    obs.entry_point(handler)({}, lambda_context)
+    ours = [r for r in emf_lines(capsys.readouterr().out) if "Latency" in r]
+    # when Powertools itself serializes the same metrics, dimensions and metadata
+    m = obs.metrics
+    m.add_metric(name="BatchSize", unit="Count", value=3)
+    m.add_metric(name="PayloadBytes", unit="Bytes", value=120)
+    m.add_metric(name="BatchSize", unit="Count", value=5)
+    m.add_metric(name="Latency", unit="Milliseconds", value=0.25)
+    for key, value in {"request_id": "r-1", "model_version": "abc123def456", "path": "/v2/models/digits/infer",
+                       "status": 200}.items():
+        m.add_metadata(key=key, value=value)
+    theirs = m.serialize_metric_set()
+    m.clear_metrics()
+    # then the one line per request says exactly what Powertools' line says (timestamp aside)
+    assert len(ours) == 1
+    assert abs(ours[0]["_aws"].pop("Timestamp") - theirs["_aws"].pop("Timestamp")) < 60_000
+    assert ours[0] == json.loads(json.dumps(theirs))
+
+
+def test_a_new_model_binding_changes_the_next_records_dimension(obs, lambda_context, capsys):
+    wrapped = obs.entry_point(lambda event, context: obs.count("BatchSize", event["n"]))
+    obs.bind_model("first", "v1")
+    wrapped({"n": 1}, lambda_context)
+    obs.bind_model("second", "v2")
+    wrapped({"n": 2}, lambda_context)
+    records = [r for r in emf_lines(capsys.readouterr().out) if "BatchSize" in r]
+    assert [(r["model"], r["BatchSize"]) for r in records] == [("first", [1.0]), ("second", [2.0])]
+
+
+def test_metrics_disabled_writes_no_request_record(monkeypatch, lambda_context, capsys):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    observability.reset()
+    obs = observability.setup("modelfn-unit")
+    try:
+        obs.entry_point(lambda event, context: obs.count("BatchSize"))({}, lambda_context)
+        assert not [r for r in emf_lines(capsys.readouterr().out) if "BatchSize" in r]
+    finally:
+        observability.reset()
