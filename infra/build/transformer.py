@@ -10,10 +10,16 @@ fusing on the graphs modelfn exports, and both are handled here:
   (``num_heads=0``): they are read from the Hugging Face config, else from the graph's
   head-splitting ``Reshape`` (``[…, heads, head_size]`` with ``heads × head_size`` = a
   projection's width) and passed explicitly;
-* the dynamo exporter's attention pattern is not one the optimizer knows. For a Hugging Face
-  source the model is exported a second time with the TorchScript exporter, whose BERT-family
-  pattern it fuses; that graph is used for int8 only after it gives the fp32 graph's outputs
-  on the gate's rows (``same_function``).
+* ``nn.MultiheadAttention`` (``nn.TransformerEncoder``) projects Q, K and V with one packed
+  weight, a pattern the optimizer does not know with either exporter: those blocks are fused
+  first by :mod:`infra.build.attention_fusion`, found by their anchors (packed projection,
+  one Softmax, out-projection), not by one exporter's node sequence;
+* the dynamo exporter's BERT-family attention pattern is not one the optimizer knows. For a
+  Hugging Face source the model is exported a second time with the TorchScript exporter,
+  whose pattern it fuses.
+
+Every fused graph is used for int8 only after it gives the fp32 graph's outputs on the gate's
+rows (``same_function``).
 
 The optimizer runs at ``opt_level=0`` (its own Python fusions only): onnxruntime's online
 optimizations still run when the function loads the model. What fused, from which export,
@@ -32,6 +38,7 @@ from typing import Any
 import onnx
 from onnx import numpy_helper
 
+from infra.build.attention_fusion import fuse_packed_attention
 from infra.build.quantize import op_counts
 
 #: A graph is treated as a transformer when it has attention scores and normalization.
@@ -114,6 +121,10 @@ def optimize(src: Path, dst: Path, sizes: tuple[int, int] | None = None) -> dict
         return {"skipped": f"onnxruntime.transformers unavailable ({exc})"}
     sizes = sizes or graph_sizes(model)
     heads, hidden = sizes or (0, 0)
+    packed, left = fuse_packed_attention(model, heads or None)
+    if packed:  # nn.MultiheadAttention's blocks, fused here; the optimizer fuses the rest
+        src = dst.with_name(f"{dst.stem}_packed.onnx")
+        onnx.save(model, src)
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # the optimizer logs each failed pattern match
     try:
@@ -121,12 +132,20 @@ def optimize(src: Path, dst: Path, sizes: tuple[int, int] | None = None) -> dict
         fused = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
         optimized.save_model_to_file(str(dst))
     except Exception as exc:  # a pattern pass that trips over an exporter's graph
-        return {"skipped": f"optimizer failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"}
+        why = f"optimizer failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        if not packed:
+            return {"skipped": why}
+        onnx.save(model, dst)
+        return {"fused": {"Attention": packed}, "packed_attention": packed, "optimizer": why}
     finally:
         logging.getLogger().setLevel(level)
     if not fused:
         return {"skipped": "no transformer fusion matched this graph"}
     record: dict[str, Any] = {"fused": fused}
+    if packed:
+        record["packed_attention"] = packed
+    if left:
+        record["packed_attention_left"] = left[:8]
     if sizes:
         record["num_heads"], record["hidden_size"] = heads, hidden
     return record

@@ -161,8 +161,10 @@ def test_transformer_graphs_are_fused_before_dynamic_int8(tmp_path):
     assert r.ok, r.error
     opt = r.manifest["quantization"]["transformer_optimizer"]
     assert opt["fused"].get("SkipLayerNormalization", 0) >= 1
+    # nn.MultiheadAttention's packed Q/K/V projection fuses too: attention quantizes as one op
+    assert opt["fused"]["Attention"] == opt["packed_attention"] == 1
     ops = {n.op_type for n in onnx.load(r.model_dir / "model.onnx").graph.node}
-    assert "SkipLayerNormalization" in ops and "MatMulInteger" in ops
+    assert {"SkipLayerNormalization", "MatMulInteger", "QAttention"} <= ops
 
 
 @pytest.mark.slow
