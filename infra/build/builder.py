@@ -561,7 +561,7 @@ def _candidate(mode: str, pre: Path, work: Path, calibration: Dataset | None, ga
     try:
         if mode == "dynamic":
             search = int8_search.search_dynamic(
-                pre, path, work, judge=judge, outputs=_sensitivity_outputs(gate_data, block, run_gate),
+                pre, path, work, judge=judge, feeds=_sensitivity_feeds(gate_data, block),
                 reduce_range=host.reduce_range, progress=lambda what: stage(spec.name, f"quantize {mode}: {what}"))
             result = search.result
             info["excluded_nodes"] = list(search.excluded)
@@ -590,11 +590,10 @@ def _candidate(mode: str, pre: Path, work: Path, calibration: Dataset | None, ga
     return info
 
 
-def _sensitivity_outputs(gate_data: Dataset, block: dict[str, Any] | None,
-                         run_gate: Callable[[Any], list[np.ndarray]]) -> int8_search.Outputs:
-    """What the fallback's sensitivity is measured on: the first gate rows as arrays, or, for a
-    model with preprocessing, the gate's own run (texts are fed one request at a time)."""
-    if block is not None:
-        return lambda path: run_gate(measure.session(path))
+def _sensitivity_feeds(gate_data: Dataset, block: dict[str, Any] | None) -> list[dict[str, np.ndarray]]:
+    """What the fallback's sensitivity is measured on, run as the gate runs it: the first gate
+    rows in the gate's batches, or the first texts one request at a time."""
+    if processing.one_by_one(gate_data, block):
+        return processing.row_feeds(gate_data, int8_search.SENSITIVITY_TEXTS)
     rows = Dataset(inputs=gate_data.batch(0, min(gate_data.rows, int8_search.SENSITIVITY_ROWS)))
-    return lambda path: measure.run_all(measure.session(path), rows)
+    return list(rows.batches(measure.EVAL_BATCH))

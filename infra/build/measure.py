@@ -53,6 +53,17 @@ def session(path: Path, threads: int = 1):
         raise LoadError(f"onnxruntime cannot load it: {str(exc).splitlines()[0]}") from exc
 
 
+def session_from(model, threads: int = 1):
+    """A session on an in-memory ``onnx.ModelProto`` (e.g. one with extra outputs exposed)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
 def run_all(sess, data: Dataset, batch: int = EVAL_BATCH) -> list[np.ndarray]:
     """All rows through the model in batches; one concatenated array per output."""
     chunks = [sess.run(None, feeds) for feeds in data.batches(batch)]

@@ -28,7 +28,7 @@ from layers import kinds
 from layers.manifest import sha256_file
 
 __all__ = ["TOKENIZER_FILE", "ProcessingError", "build_block", "is_raw", "label_figures", "load_raw",
-           "run_gate_data", "with_postprocess"]
+           "one_by_one", "row_feeds", "run_gate_data", "with_postprocess"]
 
 
 def build_block(spec: ModelSpec, sig: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Path]]:
@@ -112,6 +112,18 @@ def _label_ids(labels: list, block: dict[str, Any], key: str, path: Path) -> np.
 # --- the gate sees labels and scores --------------------------------------------------------
 
 
+def one_by_one(data: Dataset, block: dict[str, Any] | None) -> bool:
+    """Whether the gate runs ``data``'s rows one at a time (texts: each trimmed to its tokens)."""
+    pre = (block or {}).get("preprocess")
+    return pre is not None and build_kinds.kind(pre["kind"]).gate_one_by_one and "attention_mask" in data.inputs
+
+
+def row_feeds(data: Dataset, limit: int | None = None) -> list[dict[str, np.ndarray]]:
+    """The first ``limit`` rows as one-row requests, each trimmed to its own tokens."""
+    lengths = data.inputs["attention_mask"].sum(axis=1)[:limit]
+    return [{k: v[i:i + 1, :max(1, int(n))] for k, v in data.inputs.items()} for i, n in enumerate(lengths)]
+
+
 def run_gate_data(sess, data: Dataset, block: dict[str, Any] | None) -> list[np.ndarray]:
     """All rows through ``sess`` as the function would run them. Texts go one by one, each
     trimmed to its own tokens (what a one-text request sends): dynamic int8 quantizes
@@ -119,12 +131,9 @@ def run_gate_data(sess, data: Dataset, block: dict[str, Any] | None) -> list[np.
     measure another model than the one clients reach."""
     from infra.build import measure
 
-    pre = (block or {}).get("preprocess")
-    if pre is None or not build_kinds.kind(pre["kind"]).gate_one_by_one or "attention_mask" not in data.inputs:
+    if not one_by_one(data, block):
         return measure.run_all(sess, data)
-    lengths = data.inputs["attention_mask"].sum(axis=1)
-    rows = [sess.run(None, {k: v[i:i + 1, :max(1, int(n))] for k, v in data.inputs.items()})
-            for i, n in enumerate(lengths)]
+    rows = [sess.run(None, feeds) for feeds in row_feeds(data)]
     # per-token outputs ([1, T, C], T differing per text) are judged token by token
     return [np.concatenate([r[j].reshape(-1, r[j].shape[-1]) if r[j].ndim >= 3 else r[j] for r in rows])
             for j in range(len(rows[0]))]
