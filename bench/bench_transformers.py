@@ -50,6 +50,8 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 ROUNDS, PER_ROUND = 5, 20
 #: MODELFN_BENCH_SMOKE=1: tiny sizes, to check the benchmark itself runs (figures meaningless)
 SMOKE = os.environ.get("MODELFN_BENCH_SMOKE") == "1"
+#: MODELFN_BENCH_PART=int8 | pipeline: only that table (default both)
+PART = os.environ.get("MODELFN_BENCH_PART", "")
 DISTIL = dict(dim=64, n_layers=1, n_heads=2, hidden_dim=128) if SMOKE else dict(dim=768, n_layers=6, n_heads=12,
                                                                               hidden_dim=3072)
 ENCODER = (64, 2, 128, 1) if SMOKE else (384, 12, 1536, 4)  # d, heads, FFN, layers
@@ -245,6 +247,17 @@ def int8_table(report: Report, built: dict, root: Path, sentence: str) -> dict[s
                      shipped.stat().st_size / fp32["size_bytes"], p50[f"{model}-int8"], ratio,
                      figs.get("top1_agreement", figs.get("label_agreement")), len(q.get("excluded_nodes", [])),
                      f"fp32 p50 {p50[f'{model}-fp32']:.2f} ms; target ≤ 0.50×: {'met' if ratio <= 0.5 else 'MISSED'}"])
+        dyn = next((c for c in q.get("candidates", []) if c["mode"] == "dynamic"), {})
+        search = dyn.get("int8_search")
+        if search:
+            steps = ", ".join(f"{st['fp32_nodes']} fp32 → {'pass' if st['passed'] else 'fail'} "
+                              f"({st.get('label_agreement', st.get('top1_agreement'))}, {st['seconds']:.0f} s)"
+                              for st in search.get("steps", []))
+            report.note(f"{label}: dynamic int8 search: full int8 failed ({search['full_int8']['reason']}); "
+                        f"sensitivity of {search['quantizable_nodes']} nodes in {search.get('sensitivity_s', '?')} s; "
+                        f"steps: {steps or 'none'}{'; ' + search['stopped'] if search.get('stopped') else ''}")
+        report.note(f"{label}: int8 build took {built[f'{model}-int8'].seconds:.0f} s "
+                    f"(fp32 build {built[f'{model}-fp32'].seconds:.0f} s)")
         opt = q.get("transformer_optimizer", {})
         report.note(f"{label}: transformer optimizer {json.dumps(opt.get('fused', opt.get('skipped')))}"
                     f"{' from the ' + opt['export'] if opt.get('export') else ''}; "
@@ -451,10 +464,13 @@ def main() -> None:
         int8_report.note(f"Builds of all 4 entries took {build_s:.0f} s. One-sentence input: {len(sentence.split())} "
                          f"words. Latency: median of {ROUNDS}×{PER_ROUND} interleaved batch-1 runs, one thread.")
         int8_report.note(host_line())
-        int8_report.write()
-        side = side_by_side(side_report, root, built, val[:8], val)
-        side_report.note(host_line())
-        side_report.write()
+        side: dict[str, float] = {}
+        if PART != "pipeline":
+            int8_report.write()
+        if PART != "int8":
+            side = side_by_side(side_report, root, built, val[:8], val)
+            side_report.note(host_line())
+            side_report.write()
     print(json.dumps({"int8_p50_ratio": ratios, "vs_pipeline": side}, indent=1))
 
 

@@ -194,3 +194,34 @@ def test_auto_measures_every_transformer_candidate_and_records_each(tmp_path):
     ops = [n.op_type for n in onnx.load(tmp_path / "build" / "models" / "enc" / "model.onnx").graph.node]
     if q["mode"] == "weight-int4":
         assert "MatMulNBits" in ops
+
+
+def test_the_search_doubles_then_bisects_to_the_fewest_fp32_nodes(tmp_path, monkeypatch):
+    """Text gates cost seconds each: the search gates 1, 2, 4, … fp32 nodes, then bisects, instead
+    of one gate per count, and ships the fewest that pass."""
+    from infra.build import accuracy, int8_search, quantize
+
+    nodes = [f"mm{i}" for i in range(20)]
+    made: list[tuple[str, ...]] = []
+
+    def fake_quantize(pre, dst, *, reduce_range=True, exclude=(), only=()):
+        made.append(tuple(exclude))
+        dst.write_text(",".join(exclude))
+
+    monkeypatch.setattr(quantize, "quantize_dynamic", fake_quantize)
+    monkeypatch.setattr(quantize, "dynamic_targets", lambda pre: nodes)
+    monkeypatch.setattr(int8_search, "sensitivity",
+                        lambda pre, nodes, feeds, rr, progress: {n: float(i) for i, n in enumerate(nodes)})
+
+    def judge(path):  # passes once the 3 most sensitive (mm19, mm18, mm17) stay fp32
+        kept = set(filter(None, path.read_text().split(",")))
+        ok = {"mm19", "mm18", "mm17"} <= kept
+        return accuracy.GateResult(figures={"top1_agreement": 1.0 if ok else 0.9}, passed=ok,
+                                   failures=() if ok else ("top1_agreement 0.9 < 0.995",))
+
+    result = int8_search.search_dynamic(tmp_path / "pre.onnx", tmp_path / "dst.onnx", tmp_path, judge=judge,
+                                        feeds=[], reduce_range=True)
+    assert result.excluded == ("mm19", "mm18", "mm17") and result.result.passed
+    assert [(s["fp32_nodes"], s["passed"]) for s in result.record["steps"]] == [(1, False), (2, False), (4, True),
+                                                                                 (3, True)]
+    assert (tmp_path / "dst.onnx").read_text() == "mm19,mm18,mm17"  # the shipped file is the fewest's
