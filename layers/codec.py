@@ -47,6 +47,9 @@ def to_numpy_dtype(datatype: str) -> np.dtype:
 
 def to_v2_datatype(np_dtype: Any) -> str:
     """V2 datatype for a numpy dtype; strings/bytes/objects are BYTES."""
+    found = _V2.get(np_dtype)  # a native dtype, as every output array has: one dict lookup
+    if found is not None:
+        return found
     dt = np.dtype(np_dtype)
     if dt.kind in "OSU":
         return "BYTES"
@@ -136,7 +139,8 @@ def decode_binary(t: dict, raw: bytes | memoryview, spec: TensorSpec | None = No
 
 def encode_tensor(name: str, arr: np.ndarray) -> dict:
     """numpy array → V2 JSON tensor with flat row-major ``data``."""
-    arr = np.asarray(arr)
+    if not isinstance(arr, np.ndarray):
+        arr = np.asarray(arr)
     datatype = to_v2_datatype(arr.dtype)
     if datatype == "BYTES":
         data: list = [_as_json_str(name, v) for v in arr.ravel().tolist()]

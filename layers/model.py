@@ -7,36 +7,44 @@ session agrees with the manifest's signature and refuses models with non-tensor 
 too, this is defence in depth). :func:`get_model` is the process-wide instance from
 ``MODEL_DIR``, created at import/init by the handlers, never per request.
 
-Session settings (see :func:`session_options`; first measured through the V2 request path on a
-64-256-256-10 MLP at batch 1 and a 64-3×1024-10 MLP at batch 32, variants alternating, on a
-shared 2-vCPU machine). Against a *default* ``InferenceSession`` (2 threads, spinning on) on
-the 64-3×1024-10 MLP (``bench/bench_api.py``, table "Session options", four runs at load
-average 20+): through the V2 JSON request path the choice below took 0.61-0.82× the
-default's p50 at batch 32 and 1.06-1.08× at batch 1 (raw ``session.run``: 0.90-1.02× and
-1.01-1.14×). The batch-1 gap (~8 µs) is what spinning saves by not waking a worker per op;
-at batch 32 the spinning workers take the CPU the Python thread needs for JSON (spinning on,
-otherwise the same: 1.03-1.12× the default; stopping the spin when ``run`` returns,
-``session.force_spinning_stop``, did not help). So spinning stays off, a measured
-trade-off: batch 1 is ≤ 8 % slower than a default session, batch 32 18-39 % faster.
+Session settings (see :func:`session_options`), chosen by measuring them against a *default*
+``InferenceSession`` of the same file (onnxruntime's defaults: a thread per physical core,
+workers spinning) through the whole API handler with SAM's event (``bench/bench_request_path.py``
+on skl2onnx MLPs: 64-256-256-10 at batch 1, 64-3×1024-10 at batch 32; earlier
+``bench/bench_api.py``). How to re-measure on a host: run that benchmark with the function's
+CPUs (``taskset``) and no other load; its "Session settings" table gives each variant's ratio
+to the default session, runs repeated and the spread shown.
 
 * ``intra_op_num_threads`` = CPUs this process may really use: the cgroup CPU quota (v2
-  ``cpu.max``, v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``) and the affinity mask, never
-  the host's count (Lambda gives 1 vCPU per 1,769 MB). Measured: 1 thread was 2-6× slower
-  on the batch-32 model (the batch-1 MLP was faster on 1 thread: the pool hand-off costs
-  more than its work, which is what the override is for); 2× the CPUs gained nothing and
-  had worse tails.
+  ``cpu.max``, v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``), inside Lambda the function's
+  vCPU share (memory / 1,769 MB: Lambda's guest may show 2 vCPUs to a 1,024 MB function that
+  gets 0.58 of one), and the affinity mask; never the host's count.
+  Measured: 1 thread was 2-6× slower on the batch-32 model (the batch-1 MLP was faster on
+  1 thread: the pool hand-off costs more than its work, which is what the override is for);
+  2× the CPUs gained nothing and had worse tails.
   ``MODELFN_INTRA_OP_THREADS`` overrides it.
 * ``inter_op_num_threads`` = 1, sequential execution: these graphs are chains; a parallel
   executor only adds a second pool.
-* Thread spinning off (``session.intra_op.allow_spinning=0``): with spinning the batch-32
-  p50 was 2-5× slower in every run (idle workers spin on the vCPUs that the Python thread
-  needs for JSON and that the threaded SageMaker server shares); the small model gained at
-  most ~15 %.
-  The decision was measured under a shared machine's load; on an idle 2-vCPU AVX2 host (what a
-  Lambda function gets: no neighbours) issue 24 measured the opposite at batch 32 (no spinning
-  took 1.1-1.65x a default session's time): a spinning worker only costs when another thread
-  needs its vCPU. ``MODELFN_ORT_SPINNING=1`` turns it on where the function has its CPUs to
-  itself; the default stays off until it is re-measured on such a host.
+* Thread spinning (``session.intra_op.allow_spinning``) depends on whether the workers have
+  their vCPUs to themselves (:func:`ort_spinning`). A worker that sleeps between ops must be
+  woken for the next one (a futex, and on an idle VM an IPI to a halted vCPU); a spinning one
+  answers at once but burns the vCPU it spins on. Measured by ``bench/bench_request_path.py``
+  (table "Session settings", skl2onnx MLPs, SAM's event, variants alternating in blocks):
+
+  - on an idle 2-vCPU AVX2 host, what a Lambda function gets (no neighbours; issue 24's
+    figures), no spinning took 1.1-1.65× a default (spinning) session's time at batch 32 on
+    the 3×1024 MLP: every op paid the wake-up;
+  - on the shared 2-vCPU dev host (load average ~3 from other work), spinning took 1.24-1.47×
+    the default session's time through the handler at batch 32, no spinning 0.60-1.35×, one
+    thread 0.54-0.66×: the spinning worker takes the vCPU that the Python thread (JSON) and
+    the neighbours need; at batch 1 a sleeping 2-thread pool cost 1.3-1.5× (~20 µs a run),
+    spinning or one thread 0.9-1.0×.
+
+  So spinning is on where the function's vCPUs are its own: inside Lambda (not ``sam
+  local``) with 2+ threads and a whole vCPU of memory share for each (memory ≥ threads ×
+  1,769 MB); with less than two vCPUs of share the pool is one thread and spinning moot. It
+  is off on shared hosts: the local stack, the SageMaker container's threaded server, tests
+  and benchmarks. ``MODELFN_ORT_SPINNING=0|1`` overrides the rule.
 * ``ORT_ENABLE_ALL`` graph optimization: on plain Gemm+Relu MLPs BASIC/DISABLED measured
   the same within noise, but the extended fusions (attention, Conv+BN, GELU, ...) pay on
   every request of real models while their cost is paid once, in init (milliseconds here).
@@ -72,15 +80,30 @@ _ORT_TO_V2 = datatypes.FROM_ORT
 
 
 def available_cpus() -> int:
-    """CPUs this process can actually use: min(affinity mask, cgroup quota), at least 1."""
+    """CPUs this process can actually use: min(affinity mask, cgroup quota, Lambda's vCPU
+    share), at least 1."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    quota = _cgroup_cpu_quota()
-    if quota is not None:
-        cpus = min(cpus, max(1, math.ceil(quota)))
+    for quota in (_cgroup_cpu_quota(), lambda_vcpus()):
+        if quota is not None:
+            cpus = min(cpus, max(1, math.ceil(quota)))
     return max(1, cpus)
+
+
+def lambda_vcpus() -> float | None:
+    """Inside Lambda, the function's vCPU share (memory / 1,769 MB); None elsewhere."""
+    raw = os.environ.get(names.ENV_LAMBDA_MEMORY, "").strip()
+    if not raw.isdigit() or int(raw) <= 0:
+        return None
+    return int(raw) / names.LAMBDA_MB_PER_VCPU
+
+
+def _vcpus_to_itself(threads: int) -> bool:
+    """Inside Lambda (not ``sam local``): a whole vCPU of the function's share for each of 2+ threads."""
+    share = lambda_vcpus()
+    return share is not None and not os.environ.get(names.ENV_SAM_LOCAL) and threads >= 2 and share >= threads
 
 
 def _cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
@@ -117,14 +140,18 @@ def intra_op_threads() -> int:
     return available_cpus()
 
 
-def ort_spinning() -> bool:
-    """Whether intra-op workers spin: ``MODELFN_ORT_SPINNING`` (``0``/``1``), default off."""
+def ort_spinning(threads: int | None = None) -> bool:
+    """Whether intra-op workers spin: ``MODELFN_ORT_SPINNING`` (``0``/``1``), else on only when
+    the ``threads`` (default :func:`intra_op_threads`) have their vCPUs to themselves."""
     raw = os.environ.get(names.ENV_ORT_SPINNING, "").strip()
-    if raw in ("", "0"):
+    if raw == "0":
         return False
     if raw == "1":
         return True
-    raise ManifestError(f"{names.ENV_ORT_SPINNING}={raw!r} must be 0 or 1; unset it for the default (0).")
+    if raw == "":
+        return _vcpus_to_itself(intra_op_threads() if threads is None else threads)
+    raise ManifestError(f"{names.ENV_ORT_SPINNING}={raw!r} must be 0 or 1; unset it for the default "
+                        "(on inside Lambda when each intra-op thread has a whole vCPU, else off).")
 
 
 def session_options(
@@ -137,13 +164,14 @@ def session_options(
 ) -> ort.SessionOptions:
     """The session settings modelfn serves with (reasons in the module docstring)."""
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads if threads is not None else intra_op_threads()
+    threads = threads if threads is not None else intra_op_threads()
+    so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = optimization
     so.enable_cpu_mem_arena = mem_arena
     so.enable_mem_pattern = mem_pattern
-    spinning = ort_spinning() if spinning is None else spinning
+    spinning = ort_spinning(threads) if spinning is None else spinning
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     so.log_severity_level = 3
     return so
@@ -217,8 +245,13 @@ class Model(ServableBase):
 
 def _all_finite(arr: np.ndarray) -> bool:
     """No NaN/Inf in ``arr``. One float64 sum (no temporary) decides almost always: any NaN/Inf
-    makes it non-finite; only a finite sum is conclusive, else check element-wise (overflow)."""
-    return bool(np.isfinite(arr.sum(dtype=np.float64))) or bool(np.isfinite(arr).all())
+    makes it non-finite; only a finite sum is conclusive, else check element-wise (overflow).
+    The ufunc's reduce on the flat view, not ``ndarray.sum``: its Python wrapper was half the
+    check's time on a 1×64 request."""
+    return math.isfinite(_add(arr.ravel(), dtype=np.float64)) or bool(np.isfinite(arr).all())
+
+
+_add = np.add.reduce
 
 
 def _as_text(name: str, arr: np.ndarray) -> np.ndarray:

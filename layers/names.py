@@ -15,8 +15,18 @@ ENV_INTRA_OP_THREADS = "MODELFN_INTRA_OP_THREADS"
 """Optional override of onnxruntime's intra-op thread count (default: CPUs available)."""
 
 ENV_ORT_SPINNING = "MODELFN_ORT_SPINNING"
-"""Optional: ``1`` lets onnxruntime's intra-op workers spin between ops (default ``0``; the
-trade-off is in :mod:`layers.model`'s docstring: on for CPUs the function has to itself)."""
+"""Optional: ``1``/``0`` lets onnxruntime's intra-op workers spin between ops or not (default:
+on only inside Lambda when every intra-op thread has a whole vCPU of the function's memory;
+the measurements are in :mod:`layers.model`'s docstring)."""
+
+ENV_LAMBDA_MEMORY = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+"""Set by Lambda: the function's memory in MB, which sets its CPU share (:data:`LAMBDA_MB_PER_VCPU`)."""
+
+ENV_SAM_LOCAL = "AWS_SAM_LOCAL"
+"""Set by ``sam local``: Lambda's environment, but on a host shared with everything else."""
+
+LAMBDA_MB_PER_VCPU = 1769
+"""Lambda allocates CPU in proportion to memory: one full vCPU at 1,769 MB (6 at 10,240 MB)."""
 
 ENV_MAX_REQUEST_BYTES = "MODELFN_MAX_REQUEST_BYTES"
 """Optional override of the largest accepted request body (default: Lambda's 6 MB)."""

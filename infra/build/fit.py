@@ -25,7 +25,7 @@ LAMBDA_PYTHON_BASE_IMAGE_BYTES = 600 * 1024**2
 #: Headroom over measured peak RSS (request buffers, JSON decode, Powertools, GC slack).
 MEMORY_HEADROOM = 1.5
 MEMORY_FLOOR_MB = 1024  # below ~1 GB Lambda gives a small fraction of a vCPU: inference crawls
-LAMBDA_MB_PER_VCPU = 1769  # Lambda allocates one full vCPU at 1,769 MB
+LAMBDA_MB_PER_VCPU = names.LAMBDA_MB_PER_VCPU  # one full vCPU at 1,769 MB
 #: JSON bytes per tensor element in a V2 request/response (digits, separators): an upper bound.
 JSON_BYTES_PER_ELEMENT = 24
 #: Per-request overhead besides the model itself (decode, validate, encode), milliseconds.

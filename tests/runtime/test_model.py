@@ -11,7 +11,14 @@ from layers import model as model_mod
 from layers import names
 from layers.errors import BadRequest
 from layers.manifest import ManifestError
-from layers.model import _cgroup_cpu_quota, available_cpus, get_model, intra_op_threads, load_model
+from layers.model import (
+    _cgroup_cpu_quota,
+    available_cpus,
+    get_model,
+    intra_op_threads,
+    load_model,
+    ort_spinning,
+)
 from tests.runtime.helpers import echo_model_dir, zipmap_model_dir
 
 
@@ -203,3 +210,47 @@ def test_bad_spinning_env_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(names.ENV_ORT_SPINNING, "yes")
     with pytest.raises(ManifestError, match="MODELFN_ORT_SPINNING='yes' must be 0 or 1"):
         session_options(threads=1)
+
+
+class TestSessionSettingsFollowTheHost:
+    """Lambda's memory sets the function's CPUs; spinning only where each worker has a whole vCPU."""
+
+    @pytest.fixture(autouse=True)
+    def two_visible_cpus(self, monkeypatch):
+        monkeypatch.setattr(model_mod.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+        monkeypatch.setattr(model_mod, "_cgroup_cpu_quota", lambda: None)
+        for name in ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_SAM_LOCAL", "MODELFN_ORT_SPINNING",
+                     "MODELFN_INTRA_OP_THREADS"):
+            monkeypatch.delenv(name, raising=False)
+
+    @pytest.mark.parametrize(("memory_mb", "threads", "spinning"), [
+        (1024, 1, False),   # 0.58 vCPU: one thread, no pool to spin
+        (3008, 2, False),   # 1.7 vCPUs: two threads, but the second is not a whole vCPU
+        (3538, 2, True),    # two whole vCPUs
+        (10240, 4, True),   # 5.8 vCPUs, capped by the 4 CPUs the guest shows
+    ])
+    def test_inside_lambda(self, monkeypatch, memory_mb, threads, spinning):
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", str(memory_mb))
+        assert (intra_op_threads(), ort_spinning()) == (threads, spinning)
+
+    def test_shared_hosts_do_not_spin(self, monkeypatch):
+        assert (intra_op_threads(), ort_spinning()) == (4, False)  # local stack, SageMaker, tests
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "10240")
+        monkeypatch.setenv("AWS_SAM_LOCAL", "true")  # Lambda's env on a developer's machine
+        assert ort_spinning() is False
+
+    def test_the_env_overrides_the_rule(self, monkeypatch):
+        monkeypatch.setenv("MODELFN_ORT_SPINNING", "1")
+        assert ort_spinning() is True
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "10240")
+        monkeypatch.setenv("MODELFN_ORT_SPINNING", "0")
+        assert ort_spinning() is False
+        monkeypatch.setenv("MODELFN_ORT_SPINNING", "yes")
+        with pytest.raises(ManifestError, match="must be 0 or 1"):
+            ort_spinning()
+
+    def test_the_session_gets_the_choice(self, monkeypatch):
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3538")
+        so = model_mod.session_options()
+        assert so.intra_op_num_threads == 2
+        assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"

@@ -132,3 +132,35 @@ def test_metrics_disabled_writes_no_request_record(monkeypatch, lambda_context, 
         assert not [r for r in emf_lines(capsys.readouterr().out) if "BatchSize" in r]
     finally:
         observability.reset()
+
+
+def test_every_request_logs_its_own_context_keys(obs, lambda_context):
+    import dataclasses
+
+    from aws_lambda_powertools.logging import logger as powertools_logger
+
+    powertools_logger.is_cold_start = True
+    seen = []
+    wrapped = obs.entry_point(lambda event, context: seen.append(dict(obs.logger.get_current_keys())))
+    second = dataclasses.replace(lambda_context, aws_request_id="second-request",
+                                 invoked_function_arn=lambda_context.invoked_function_arn + ":live")
+    wrapped({}, lambda_context)
+    wrapped({}, second)
+    assert [(k["function_request_id"], k["cold_start"]) for k in seen] == [
+        (lambda_context.aws_request_id, True), ("second-request", False)]
+    assert seen[1]["function_arn"].endswith(":live")
+    assert seen[1]["function_name"] == lambda_context.function_name
+    assert seen[1]["function_memory_size"] == lambda_context.memory_limit_in_mb
+
+
+def test_log_event_setting_still_logs_the_event(monkeypatch, lambda_context):
+    monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
+    observability.reset()
+    obs = observability.setup("modelfn-unit")
+    logged = []
+    monkeypatch.setattr(obs.logger, "info", lambda msg, *a, **kw: logged.append(msg))
+    try:
+        obs.entry_point(lambda event, context: None)({"marker": "event-body-42"}, lambda_context)
+        assert {"marker": "event-body-42"} in logged
+    finally:
+        observability.reset()
