@@ -138,6 +138,20 @@ def sha256_file(path: Path, chunk: int = HASH_CHUNK_BYTES) -> str:
     return h.hexdigest()
 
 
+#: where a generative model's build keeps its graph: the folder onnxruntime-genai opens
+#: (layers/generation); its ``model.onnx`` is the artifact the manifest's sha256 names
+GENERATION_FOLDER = "generation"
+
+
+def artifact_file(model_dir: str | Path) -> Path:
+    """The artifact the manifest's sha256 covers: ``model.onnx``, or for a generative model
+    without one at the top, ``generation/model.onnx``."""
+    top = Path(model_dir) / MODEL_FILE
+    if not top.is_file() and (nested := Path(model_dir) / GENERATION_FOLDER / MODEL_FILE).is_file():
+        return nested
+    return top
+
+
 def read_manifest(model_dir: str | Path, *, verify: bool = True) -> Manifest:
     """Read ``manifest.json`` from ``model_dir``; with ``verify``, check the model's sha256.
 
@@ -145,7 +159,7 @@ def read_manifest(model_dir: str | Path, *, verify: bool = True) -> Manifest:
     serve an artifact other than the one that was built, gated and versioned.
     """
     model_dir = Path(model_dir)
-    mpath, opath = model_dir / MANIFEST_FILE, model_dir / MODEL_FILE
+    mpath, opath = model_dir / MANIFEST_FILE, artifact_file(model_dir)
     if not mpath.is_file() or not opath.is_file():
         raise ManifestError(
             f"{model_dir} must hold {MODEL_FILE} and {MANIFEST_FILE}; "
@@ -164,7 +178,7 @@ def read_manifest(model_dir: str | Path, *, verify: bool = True) -> Manifest:
 def verify_artifact(model_dir: str | Path, manifest: Manifest, actual: str | None = None) -> None:
     """Refuse (:class:`ManifestError`) an artifact whose sha256 (``actual``, or computed now)
     is not the manifest's: a function must not serve anything but what was built and gated."""
-    opath = Path(model_dir) / MODEL_FILE
+    opath = artifact_file(model_dir)
     actual = actual or sha256_file(opath)
     if actual != manifest.sha256:
         raise ManifestError(

@@ -287,6 +287,10 @@ def load_model(model_dir: str | Path, manifest: Manifest | None = None, **option
     A manifest with a processing block yields a :class:`layers.processing.processed.ProcessedModel`
     (the same :class:`Servable` interface: text/image in, label/scores out) around the raw model."""
     manifest = manifest or read_manifest(model_dir, verify=True)
+    if manifest.extra.get("task") == "generation":
+        from layers.generation.engine import load as load_generation
+
+        return load_generation(model_dir, manifest, threads=options.get("threads") or intra_op_threads())
     if names.MANIFEST_PROCESSING in manifest.extra:
         from layers.processing.processed import ProcessedModel
 

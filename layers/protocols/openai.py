@@ -1,4 +1,5 @@
-"""OpenAI's API, the second registered protocol: embeddings and the model list.
+"""OpenAI's API, the second registered protocol: embeddings, the model list, and (for generative
+models) completions and chat completions (:mod:`layers.protocols.openai_completions`).
 
 Routes: ``POST /openai/{name}/v1/embeddings`` and ``GET /openai/{name}/v1/models[/{model}]``
 are pinned to one model (each model's own function answers them, no extra hop); ``POST
@@ -22,6 +23,7 @@ from layers.errors import BadRequest, ModelfnError, UnsupportedMediaType
 from layers.jsonfast import loads
 from layers.messages import Reply, Request, json_reply
 from layers.protocols import Protocol, register
+from layers.protocols import openai_completions as completions
 from layers.routes import GET, POST, Route, Scope
 
 NAME = "openai"
@@ -40,6 +42,13 @@ ROUTES = (
     _route(POST, SHARED + "/embeddings", "embeddings", scope=Scope.BODY, body_field="model",
            gateway=False, summary="OpenAI embeddings, the model named in the body"),
     _route(GET, SHARED + "/models", "models", scope=Scope.SERVER, summary="OpenAI model list"),
+    # generative models (layers/protocols/openai_completions.py)
+    _route(POST, PINNED + "/completions", "completions", summary="OpenAI completions (this model)"),
+    _route(POST, PINNED + "/chat/completions", "chat_completions", summary="OpenAI chat completions (this model)"),
+    _route(POST, SHARED + "/completions", "completions", scope=Scope.BODY, body_field="model",
+           gateway=False, summary="OpenAI completions, the model named in the body"),
+    _route(POST, SHARED + "/chat/completions", "chat_completions", scope=Scope.BODY, body_field="model",
+           gateway=False, summary="OpenAI chat completions, the model named in the body"),
 )
 
 
@@ -159,9 +168,14 @@ def document(model) -> dict:
     paths: dict = {}
     for r in ROUTES:
         op: dict = {"summary": r.summary, "tags": ["openai"]}
+        if r.operation in completions.OPERATIONS:
+            op = completions.document(model, r.path, errors(400, 404, 405, 413, 415, 503))
+            op["summary"] = r.summary
         if "{name}" in r.path:
             op["parameters"] = [name]
-        if r.method == POST:
+        if r.operation in completions.OPERATIONS:
+            pass
+        elif r.method == POST:
             op["requestBody"] = request
             op["responses"] = {**embeddings_ok, **errors(400, 404, 405, 413, 415, 503)}
         else:
@@ -170,5 +184,7 @@ def document(model) -> dict:
     return {"paths": paths}
 
 
-PROTOCOL = register(Protocol(name=NAME, routes=ROUTES, operations={"embeddings": embeddings, "models": models},
+PROTOCOL = register(Protocol(name=NAME, routes=ROUTES, operations={
+    "embeddings": embeddings, "models": models,
+    **{name: _openai_errors(op) for name, op in completions.OPERATIONS.items()}},
                              document=document))

@@ -17,6 +17,7 @@ from layers.datatypes import HEADER_LENGTH
 from layers.errors import PayloadTooLarge, UnsupportedMediaType
 from layers.messages import BINARY, JSON, Reply, Request, json_reply
 from layers.protocols import Protocol, register
+from layers.protocols.v2 import generate
 from layers.routes import ANY, GET, POST, Route, Scope
 from layers.v2_wire import dump_json, join_body, split_body
 
@@ -45,6 +46,11 @@ ROUTES = (
     _route(GET, "/v2", "server_metadata", scope=Scope.SERVER, gateway=False, summary="Server metadata"),
     *_model_routes(MODEL, ""),
     *_model_routes(MODEL + "/versions/{version}", " of one version"),
+    # generative models (Triton's generate extension, .generate); on the API through the
+    # catch-all below, so they add no route per model
+    _route(POST, MODEL + "/generate", "generate", gateway=False, summary="Generate text (generative models)"),
+    _route(POST, MODEL + "/generate_stream", "generate_stream", gateway=False,
+           summary="Generate text as server-sent events (generative models)"),
     _route(ANY, MODEL + "/{proxy+}", "", summary="any other path under a model: its router's 404/405"),
 )
 
@@ -119,6 +125,7 @@ PROTOCOL = register(Protocol(
     name=NAME,
     routes=ROUTES,
     operations={"live": live, "ready": ready, "server_metadata": server_metadata,
-                "model_metadata": model_metadata, "model_ready": model_ready, "infer": infer},
+                "model_metadata": model_metadata, "model_ready": model_ready, "infer": infer,
+                "generate": generate.generate, "generate_stream": generate.generate_stream},
     document=_document,
 ))

@@ -222,6 +222,34 @@ def fragment(model: Model) -> dict[str, Any]:
         paths[f"{prefix}/infer"] = {"post": op(
             f"Inference{label} (V2 JSON or the binary tensor extension)", "model",
             {**infer_ok, **errors(400, 404, 405, 413, 415, 503)}, params, requestBody=body)}
+    paths.update(_generate_paths(model, name))
     return {"paths": paths, "components": _components(model)}
 
 
+def _generate_paths(model: Model, name: dict[str, Any]) -> dict[str, Any]:
+    """Triton's generate extension (layers/protocols/v2/generate.py). Every model documents
+    the routes; one that does not generate answers them 400."""
+    paths: dict[str, Any] = {}
+    settings = {"max_tokens": {"type": "integer", "minimum": 1}, "temperature": {"type": "number"},
+                "top_p": {"type": "number"}, "top_k": {"type": "integer"}, "seed": {"type": "integer"},
+                "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}
+    gen_body = {"required": True, "content": {JSON: {"schema": {
+        "type": "object", "required": ["text_input"], "properties": {
+            "text_input": {"type": "string", "minLength": 1},
+            "parameters": {"type": "object", "properties": settings}, **settings}},
+        "example": {"text_input": "Once upon a time", "parameters": {"max_tokens": 16, "temperature": 0}}}}}
+    gen_ok = {"type": "object", "properties": {
+        "model_name": {"type": "string"}, "model_version": {"type": "string"},
+        "text_output": {"type": "string"}, "finish_reason": {"enum": ["stop", "length"]},
+        "usage": {"type": "object"}}}
+    for suffix, label, content in (
+            ("generate", "Generate text (Triton's generate extension)", {JSON: {"schema": gen_ok}}),
+            ("generate_stream", "Generate text as server-sent events (one text_output delta per event; "
+                                "where the transport cannot stream, the events arrive together)",
+             {"text/event-stream": {"schema": {"type": "string"}}})):
+        if getattr(model, "task_name", None) != "generation":
+            label += f"; {model.name} does not generate text: 400"
+        paths[f"/v2/models/{{name}}/{suffix}"] = {"post": op(
+            label, "model", {"200": {"description": "the generated text", "content": content},
+                             **errors(400, 404, 405, 413, 415, 503)}, [name], requestBody=gen_body)}
+    return paths

@@ -1,0 +1,74 @@
+"""A request's generation settings, checked once for every protocol (OpenAI, V2 generate, batch).
+
+Each protocol names the settings its own way; all of them end in a
+:class:`~layers.generation.engine.Sampling`. A wrong value is a :class:`ParamError`: a 400
+naming the setting (OpenAI's ``param``) and what would be accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from layers.errors import BadRequest
+from layers.generation.engine import MAX_STOP_SEQUENCES, Sampling
+
+
+class ParamError(BadRequest):
+    """A 400 about one request setting (``param``: its name)."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _number(doc: Mapping[str, Any], key: str, low: float, high: float, *, low_open: bool = False) -> float | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            (low < value if low_open else low <= value) and value <= high):
+        side = "(" if low_open else "["
+        raise ParamError(f"'{key}' must be a number in {side}{low:g}, {high:g}]; got {value!r}.", param=key)
+    return float(value)
+
+
+def _integer(doc: Mapping[str, Any], key: str, low: int, high: int | None = None) -> int | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"≥ {low}"
+        raise ParamError(f"'{key}' must be an integer {bound}; got {value!r}.", param=key)
+    return value
+
+
+def stop_sequences(value: Any, key: str = "stop") -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+        raise ParamError(f"'{key}' must be a string or a list of strings; got {type(value).__name__}.", param=key)
+    if len(items) > MAX_STOP_SEQUENCES:
+        raise ParamError(f"'{key}' has {len(items)} sequences; send at most {MAX_STOP_SEQUENCES}.", param=key)
+    if any(not s for s in items):
+        raise ParamError(f"'{key}' holds an empty string; every stop sequence needs at least one character.",
+                         param=key)
+    return tuple(items)
+
+
+def sampling(doc: Mapping[str, Any], *, max_tokens_keys: tuple[str, ...] = ("max_tokens",)) -> Sampling:
+    """The settings every protocol shares: ``max_tokens`` (or the first of ``max_tokens_keys``
+    given), ``temperature`` [0, 2], ``top_p`` (0, 1], ``top_k`` ≥ 0 (an extension, as vLLM's),
+    ``seed``, ``stop``."""
+    budget = None
+    for key in max_tokens_keys:
+        budget = _integer(doc, key, 1)
+        if budget is not None:
+            break
+    seed = doc.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ParamError(f"'seed' must be an integer; got {seed!r}.", param="seed")
+    return Sampling(max_tokens=budget, temperature=_number(doc, "temperature", 0, 2),
+                    top_p=_number(doc, "top_p", 0, 1, low_open=True), top_k=_integer(doc, "top_k", 0),
+                    seed=seed, stop=stop_sequences(doc.get("stop")))
