@@ -5,7 +5,10 @@ to Lambda's: it long-polls ``GET /2018-06-01/runtime/invocation/next`` for an ev
 posts ``…/invocation/{id}/response`` or ``…/invocation/{id}/error``; a failed init posts
 ``/2018-06-01/runtime/init/error``. Under SnapStart the process also calls
 ``GET …/restore/next`` once its before-snapshot hooks ran (answered at once: the local
-"restore") and reports a failed after-restore hook on ``…/restore/error``. One server per process, as Lambda gives each execution
+"restore") and reports a failed after-restore hook on ``…/restore/error``. A runtime that
+streams (``functions/stream``: ``Lambda-Runtime-Function-Response-Mode: streaming``, a chunked
+body, error trailers) is read chunk by chunk: each part reaches the invocation's ``on_part`` as
+it arrives, and the outcome keeps the parts, their arrival times and the trailers. One server per process, as Lambda gives each execution
 environment its own endpoint, so an outcome always belongs to exactly one process.
 """
 
@@ -17,6 +20,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,6 +29,8 @@ from layers import names
 PREFIX = "/2018-06-01/runtime"
 _ID_ROUTE = re.compile(rf"^{PREFIX}/invocation/(?P<id>[^/]+)/(?P<what>response|error)$")
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+ERROR_BODY_HEADER = "Lambda-Runtime-Function-Error-Body"
+RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
 
 
 @dataclass
@@ -34,6 +40,12 @@ class Outcome:
     ok: bool
     payload: bytes
     error_type: str | None = None
+    #: a streamed response: its Runtime API content type, each part with its arrival time
+    #: (``time.monotonic()``), and the trailers (an error after the body started)
+    streamed: bool = False
+    content_type: str | None = None
+    parts: list[tuple[float, bytes]] = field(default_factory=list)
+    trailers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def error(cls, error_type: str, message: str) -> Outcome:
@@ -57,6 +69,8 @@ class Invocation:
     trace_id: str = field(default_factory=lambda: _trace_id())
     done: threading.Event = field(default_factory=threading.Event)
     outcome: Outcome | None = None
+    #: called with each part of a streamed response as it arrives (a gateway relays it)
+    on_part: Callable[[bytes], None] | None = None
 
     def finish(self, outcome: Outcome) -> bool:
         """Record the outcome once; later outcomes (a crash after a response) are ignored."""
@@ -129,6 +143,11 @@ class RuntimeApi:
             self.current = inv
         return inv
 
+    def _owns(self, request_id: str) -> Invocation | None:
+        with self._lock:
+            inv = self.current
+        return inv if inv is not None and inv.request_id == request_id else None
+
     def _finish(self, request_id: str, outcome: Outcome) -> bool:
         with self._lock:
             inv = self.current
@@ -177,6 +196,9 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             self._send(200, inv.payload, headers)
 
         def do_POST(self) -> None:
+            m = _ID_ROUTE.match(self.path)
+            if m and m["what"] == "response" and self.headers.get(RESPONSE_MODE_HEADER) == "streaming":
+                return self._streamed(m["id"])
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if self.path in (f"{PREFIX}/init/error", f"{PREFIX}/restore/error"):
                 err_type = self.headers.get(ERROR_TYPE_HEADER) or "Runtime.Unknown"
@@ -203,6 +225,36 @@ def _handler_for(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             if not api._finish(m["id"], outcome):
                 return self._reply(400, {"errorType": "InvalidRequestID",
                                          "errorMessage": f"unknown request id {m['id']}"})
+            self._reply(202, {"status": "OK"})
+
+        def _streamed(self, request_id: str) -> None:
+            """A streamed response: chunked parts relayed as they come, then the trailers."""
+            inv = api._owns(request_id)
+            if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                return self._reply(400, {"errorType": "InvalidStreamingRequest",
+                                         "errorMessage": "a streamed response must be chunked"})
+            outcome = Outcome(ok=True, payload=b"", streamed=True,
+                              content_type=self.headers.get("Content-Type"))
+            data = bytearray()
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    break
+                part = self.rfile.read(size)
+                self.rfile.readline()  # the CRLF after the chunk
+                outcome.parts.append((time.monotonic(), part))
+                data += part
+                if inv is not None and inv.on_part is not None:
+                    inv.on_part(part)
+            while (line := self.rfile.readline().strip()):  # trailers, then the blank line
+                name, _, value = line.decode("latin-1").partition(":")
+                outcome.trailers[name.strip()] = value.strip()
+            outcome.payload = bytes(data)
+            if err := outcome.trailers.get(ERROR_TYPE_HEADER):
+                outcome.ok, outcome.error_type = False, err
+            if not api._finish(request_id, outcome):
+                return self._reply(400, {"errorType": "InvalidRequestID",
+                                         "errorMessage": f"unknown request id {request_id}"})
             self._reply(202, {"status": "OK"})
 
         def _reply(self, status: int, doc: dict) -> None:
