@@ -33,9 +33,16 @@ from layers.servable import ServableBase
 MANIFEST_BLOCK = "generation"
 FOLDER = "generation"
 TEXT_INPUT, TEXT_OUTPUT = "text_input", "text_output"
-#: the public V2 signature of every generative model (Triton's generate extension's names)
+FINISH_REASON, PROMPT_TOKENS, COMPLETION_TOKENS = "finish_reason", "prompt_tokens", "completion_tokens"
+#: numpy callers (the batch job) may pass each row's settings beside the prompts: an object
+#: array of dicts (``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``seed``, ``stop``,
+#: or ``messages`` for a chat row); not part of the public signature
+PARAMETERS = "parameters"
+#: the public V2 signature of every generative model (Triton's generate extension's names):
+#: prompts in; completions, why each ended, and the tokens counted out
 SIGNATURE_INPUTS = (TensorSpec(TEXT_INPUT, "BYTES", (-1,)),)
-SIGNATURE_OUTPUTS = (TensorSpec(TEXT_OUTPUT, "BYTES", (-1,)),)
+SIGNATURE_OUTPUTS = (TensorSpec(TEXT_OUTPUT, "BYTES", (-1,)), TensorSpec(FINISH_REASON, "BYTES", (-1,)),
+                     TensorSpec(PROMPT_TOKENS, "INT64", (-1,)), TensorSpec(COMPLETION_TOKENS, "INT64", (-1,)))
 #: what a request gets when it names no budget and the catalog set none (OpenAI's completions
 #: default); never more than the context has room for
 DEFAULT_MAX_TOKENS = 16
@@ -104,7 +111,7 @@ class GenerationModel(ServableBase):
         self.manifest = manifest
         self.folder = folder
         self.threads = threads
-        self._output_names = [TEXT_OUTPUT]
+        self._output_names = [s.name for s in SIGNATURE_OUTPUTS]
         block = manifest.extra.get(MANIFEST_BLOCK) or {}
         self.block = block
         #: the task's record, as other tasks keep theirs (the OpenAI protocol reads ``task``)
@@ -142,10 +149,16 @@ class GenerationModel(ServableBase):
 
     def validate_inputs(self, inputs: Mapping[str, np.ndarray], *,
                         allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
-        if set(inputs) != {TEXT_INPUT}:
+        if TEXT_INPUT not in inputs or set(inputs) - {TEXT_INPUT, PARAMETERS}:
             raise BadRequest(f"model {self.name!r} takes one input, {TEXT_INPUT!r} (BYTES: the prompts); "
                              f"got {sorted(inputs)}.")
-        return {TEXT_INPUT: self.check_value(SIGNATURE_INPUTS[0], np.asarray(inputs[TEXT_INPUT]))}
+        feed = {TEXT_INPUT: self.check_value(SIGNATURE_INPUTS[0], np.asarray(inputs[TEXT_INPUT]))}
+        if PARAMETERS in inputs:
+            params = np.asarray(inputs[PARAMETERS], dtype=object).ravel()
+            if len(params) != len(feed[TEXT_INPUT]) or not all(isinstance(p, dict) for p in params):
+                raise BadRequest(f"{PARAMETERS!r} must hold one settings object per prompt.")
+            feed[PARAMETERS] = params
+        return feed
 
     def check_value(self, spec: TensorSpec, arr: np.ndarray, *, allow_nonfinite: bool = False) -> np.ndarray:
         if arr.dtype.kind not in "OUS":
@@ -163,12 +176,30 @@ class GenerationModel(ServableBase):
 
     def run(self, feed: Mapping[str, np.ndarray],
             output_names: Sequence[str] | None = None, *, sampling: Sampling | None = None) -> dict[str, np.ndarray]:
-        """Each prompt of ``text_input`` → its completion in ``text_output`` (the catalog's
-        defaults, or ``sampling``)."""
-        self.validate_output_names(output_names)
-        sampling = sampling or Sampling()
-        texts = [self.complete(p, sampling).run().text for p in feed[TEXT_INPUT].tolist()]
-        return {TEXT_OUTPUT: np.array(texts, dtype=object)}
+        """Each prompt of ``text_input`` → its completion in ``text_output``, with its
+        ``finish_reason`` and token counts (the catalog's defaults, ``sampling``, or each row's
+        ``parameters``). Every row is checked before the first is generated."""
+        from layers.generation.options import sampling as parse_settings
+
+        names_out = self.validate_output_names(output_names)
+        prompts = feed[TEXT_INPUT].tolist()
+        rows = feed.get(PARAMETERS)
+        gens = []
+        for i, prompt in enumerate(prompts):
+            settings = rows[i] if rows is not None else None
+            if settings is None:
+                gens.append(self.complete(prompt, sampling or Sampling()))
+            elif settings.get("messages") is not None:
+                gens.append(self.generate(self.chat_prompt(settings["messages"]), parse_settings(settings)))
+            else:
+                gens.append(self.complete(prompt, parse_settings(settings)))
+        for gen in gens:
+            gen.run()
+        out = {TEXT_OUTPUT: np.array([g.text for g in gens], dtype=object),
+               FINISH_REASON: np.array([g.finish_reason for g in gens], dtype=object),
+               PROMPT_TOKENS: np.array([g.prompt_tokens for g in gens], dtype=np.int64),
+               COMPLETION_TOKENS: np.array([g.completion_tokens for g in gens], dtype=np.int64)}
+        return {name: out[name] for name in names_out}
 
     def primer_inputs(self) -> dict[str, np.ndarray] | None:
         return {TEXT_INPUT: np.array(["Hello"], dtype=object)}

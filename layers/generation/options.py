@@ -1,4 +1,4 @@
-"""A request's generation settings, checked once for every protocol (OpenAI, V2 generate, batch).
+"""A request's generation settings and chat messages, checked once for every protocol (OpenAI, V2 generate, batch).
 
 Each protocol names the settings its own way; all of them end in a
 :class:`~layers.generation.engine.Sampling`. A wrong value is a :class:`ParamError`: a 400
@@ -12,6 +12,8 @@ from typing import Any
 
 from layers.errors import BadRequest
 from layers.generation.engine import MAX_STOP_SEQUENCES, Sampling
+
+ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 class ParamError(BadRequest):
@@ -72,3 +74,29 @@ def sampling(doc: Mapping[str, Any], *, max_tokens_keys: tuple[str, ...] = ("max
     return Sampling(max_tokens=budget, temperature=_number(doc, "temperature", 0, 2),
                     top_p=_number(doc, "top_p", 0, 1, low_open=True), top_k=_integer(doc, "top_k", 0),
                     seed=seed, stop=stop_sequences(doc.get("stop")))
+
+
+def messages(value: Any) -> list[dict[str, Any]]:
+    """OpenAI chat ``messages`` → ``[{"role", "content": str}]`` (text content parts joined)."""
+    if not isinstance(value, list) or not value:
+        raise ParamError("'messages' is required: a non-empty list of {\"role\", \"content\"} objects.",
+                         param="messages")
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise ParamError(f"'messages'[{i}] needs a 'role' of {', '.join(ROLES)}.", param="messages")
+        content = m.get("content")
+        if isinstance(content, list):  # content parts: text only
+            parts = []
+            for part in content:
+                if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                    raise ParamError(f"'messages'[{i}].content holds a part that is not text; this model "
+                                     "takes text parts only ({\"type\": \"text\", \"text\": …}).",
+                                     param="messages")
+                parts.append(part["text"])
+            content = "".join(parts)
+        if not isinstance(content, str):
+            raise ParamError(f"'messages'[{i}].content must be a string or a list of text parts.",
+                             param="messages")
+        out.append({**{k: v for k, v in m.items() if k in ("name",)}, "role": m["role"], "content": content})
+    return out

@@ -44,7 +44,7 @@ from layers.registry import PluginRegistry
 
 #: Modules registering the built-in kinds and tasks, imported on first use of the registry.
 BUILTIN = ("layers.kinds.text", "layers.kinds.image", "layers.kinds.classification", "layers.kinds.embeddings",
-           "layers.kinds.token_classification")
+           "layers.kinds.token_classification", "layers.kinds.generation")
 #: The task of a ``postprocess`` block without a ``task`` key (manifests before tasks existed).
 DEFAULT_TASK = "classification"
 

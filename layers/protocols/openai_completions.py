@@ -41,6 +41,7 @@ from typing import Any
 from layers import openai_wire as wire
 from layers.dataplane import DataPlane
 from layers.errors import BadRequest, UnsupportedMediaType
+from layers.generation.options import ROLES
 from layers.jsonfast import dumps, loads
 from layers.messages import Reply, Request, json_reply
 
@@ -55,7 +56,6 @@ _COMMON = {"model", "temperature", "top_p", "top_k", "stop", "seed", "stream", "
 COMPLETION_KEYS = _COMMON | {"prompt", "echo", "best_of", "suffix"}
 CHAT_KEYS = _COMMON | {"messages", "max_completion_tokens", "top_logprobs", "response_format", "tools",
                        "tool_choice", "parallel_tool_calls", "store", "metadata", "modalities"}
-ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 def _engine(plane: DataPlane):
@@ -158,28 +158,12 @@ def _prompts(value: Any) -> list[str]:
 
 
 def _messages(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not value:
-        raise wire.OpenAIError("'messages' is required: a non-empty list of {\"role\", \"content\"} objects.",
-                               param="messages")
-    out = []
-    for i, m in enumerate(value):
-        if not isinstance(m, dict) or m.get("role") not in ROLES:
-            raise wire.OpenAIError(f"'messages'[{i}] needs a 'role' of {', '.join(ROLES)}.", param="messages")
-        content = m.get("content")
-        if isinstance(content, list):  # content parts: text only
-            parts = []
-            for part in content:
-                if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                    raise wire.OpenAIError(f"'messages'[{i}].content holds a part that is not text; this model "
-                                           "takes text parts only ({\"type\": \"text\", \"text\": …}).",
-                                           param="messages")
-                parts.append(part["text"])
-            content = "".join(parts)
-        if not isinstance(content, str):
-            raise wire.OpenAIError(f"'messages'[{i}].content must be a string or a list of text parts.",
-                                   param="messages")
-        out.append({**{k: v for k, v in m.items() if k in ("name",)}, "role": m["role"], "content": content})
-    return out
+    from layers.generation.options import ParamError, messages
+
+    try:
+        return messages(value)
+    except ParamError as exc:
+        raise wire.OpenAIError(exc.message, param=exc.param) from None
 
 
 def _meta(plane: DataPlane, prefix: str, doc: dict[str, Any]) -> dict[str, Any]:
