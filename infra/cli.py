@@ -139,8 +139,10 @@ def _add_lifecycle(sub) -> None:
                                      "(clients of the live version break)")
         parser.add_argument("--out", default="build", help="build directory (default build/)")
         parser.add_argument("--deployed", action="store_true",
-                            help="act on the deployed stack (live alias through CodeDeploy) instead of local")
-        parser.add_argument("--stack", default="ModelfnStack", help="deployed stack name")
+                            help="act on the deployed stack through its HTTPS control API (SigV4; the live "
+                                 "alias moves through CodeDeploy) instead of local")
+        parser.add_argument("--stack", default="ModelfnStack", help="deployed stack name (its ApiUrl output)")
+        parser.add_argument("--url", default=None, help="with --deployed: the API's URL instead of --stack's output")
         parser.add_argument("--json", action="store_true",
                             help="print JSON (what the HTTPS route /v2/models/{name}/… answers)")
 

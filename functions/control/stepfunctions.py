@@ -1,4 +1,5 @@
-"""The deployed control backend: a model's training runs are its Step Functions executions.
+"""The deployed control backend: training runs are the model's Step Functions executions;
+versions are its functions' published Lambda versions behind the ``live`` alias.
 
 ``POST …/train`` starts an execution of the model's training state machine
 (infra/cdk/constructs/training_pipeline.py) named after the run id, with input
@@ -11,12 +12,18 @@ error. The job trains on the model's training channel, so a per-request ``data``
 it is refused (upload there instead); a hyperparameter the catalog does not declare is
 refused too (the job's hyperparameters are fixed per name at deploy time).
 
-Versions, promote and rollback of the deployed stack move the ``live`` alias through
-CodeDeploy; those are ``modelfn versions/promote/rollback --deployed`` today, and over HTTPS
-they answer 501 with that command.
+``GET …/versions``, ``POST …/versions/{v}/promote`` and ``POST …/rollback`` run
+:mod:`layers.aliases` on the model's api and batch functions: the ``live`` alias moves
+through the model's CodeDeploy groups (canary, alarms, automatic rollback), exactly what
+``modelfn versions|promote|rollback --deployed`` ask this function for. Promoting the live
+version answers ``"changed": false``; an unknown version is a 404, nothing to roll back to a 409.
+
+A model without ``training:`` has no state machine: its train routes answer 400 saying so.
+A SageMaker-target model has no alias to move: its versions routes answer 400 saying so.
 
 Runtime code: boto3 only. Configuration: env ``MODELFN_CONTROL`` (JSON ``{"model",
-"state_machine_arn", "hyperparameters", "data"}``), set by infra/cdk/constructs/control_api.py.
+"state_machine_arn" (or null), "hyperparameters", "data", "deployment": {kind: {"function",
+"application", "group"}} (or null)}``), set by infra/cdk/constructs/control_api.py.
 """
 
 from __future__ import annotations
@@ -27,16 +34,12 @@ import time
 import uuid
 from typing import Any
 
-from layers import names
-from layers.errors import BadRequest, ModelfnError, NotFound
+from layers import aliases, names
+from layers.errors import BadRequest, NotFound
 from layers.protocols.control import Conflict
 
 STATUS = {"RUNNING": "running", "PENDING_REDRIVE": "running", "SUCCEEDED": "succeeded",
           "FAILED": "failed", "TIMED_OUT": "failed", "ABORTED": "failed"}
-
-
-class NotImplementedHere(ModelfnError):
-    status = 501
 
 
 def _string(value: Any) -> str:
@@ -50,16 +53,26 @@ def _time(value: Any) -> str | None:
 class StepFunctionsControl:
     """One model's control backend on AWS (the function serves one model's routes)."""
 
-    def __init__(self, config: dict[str, Any], client: Any = None) -> None:
+    def __init__(self, config: dict[str, Any], client: Any = None, clients: dict[str, Any] | None = None) -> None:
         self.model: str = config["model"]
-        self.state_machine_arn: str = config["state_machine_arn"]
+        self.state_machine_arn: str | None = config.get("state_machine_arn")
         self.hyperparameters: dict[str, str] = dict(config.get("hyperparameters") or {})
         self.data: str | None = config.get("data")
-        if client is None:
+        self.deployment = aliases.targets_from(config.get("deployment") or {})
+        self._clients: dict[str, Any] = dict(clients or {})
+        if client is not None:
+            self._clients["stepfunctions"] = client
+
+    def _client(self, service: str) -> Any:
+        if service not in self._clients:
             import boto3
 
-            client = boto3.client("stepfunctions")
-        self.sfn = client
+            self._clients[service] = boto3.client(service)
+        return self._clients[service]
+
+    @property
+    def sfn(self) -> Any:
+        return self._client("stepfunctions")
 
     @classmethod
     def from_env(cls) -> StepFunctionsControl:
@@ -69,12 +82,19 @@ class StepFunctionsControl:
         if model != self.model:
             raise NotFound(f"no model named {model!r} here; this control route serves {self.model!r}")
 
+    def _trained(self, model: str) -> str:
+        self._check(model)
+        if not self.state_machine_arn:
+            raise BadRequest(f"{model!r} has no training: entry in its catalog, so it has no training runs; "
+                             "add training: {entry_point: …} to the model and deploy it")
+        return self.state_machine_arn
+
     def _execution_arn(self, run_id: str) -> str:
         head, _, name = self.state_machine_arn.rpartition(":stateMachine:")
         return f"{head}:execution:{name}:{run_id}"
 
     def start_training(self, model: str, hyperparameters: dict[str, Any], data: str | None) -> dict[str, Any]:
-        self._check(model)
+        self._trained(model)
         if unknown := sorted(set(hyperparameters) - set(self.hyperparameters)):
             raise BadRequest(f"unknown hyperparameter(s) {unknown} for {model!r}; the deployed training job "
                              f"takes {sorted(self.hyperparameters)} (training.hyperparameters in the catalog: "
@@ -98,7 +118,7 @@ class StepFunctionsControl:
                 "execution_arn": out["executionArn"]}
 
     def training_run(self, model: str, run_id: str) -> dict[str, Any]:
-        self._check(model)
+        self._trained(model)
         try:
             ex = self.sfn.describe_execution(executionArn=self._execution_arn(run_id))
         except self.sfn.exceptions.ExecutionDoesNotExist:
@@ -128,7 +148,7 @@ class StepFunctionsControl:
                 **{k: output[k] for k in ("training_job", "artifact", "build") if k in output}}
 
     def training_runs(self, model: str) -> list[dict[str, Any]]:
-        self._check(model)
+        self._trained(model)
         runs = []
         for page in self.sfn.get_paginator("list_executions").paginate(stateMachineArn=self.state_machine_arn):
             for item in page.get("executions", []):
@@ -137,21 +157,33 @@ class StepFunctionsControl:
                              "execution_arn": item["executionArn"]})
         return sorted(runs, key=lambda r: r["created_at"] or "", reverse=True)
 
-    def _deployed(self, what: str) -> None:
-        raise NotImplementedHere(f"{what} of the deployed stack is not served over HTTPS yet; run `modelfn "
-                                 f"{what} {self.model} --deployed` (it moves the live alias through CodeDeploy)")
+    def _targets(self, model: str) -> dict[str, aliases.Target]:
+        self._check(model)
+        if not self.deployment:
+            raise BadRequest(f"{model!r} is served from SageMaker, which has no Lambda versions to list or "
+                             "move; deploy another version with `modelfn deploy`")
+        return self.deployment
+
+    def _answer(self, call):
+        try:
+            return call()
+        except aliases.UnknownVersion as exc:
+            raise NotFound(str(exc)) from None
+        except aliases.DeployedError as exc:  # nothing to roll back to, no live alias
+            raise Conflict(str(exc)) from None
 
     def versions(self, model: str) -> dict[str, Any]:
-        self._check(model)
-        self._deployed("versions")
-        return {}
+        found = self._targets(model)
+        return self._answer(lambda: aliases.versions_doc(self._client("lambda"), found, model))
 
     def promote(self, model: str, version: str) -> dict[str, Any]:
-        self._check(model)
-        self._deployed("promote")
-        return {}
+        found = self._targets(model)
+        return self._answer(lambda: aliases.move_live(
+            self._client("lambda"), self._client("codedeploy"), found, model, version,
+            f"promoted over HTTPS: POST /v2/models/{model}/versions/{version}/promote"))
 
     def rollback(self, model: str) -> dict[str, Any]:
-        self._check(model)
-        self._deployed("rollback")
-        return {}
+        found = self._targets(model)
+        return self._answer(lambda: aliases.move_live(
+            self._client("lambda"), self._client("codedeploy"), found, model, None,
+            f"rolled back over HTTPS: POST /v2/models/{model}/rollback"))

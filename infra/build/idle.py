@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from layers.aliases import KEEP_VERSIONS  # noqa: F401  (versions kept per function: the estimate counts them)
+
 SECONDS_PER_MONTH = 30 * 24 * 3600
 HOURS_PER_MONTH = 730
 GB = 1024**3
-#: Published Lambda versions kept per function besides whatever an alias routes to (the
-#: template retains them; ``infra.versions.deployed`` prunes beyond this many).
-KEEP_VERSIONS = 5
-
 #: CloudWatch standard-resolution alarm, per alarm-month (aws.amazon.com/cloudwatch/pricing).
 ALARM_USD = 0.10
 #: CloudWatch dashboard, per dashboard-month beyond the account's first three (same page).

@@ -190,4 +190,10 @@ def json_reply(status: int, doc: Any, headers: dict[str, str] | None = None) -> 
 OPERATIONS = {"train": train, "runs": runs, "run": run, "versions": versions, "promote": promote,
               "rollback": rollback}
 
-PROTOCOL = register(RegisteredProtocol(NAME, ROUTES, OPERATIONS))  # type: ignore[arg-type]
+def _document(model: Any) -> dict[str, Any]:
+    from layers.protocols.control_document import fragment  # not in the control function's zip
+
+    return fragment(model.name)
+
+
+PROTOCOL = register(RegisteredProtocol(NAME, ROUTES, OPERATIONS, _document))  # type: ignore[arg-type]

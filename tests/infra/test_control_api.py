@@ -50,9 +50,11 @@ def test_every_control_route_of_a_trained_model_takes_iam_whatever_its_auth(synt
     wanted = {f"{m} {p}" for p, m in route_table().control_gateway_routes(MODEL)}
     assert wanted <= set(routes), wanted - set(routes)
     assert {routes[k]["AuthorizationType"] for k in wanted} == {"AWS_IAM"}
-    untrained = [m for m in ("open-model", "heavy-sm")]
-    for name in untrained:  # models without training: get no control routes
-        assert not any(k.endswith(f"/v2/models/{name}/train") for k in routes)
+    # a Lambda model without training: its versions routes (and train routes answering 400), IAM too
+    lambda_only = {f"{m} {p}" for p, m in route_table().control_gateway_routes("open-model")}
+    assert lambda_only <= set(routes) and {routes[k]["AuthorizationType"] for k in lambda_only} == {"AWS_IAM"}
+    # a SageMaker model without training has neither runs nor Lambda versions: no control routes
+    assert not any(k.endswith(("/v2/models/heavy-sm/train", "/v2/models/heavy-sm/versions")) for k in routes)
 
 
 @mock_aws(config={"stepfunctions": {"execute_state_machine": True}})

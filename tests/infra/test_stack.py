@@ -96,16 +96,16 @@ def test_synthesizes_exactly_the_expected_resources(template: Template) -> None:
     # (summed over the shared stack and the three model stacks)
     assert dict(counts) == {
         # 2 lambda models × (api + batch) + the proxy + the async-batch glue + the retraining
-        # starter + CDK's S3-notification handler in each model stack (3) + the trained
-        # model's control function (training over HTTPS)
-        "AWS::Lambda::Function": 11, "AWS::Lambda::Version": 5, "AWS::Lambda::Alias": 5,
-        "AWS::Lambda::Permission": 3 + 1 + 1,  # one per model for all its routes, SNS → the glue, control
+        # starter + CDK's S3-notification handler in each model stack (3) + each lambda model's
+        # control function (training and versions over HTTPS)
+        "AWS::Lambda::Function": 12, "AWS::Lambda::Version": 5, "AWS::Lambda::Alias": 5,
+        "AWS::Lambda::Permission": 3 + 1 + 2,  # one per model for all its routes, SNS → the glue, control
         "AWS::Lambda::EventSourceMapping": 4,
-        "AWS::IAM::Role": 22, "AWS::IAM::Policy": 16,
-        # 7 functions + CDK's notification handler in each model stack (3), API access logs,
+        "AWS::IAM::Role": 23, "AWS::IAM::Policy": 17,
+        # 8 functions + CDK's notification handler in each model stack (3), API access logs,
         # state machine, CodeBuild, the two endpoints' groups (made before SageMaker would make
         # them without retention)
-        "AWS::Logs::LogGroup": 16,
+        "AWS::Logs::LogGroup": 17,
         "AWS::Lambda::LayerVersion": 1,  # Powertools for the proxy, at the images' versions
         # one CodeDeploy application per lambda model, one deployment group per function
         "AWS::CodeDeploy::Application": 2, "AWS::CodeDeploy::DeploymentGroup": 4,
@@ -113,10 +113,10 @@ def test_synthesizes_exactly_the_expected_resources(template: Template) -> None:
         "AWS::CloudWatch::Alarm": 4 * 2 + 2 + 1 + 2,
         "AWS::CloudWatch::Dashboard": 3 + 1,  # one per model + the index
         "AWS::ApiGatewayV2::Api": 1, "AWS::ApiGatewayV2::Stage": 1,
-        "AWS::ApiGatewayV2::Integration": 3 + 1,  # + the trained model's control function
+        "AWS::ApiGatewayV2::Integration": 3 + 2,  # + each lambda model's control function
         # per model, the server routes (one model), $default: the route table's
         "AWS::ApiGatewayV2::Route": 3 * len(TABLE.model_gateway_routes("m")) + len(TABLE.server_gateway_routes()) + 1
-        + len(TABLE.control_gateway_routes("m")),  # the trained model's control routes
+        + 2 * len(TABLE.control_gateway_routes("m")),  # each lambda model's control routes
         "AWS::ApiGatewayV2::Authorizer": 1,  # JWT; IAM and none need no authorizer resource
         "AWS::S3::Bucket": 3, "AWS::S3::BucketPolicy": 3,  # batch, access logs, training
         "Custom::S3BucketNotifications": 3,  # each model stack's own, merged on the one bucket
@@ -211,9 +211,9 @@ def test_routes_and_auth_follow_the_catalog(template: Template) -> None:
     # /openai/<name>/…): the whole shared API, not one path
     api_permissions = {lid: p["Properties"] for lid, p in resources(template, "AWS::Lambda::Permission").items()
                        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"}
-    # the trained model's control function has its own, scoped to that model's control paths
+    # each lambda model's control function has its own, scoped to that model's control paths
     control = {lid: p for lid, p in api_permissions.items() if "Control" in lid}
-    assert len(control) == 1 and "/v2/models/" in json.dumps(next(iter(control.values()))["SourceArn"])
+    assert len(control) == 2 and all("/v2/models/" in json.dumps(p["SourceArn"]) for p in control.values())
     api_permissions = [p for lid, p in api_permissions.items() if lid not in control]
     assert len(api_permissions) == 3
     for permission in api_permissions:

@@ -1,4 +1,5 @@
-"""``rollback --deployed`` after real deploys: two synthesized templates of a model function,
+"""Rolling the ``live`` alias back after real deploys (what ``rollback --deployed`` asks the
+control function for, layers/aliases.py): two synthesized templates of a model function,
 applied to moto's Lambda the way CloudFormation applies them.
 
 CloudFormation publishes a new ``AWS::Lambda::Version`` (a new logical id: the function's
@@ -15,7 +16,6 @@ import copy
 import io
 import json
 import zipfile
-from argparse import Namespace
 from pathlib import Path
 
 import boto3
@@ -118,10 +118,9 @@ def test_rollback_after_a_second_deploy_goes_back_to_the_first_version(templates
     # given two deploys of the synthesized app (model aaaa… then bbbb…)
     _two_deploys(account, *templates)
     # when the user rolls back
-    code = deployed.rollback_command(Namespace(name="clf", stack="ModelfnStack", json=False), clients)
+    started = deployed.move_live(clients, "ModelfnStack", "clf", None, "modelfn rollback clf")
     # then a CodeDeploy deployment takes live from the second version back to the first
-    assert code == 0, capsys.readouterr().err
-    deployment = capsys.readouterr().out.split("deployment ")[1].split()[0]
+    deployment = started["api"]
     info = clients["codedeploy"].get_deployment(deploymentId=deployment)["deploymentInfo"]
     spec = json.loads(info["revision"]["appSpecContent"]["content"])
     props = spec["Resources"][0][FUNCTION]["Properties"]
@@ -138,8 +137,8 @@ def test_without_retained_versions_rollback_would_have_nothing_to_go_back_to(tem
         for version in _of_type(template, "AWS::Lambda::Version").values():
             version.pop("DeletionPolicy"), version.pop("UpdateReplacePolicy")
     _two_deploys(account, first, second)
-    assert deployed.rollback_command(Namespace(name="clf", stack="ModelfnStack", json=False), clients) == 2
-    assert "nothing to roll back to" in capsys.readouterr().err
+    with pytest.raises(deployed.DeployedError, match="nothing to roll back to"):
+        deployed.move_live(clients, "ModelfnStack", "clf", None, "modelfn rollback clf")
 
 
 def test_the_tool_keeps_a_bounded_number_of_versions_but_never_the_live_or_target_one(account) -> None:
@@ -153,8 +152,7 @@ def test_the_tool_keeps_a_bounded_number_of_versions_but_never_the_live_or_targe
     lam.create_alias(FunctionName=FUNCTION, Name="live", FunctionVersion="8")
     lam.create_alias(FunctionName=FUNCTION, Name="pinned", FunctionVersion="2")
     # when the user promotes version 1 (old, outside the kept five)
-    assert deployed.promote_command(Namespace(name="clf", stack="ModelfnStack", version="1", json=False),
-                                    clients) == 0
+    assert deployed.move_live(clients, "ModelfnStack", "clf", "1", "modelfn promote clf 1")["api"]
     # then the newest five, the live one, the deployment's target and aliased ones stay
     left = [v["Version"] for v in lam.list_versions_by_function(FunctionName=FUNCTION)["Versions"]]
     assert left == ["$LATEST", "1", "2", "4", "5", "6", "7", "8"]

@@ -1,18 +1,22 @@
-"""One model's control routes on the HTTP API: training runs over HTTPS, IAM-authorized always.
+"""One model's control routes on the HTTP API: training and versions over HTTPS, IAM-authorized always.
 
 The ``Scope.CONTROL`` rows of the runtime's route table (``POST/GET
 /v2/models/<name>/train``, ``GET …/train/{run_id}``, ``GET …/versions``, ``POST
 …/versions/{version}/promote``, ``POST …/rollback``) go to a small zip function
-(``functions.control.handler``) that starts and reads this model's training state machine.
-Whatever the model's inference ``auth``, these routes take SigV4 (``HttpIamAuthorizer``):
-starting a training job is never public. The function may start, list and describe the
-executions of this model's state machine and nothing else.
+(``functions.control.handler``) that starts and reads this model's training state machine
+and lists and moves its functions' ``live`` aliases through their CodeDeploy groups
+(layers/aliases.py). Whatever the model's inference ``auth``, these routes take SigV4
+(``AWS_IAM``): starting a training job or a deployment is never public. The function may
+start, list and describe the executions of this model's state machine, read this model's
+functions' versions and aliases, delete their old versions, and start deployments of their
+own CodeDeploy groups; nothing else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigatewayv2 as apigwv2
@@ -30,7 +34,8 @@ from layers.protocols import route_table
 
 CONTROL_HANDLER = "functions.control.handler.handler"
 #: what the zip carries besides functions/control/ (stdlib-only runtime modules)
-RUNTIME_FILES = ("errors.py", "messages.py", "routes.py", "protocols/__init__.py", "protocols/control.py")
+RUNTIME_FILES = ("errors.py", "messages.py", "routes.py", "aliases.py", "protocols/__init__.py",
+                 "protocols/control.py")
 
 
 class ModelControlApi(Construct):
@@ -54,18 +59,23 @@ class ModelControlApi(Construct):
         *,
         model_name: str,
         api_id: str,
-        state_machine: sfn.IStateMachine,
-        hyperparameters: Mapping[str, str],
-        data: str | None,
+        state_machine: sfn.IStateMachine | None = None,
+        hyperparameters: Mapping[str, str] | None = None,
+        data: str | None = None,
+        deploy_to: Mapping[str, Any] | None = None,
         code_dir: Path,
         timeout_s: int = 15,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         """
         :param api_id: the shared HTTP API's id (the model's inference routes are on it too).
-        :param state_machine: the model's training state machine (training_pipeline).
+        :param state_machine: the model's training state machine (training_pipeline); default
+            None: the model has no ``training:`` and its train routes answer 400 saying so.
         :param hyperparameters: the catalog's, as SageMaker strings (the names a run may set).
         :param data: the training channel's location (``s3://bucket/prefix``), shown in runs.
+        :param deploy_to: ``{kind: ModelFunction}`` whose ``live`` aliases the versions routes
+            list and move (default None: a SageMaker-target model, whose versions routes
+            answer 400 saying so).
         :param code_dir: the staged function source (staging.stage_function_code with
             :data:`RUNTIME_FILES`).
         :param timeout_s: the function's timeout (default 15 s; it only calls Step Functions).
@@ -87,16 +97,23 @@ class ModelControlApi(Construct):
             memory_size=256,
             timeout=cdk.Duration.seconds(timeout_s),
             environment={names.ENV_CONTROL: stack.to_json_string({
-                "model": model_name, "state_machine_arn": state_machine.state_machine_arn,
-                "hyperparameters": dict(hyperparameters), "data": data})},
+                "model": model_name,
+                "state_machine_arn": state_machine.state_machine_arn if state_machine else None,
+                "hyperparameters": dict(hyperparameters or {}), "data": data,
+                "deployment": {kind: {"function": f.function.function_name,
+                                      "application": f.deployment_group.application.application_name,
+                                      "group": f.deployment_group.deployment_group_name}
+                               for kind, f in (deploy_to or {}).items()} or None})},
             logging_format=lambda_.LoggingFormat.JSON,
             log_group=log_group,
             role=role,
         )
-        state_machine.grant_start_execution(self._function)
-        state_machine.grant_execution(self._function, "states:DescribeExecution")
-        self._function.add_to_role_policy(iam.PolicyStatement(
-            sid="ListRuns", actions=["states:ListExecutions"], resources=[state_machine.state_machine_arn]))
+        if state_machine is not None:
+            state_machine.grant_start_execution(self._function)
+            state_machine.grant_execution(self._function, "states:DescribeExecution")
+            self._function.add_to_role_policy(iam.PolicyStatement(
+                sid="ListRuns", actions=["states:ListExecutions"], resources=[state_machine.state_machine_arn]))
+        self._grant_versions(stack, deploy_to or {})
         integration = apigwv2.CfnIntegration(
             self, "Integration", api_id=api_id, integration_type="AWS_PROXY",
             integration_uri=self._function.function_arn, payload_format_version="2.0",
@@ -114,16 +131,45 @@ class ModelControlApi(Construct):
                 self, _route_id(key), api_id=api_id, route_key=key,
                 target=f"integrations/{integration.ref}", authorization_type="AWS_IAM",
             )
-        self._acknowledge(role, stack, state_machine)
+        self._acknowledge(role, stack, state_machine, deploy_to or {})
 
-    def _acknowledge(self, role: iam.Role, stack: cdk.Stack, state_machine: sfn.IStateMachine) -> None:
+    def _grant_versions(self, stack: cdk.Stack, deploy_to: Mapping[str, Any]) -> None:
+        """What layers/aliases.py calls, on this model's own functions and CodeDeploy groups."""
+        if not deploy_to:
+            return
+        functions = [f.function.function_arn for f in deploy_to.values()]
+        self._function.add_to_role_policy(iam.PolicyStatement(
+            sid="ReadAndPruneVersions",
+            actions=["lambda:GetAlias", "lambda:ListAliases", "lambda:ListVersionsByFunction",
+                     "lambda:DeleteFunction"],
+            resources=[*functions, *(f"{arn}:*" for arn in functions)]))
+        for f in deploy_to.values():
+            group = f.deployment_group
+            self._function.add_to_role_policy(iam.PolicyStatement(
+                actions=["codedeploy:CreateDeployment"], resources=[group.deployment_group_arn]))
+            self._function.add_to_role_policy(iam.PolicyStatement(
+                actions=["codedeploy:GetDeploymentConfig"],
+                resources=[group.deployment_config.deployment_config_arn]))
+            self._function.add_to_role_policy(iam.PolicyStatement(
+                actions=["codedeploy:RegisterApplicationRevision", "codedeploy:GetApplicationRevision"],
+                resources=[stack.format_arn(service="codedeploy", resource="application",
+                                            resource_name=group.application.application_name,
+                                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)]))
+
+    def _acknowledge(self, role: iam.Role, stack: cdk.Stack, state_machine: sfn.IStateMachine | None,
+                     deploy_to: Mapping[str, Any]) -> None:
         import json
 
-        name = json.dumps({"Fn::Select": [6, {"Fn::Split": [":", {
-            "Ref": stack.get_logical_id(state_machine.node.default_child)}]}]}, separators=(",", ":"))
-        acknowledge(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
-                    f"<AWS::AccountId>:execution:{name}:*]",
-                    "DescribeExecution on this model's own training runs (one execution per run id)")
+        if state_machine is not None:
+            name = json.dumps({"Fn::Select": [6, {"Fn::Split": [":", {
+                "Ref": stack.get_logical_id(state_machine.node.default_child)}]}]}, separators=(",", ":"))
+            acknowledge(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
+                        f"<AWS::AccountId>:execution:{name}:*]",
+                        "DescribeExecution on this model's own training runs (one execution per run id)")
+        for f in deploy_to.values():
+            arn = f"<{stack.get_logical_id(f.function.node.default_child)}.Arn>"
+            acknowledge(role, f"AwsSolutions-IAM5[Resource::{arn}:*]",
+                        "versions and the live alias of this model's own functions (list, prune old ones)")
         for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
             acknowledge(self._function, rule, ZIP_RUNTIME_REASON)
         for rule, why in (

@@ -86,6 +86,7 @@ class ModelStack(cdk.Stack):
         self.training: ModelTrainingPipeline | None = None
         self.retraining: ModelRetrainingTrigger | None = None
         self.control: ModelControlApi | None = None
+        self._training_channel: str | None = None  # the training job's data (s3://…), shown in runs
         front = RENDERERS[plan.target](self, plan)
         self.routes = ModelRoutes(
             self.group, "Routes", api_id=self.shared.api_id, model_name=plan.name, target=front,
@@ -97,6 +98,8 @@ class ModelStack(cdk.Stack):
                       description=f"POST a V2 inference request for {plan.name} here")
         if plan.training is not None:
             self._add_training(catalog)
+        if plan.training is not None or self.functions:
+            self._add_control()
         self.dashboard = self._dashboard(f"{shared_stack}-{plan.name}")
         self._acknowledge_bucket_notifications()
 
@@ -229,15 +232,7 @@ class ModelStack(cdk.Stack):
             deployed_build=s3_assets.Asset(self.group, "DeployedBuild", path=str(spec.model_dir),
                                            exclude=["versions", "versions/**"]),
         )
-        self.control = ModelControlApi(  # training over HTTPS, IAM-authorized whatever the model's auth
-            self.group, "Control", model_name=spec.name, api_id=self.shared.api_id,
-            state_machine=self.training.state_machine,
-            hyperparameters=sagemaker_hyperparameters(training.hyperparameters),
-            data=f"s3://{data_bucket.bucket_name}/{data_prefix}",
-            code_dir=staging.stage_function_code(dest=self._stage_dir / "control" / spec.name, package="control",
-                                                 runtime=CONTROL_RUNTIME_FILES),
-            log_retention=self._settings.log_retention,
-        )
+        self._training_channel = f"s3://{data_bucket.bucket_name}/{data_prefix}"
         if data_bucket is self.shared.storage.bucket:  # an s3:// training.data is the user's
             self.retraining = ModelRetrainingTrigger(
                 self.group, "Retraining", bucket=data_bucket,
@@ -245,6 +240,21 @@ class ModelStack(cdk.Stack):
                 code_dir=staging.stage_function_code(dest=self._stage_dir / "retrain", package="retrain"),
                 log_retention=self._settings.log_retention,
             )
+
+    def _add_control(self) -> None:
+        """Training and versions over HTTPS, IAM-authorized whatever the model's auth: a trained
+        model's runs, a Lambda model's versions (its api and batch functions' live aliases)."""
+        spec, training = self.plan.spec, self.plan.training
+        self.control = ModelControlApi(
+            self.group, "Control", model_name=spec.name, api_id=self.shared.api_id,
+            state_machine=self.training.state_machine if self.training else None,
+            hyperparameters=sagemaker_hyperparameters(training.hyperparameters) if training else None,
+            data=self._training_channel,
+            deploy_to={k: self.functions[k] for k in ("api", "batch") if k in self.functions} or None,
+            code_dir=staging.stage_function_code(dest=self._stage_dir / "control" / spec.name, package="control",
+                                                 runtime=CONTROL_RUNTIME_FILES),
+            log_retention=self._settings.log_retention,
+        )
 
     def _training_data(self) -> tuple[s3.IBucket, str]:
         """The job's ``train`` channel: ``training.data`` when it is an ``s3://`` prefix, else
