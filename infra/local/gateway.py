@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import Any, Protocol
 
 from infra.local.function_pool import FunctionPool, NoCapacity
 from infra.local.http_api_events import (
@@ -88,6 +88,9 @@ class Routes:
     #: the control routes (training, versions; ``Scope.CONTROL``): the deployed API's control
     #: function, here :class:`infra.local.control.ControlIntegration`; None: not served
     control: Callable[..., HttpResponse] | None = None
+    #: generative models' streaming endpoints (:class:`infra.local.streaming.StreamingIntegration`):
+    #: requests that ask to stream are answered chunk by chunk there
+    streams: dict[str, Any] = field(default_factory=dict)
 
 
 class Gateway:
@@ -127,6 +130,10 @@ class Gateway:
             if hit is not None:
                 return self.routes.control(req, *hit)
         name, route_key, params = match_route(req.method, req.path)
+        body_route = _body_routes().get((req.method, req.path)) if name is None else None
+        target = name if body_route is None else _body_model(req.body, body_route)
+        if (stream := self.routes.streams.get(target)) is not None and stream.wants(req):
+            return stream(req)
         if name is not None:
             integration = self.routes.models.get(name)
             if integration is not None:
@@ -137,10 +144,10 @@ class Gateway:
                 known = ", ".join(sorted([*self.routes.models, *self.routes.failed])) or "(none)"
                 return HttpResponse.json(404, {"error": f"no model named {name!r} is served here; "
                                                         f"models: {known}"})
-        elif (body_route := _body_routes().get((req.method, req.path))) is not None:
-            target = self.routes.models.get(_body_model(req.body, body_route))
-            if target is not None:  # the model the body names; else the first model's 404 says so
-                return target(req, f"{req.method} {req.path}", None, self.integration_timeout_s)
+        elif body_route is not None:
+            integration = self.routes.models.get(target)
+            if integration is not None:  # the model the body names; else the first model's 404 says so
+                return integration(req, f"{req.method} {req.path}", None, self.integration_timeout_s)
         # server routes and $default go to the first model, as in the deployed API
         integration = self.routes.default()
         if integration is None:
@@ -279,6 +286,8 @@ def _handler_for(gw: Gateway) -> type[BaseHTTPRequestHandler]:
                 length -= len(got)
 
         def _send(self, resp: HttpResponse) -> None:
+            if resp.chunks is not None:
+                return self._send_chunked(resp)
             self.send_response(resp.status)
             for k, v in resp.headers:
                 if k.lower() not in ("content-length", "connection", "transfer-encoding"):
@@ -287,6 +296,27 @@ def _handler_for(gw: Gateway) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(resp.body)
+
+        def _send_chunked(self, resp: HttpResponse) -> None:
+            """A streamed body: HTTP/1.1 chunked transfer, each chunk flushed as it comes."""
+            self.send_response(resp.status)
+            for k, v in resp.headers:
+                if k.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(k, v)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for chunk in resp.chunks or ():
+                    if chunk:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):  # the client left: stop generating
+                self.close_connection = True
+            finally:
+                close = getattr(resp.chunks, "close", None)
+                if close is not None:
+                    close()
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from layers.http.events import ACCOUNT_ID, API_ID, HttpRequest, is_text, request_id, to_event
@@ -20,6 +21,9 @@ class HttpResponse:
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    #: a streamed body (server-sent events), written chunk by chunk instead of ``body``
+    #: (:mod:`infra.local.streaming`)
+    chunks: Iterable[bytes] | None = None
 
     @classmethod
     def json(cls, status: int, doc: object, headers: list[tuple[str, str]] | None = None) -> HttpResponse:

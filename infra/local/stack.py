@@ -187,6 +187,8 @@ class LocalStack:
                 routes.models[svc.name] = SageMakerIntegration(svc.sagemaker)
             elif svc.api:
                 routes.models[svc.name] = LambdaIntegration(svc.api)
+            if not why and (stream := self._streaming(svc)) is not None:
+                routes.streams[svc.name] = stream
         self.gateway = Gateway(routes, host=self.host, port=self.port,
                                integration_timeout_s=self.integration_timeout_s).start()
         for svc in self.services.values():
@@ -257,6 +259,7 @@ class LocalStack:
             old_api, old_batch = svc.api, svc.batch
             self.gateway.routes.models[name] = LambdaIntegration(pools["api"])
             svc.api, svc.batch, svc.manifest = pools["api"], pools["batch"], manifest
+            self._set_streaming(svc)
             for poller in self.pollers:
                 if poller.pool is old_batch:
                     poller.pool = pools["batch"]
@@ -265,6 +268,22 @@ class LocalStack:
                              kwargs={"drain_timeout_s": svc.deploy.batch_timeout_s}, daemon=True).start()
             log.info("%s: now serving version %s", name, manifest.version)
             return True
+
+    def _streaming(self, svc: ModelService):
+        """A generative model's streaming endpoint (infra/local/streaming.py), else None."""
+        if svc.manifest is None or svc.manifest.extra.get("task") != "generation":
+            return None
+        from infra.local.streaming import StreamingIntegration
+
+        return StreamingIntegration(svc.name, self._model_dir(svc.name))
+
+    def _set_streaming(self, svc: ModelService) -> None:
+        assert self.gateway is not None
+        stream = self._streaming(svc)
+        if stream is None:
+            self.gateway.routes.streams.pop(svc.name, None)
+        else:
+            self.gateway.routes.streams[svc.name] = stream
 
     def _start_late(self, svc: ModelService) -> None:
         """A model with ``training:`` and no version when the stack started serves once its
@@ -292,6 +311,7 @@ class LocalStack:
             assert self.gateway is not None and self.aws is not None
             self.gateway.routes.models[svc.name] = LambdaIntegration(svc.api)
             self.gateway.routes.failed.pop(svc.name, None)
+            self._set_streaming(svc)
             if svc.name in self.aws.queue_urls:
                 self.pollers.append(QueuePoller(svc.name, self.aws.queue_urls[svc.name], svc.batch, self.aws,
                                                 settings=self.aws.settings[svc.name]).start())

@@ -305,6 +305,8 @@ def _defaults(folder: Path, block: Mapping[str, Any]) -> dict[str, Any]:
         for key in ("temperature", "top_p", "top_k"):
             if isinstance(gc.get(key), int | float) and not isinstance(gc.get(key), bool):
                 out[key] = gc[key]
+    if block.get("max_tokens_default"):  # the catalog's generation.max_tokens (infra/kinds/generation.py)
+        out["max_tokens"] = int(block["max_tokens_default"])
     for key, value in (block.get("defaults") or {}).items():
         if key in ("temperature", "top_p", "top_k", "max_tokens") and value is not None:
             out[key] = value

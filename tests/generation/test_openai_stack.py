@@ -137,3 +137,19 @@ def test_v2_generate_and_generate_stream(stack, reference):
     infer = requests.post(url + "/infer", json={"inputs": [{"name": "text_input", "datatype": "BYTES", "shape": [1],
                                                          "data": ["hello world"]}]}, timeout=60).json()
     assert infer["outputs"][0]["name"] == "text_output" and infer["outputs"][0]["data"][0]
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/openai/v1/chat/completions", {"model": NAME, "messages": [{"role": "user", "content": "hi"}],
+                                     "max_tokens": 6, "temperature": 0, "stream": True}),
+    (f"/v2/models/{NAME}/generate_stream", {"text_input": "hello", "max_tokens": 6, "temperature": 0}),
+])
+def test_the_local_stack_writes_each_event_as_its_own_chunk(stack, path, body):
+    """Streamed, not joined: chunked transfer, one HTTP chunk per server-sent event."""
+    import requests
+
+    resp = requests.post(stack.url + path, json=body, stream=True, timeout=60)
+    assert resp.status_code == 200 and resp.headers.get("transfer-encoding") == "chunked"
+    chunks = [c.decode() for c in resp.raw.read_chunked(decode_content=False)]
+    assert len(chunks) > 3 and all(c.startswith("data: ") and c.endswith("\n\n") for c in chunks)
+    assert sum(c.count("data: ") for c in chunks) == len(chunks)
