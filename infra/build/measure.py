@@ -84,6 +84,36 @@ def latency(sess, feeds: dict[str, np.ndarray]) -> Latency:
     return Latency(*(float(np.percentile(ms, q)) for q in (50, 95, 99)), runs=len(times))
 
 
+#: Paired timing: runs per turn, and turns at least (each session gets MIN_RUNS runs or more).
+PAIRED_TURN = 5
+
+
+def paired_latency(sess, reference, feeds: dict[str, np.ndarray]) -> tuple[Latency, Latency]:
+    """Batch-1 latency of ``sess`` and ``reference`` measured side by side: short alternating
+    turns (the order swapped each turn), so load on a shared host falls on both alike and
+    their ratio holds where two separate measurements minutes apart would not."""
+    for s in (sess, reference):
+        for _ in range(WARMUP):
+            s.run(None, feeds)
+    times: tuple[list[float], list[float]] = ([], [])
+    deadline = time.perf_counter() + 2 * TIME_BUDGET_S
+    turn = 0
+    while len(times[0]) < MAX_RUNS and (len(times[0]) < MIN_RUNS or time.perf_counter() < deadline):
+        order = (0, 1) if turn % 2 == 0 else (1, 0)
+        for i in order:
+            s = (sess, reference)[i]
+            for _ in range(PAIRED_TURN):
+                t0 = time.perf_counter()
+                s.run(None, feeds)
+                times[i].append(time.perf_counter() - t0)
+        turn += 1
+    out = []
+    for t in times:
+        ms = np.asarray(t) * 1000.0
+        out.append(Latency(*(float(np.percentile(ms, q)) for q in (50, 95, 99)), runs=len(t)))
+    return out[0], out[1]
+
+
 def probe(model: Path, feeds: dict[str, np.ndarray] | None, work: Path,
           processing: tuple[dict, dict[str, Path]] | None = None) -> dict[str, float]:
     """Init time and peak RSS of serving ``model`` at batch 1, in a fresh Python process.
