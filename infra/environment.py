@@ -10,7 +10,7 @@ from typing import Literal
 
 from layers import names
 
-FunctionKind = Literal["api", "batch", "sagemaker"]
+FunctionKind = Literal["api", "batch", "sagemaker", "stream"]
 
 IMAGE_MODEL_DIR = names.IMAGE_MODEL_DIR
 SAGEMAKER_MODEL_DIR = names.SAGEMAKER_MODEL_DIR
@@ -27,7 +27,8 @@ def function_environment(
     """Environment variables for one model's function of ``kind``.
 
     :param model_name: catalog name; becomes the Powertools service name.
-    :param kind: ``api`` (HTTP API), ``batch`` (S3 events) or ``sagemaker`` (serving container).
+    :param kind: ``api`` (HTTP API), ``batch`` (S3 events), ``sagemaker`` (serving container)
+        or ``stream`` (a generative model's streaming function URL).
     :param model_dir: directory holding model.onnx + manifest.json; default: the image's.
     :param idempotency_table: DynamoDB table for batch idempotency; default
         :data:`layers.names.DEFAULT_IDEMPOTENCY_TABLE` (batch only).

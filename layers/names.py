@@ -125,6 +125,12 @@ BATCH_ERRORS = "errors"
 API_HANDLER = "functions.api.handler.handler"
 BATCH_HANDLER = "functions.batch.handler.handler"
 SAGEMAKER_SERVE_MODULE = "functions.sagemaker.serve"
+STREAM_MODULE = "functions.stream.runtime"
+"""The streaming function's runtime (``python3 -m`` it: the image's entry point for a generative
+model's function URL, which the managed runtime cannot stream to)."""
+STREAM_TIMEOUT_S = 300
+"""The streaming function's timeout: a function URL stream may last 15 minutes; five bound a
+runaway completion's bill while leaving a long one (thousands of tokens) room."""
 
 # --- Lambda SnapStart (set by the Lambda service; the local stack sets it the same way) -----
 ENV_LAMBDA_INIT_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
@@ -163,6 +169,11 @@ OUTPUT_BATCH_BUCKET = "BatchBucketName"
 def output_infer_url(model_name: str) -> str:
     """Output key of one model's infer URL, e.g. ``InferUrlDigitsMlp``."""
     return "InferUrl" + "".join(part.capitalize() for part in model_name.split("-"))
+
+
+def output_stream_url(model_name: str) -> str:
+    """Output key of a generative model's streaming function URL, e.g. ``StreamUrlTinyGpt``."""
+    return "StreamUrl" + "".join(part.capitalize() for part in model_name.split("-"))
 
 
 def output_deployment(model_name: str) -> str:

@@ -209,8 +209,8 @@ class LocalStack:
         """The plan's image functions (api, batch) of a Lambda-target model serving ``model_dir``."""
         dspec, pools = svc.deploy, {}
         for fn in svc.plan.functions:
-            if fn.package != "image":
-                continue
+            if fn.package != "image" or fn.kind == "stream":
+                continue  # streaming: the local gateway writes Reply.stream itself
             env = function_environment(model_name=svc.name, kind=fn.kind, model_dir=(
                 names.IMAGE_MODEL_DIR if self.containers else str(model_dir)),
                                        batch_retry_delay_s=dspec.batch.retry_delay_s)

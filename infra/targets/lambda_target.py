@@ -1,7 +1,11 @@
 """The ``lambda`` deploy target: the model's own container image as two functions.
 
 An API function behind the model's HTTP routes and a batch function fed by an SQS queue on
-``<model>/in/``; both publish versions behind ``live`` aliases with canaries.
+``<model>/in/``; both publish versions behind ``live`` aliases with canaries. A generative
+model (manifest ``task: generation``) gets a third, the streaming function: the same image
+with :data:`layers.names.STREAM_MODULE` as its entry point, behind a function URL in
+``RESPONSE_STREAM`` mode (HTTP APIs cannot stream; functions/stream says why a runtime of
+our own).
 """
 
 from __future__ import annotations
@@ -43,8 +47,18 @@ def plan(spec: DeploySpec) -> ModelPlan:
         # sustained invocation errors (crashes, timeouts), never one transient retry
         rollback=BATCH_ROLLBACK, instances=spec.batch.max_concurrency,
     )
+    functions = (api, batch)
+    # function URLs have no JWT authorizer: an auth: jwt model streams nowhere (the stack warns)
+    if spec.manifest.extra.get("task") == "generation" and spec.auth != "jwt":
+        functions += (FunctionPlan(
+            kind="stream", handler=names.STREAM_MODULE,
+            description=f"{label}: streaming function URL (server-sent events)",
+            timeout_s=names.STREAM_TIMEOUT_S, memory_mb=spec.memory_mb, package="image",
+            # SnapStart restores only Lambda's managed runtimes; this one is our own loop
+            snapstart=False, rollback=RollbackPlan(),
+        ),)
     return ModelPlan(
-        spec=spec, target="lambda", functions=(api, batch), front="api",
+        spec=spec, target="lambda", functions=functions, front="api",
         batch=BatchPlan(
             kind="queue", prefix=f"{spec.name}/{names.BATCH_IN}/",
             visibility_timeout_s=VISIBILITY_FACTOR * spec.batch_timeout_s,
@@ -53,5 +67,5 @@ def plan(spec: DeploySpec) -> ModelPlan:
             max_concurrency=spec.batch.max_concurrency,
         ),
         image=ImagePlan(kind="lambda", architecture=spec.architecture),
-        dashboard=("api", "batch", "queue"),
+        dashboard=(*(fn.kind for fn in functions), "queue"),
     )

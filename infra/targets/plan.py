@@ -56,7 +56,7 @@ BATCH_EPHEMERAL_STORAGE_MB = 10_240
 class FunctionPlan:
     """One function of a model, as every renderer runs it."""
 
-    kind: Literal["api", "batch", "proxy", "async-batch"]
+    kind: Literal["api", "batch", "proxy", "async-batch", "stream"]
     handler: str
     description: str
     timeout_s: int

@@ -32,6 +32,7 @@ from infra.cdk.constructs.retraining_trigger import ModelRetrainingTrigger
 from infra.cdk.constructs.sagemaker_async_batch import SageMakerAsyncBatch
 from infra.cdk.constructs.sagemaker_endpoint import VARIANT_NAME, SageMakerModelEndpoint
 from infra.cdk.constructs.sagemaker_proxy import SageMakerProxyFunction
+from infra.cdk.constructs.streaming_url import StreamingUrl
 from infra.cdk.constructs.training_pipeline import ModelTrainingPipeline
 from infra.cdk.nag import acknowledge
 from infra.cdk.stacks.settings import StackSettings
@@ -50,7 +51,8 @@ NOTIFICATIONS_HANDLER = "BucketNotificationsHandler050a0587b7544547bf325f094a3db
 class ModelStack(cdk.Stack):
     """Public attributes: ``plan``, ``shared``, ``group`` (the model's construct),
     ``functions`` (kind → :class:`ModelFunction`), ``routes``, ``batch_pipeline``,
-    ``endpoint``, ``proxy``, ``async_batch``, ``training``, ``retraining``, ``dashboard``."""
+    ``endpoint``, ``proxy``, ``async_batch``, ``training``, ``retraining``, ``dashboard``,
+    ``streaming`` (a generative model's streaming function URL, or None)."""
 
     def __init__(
         self,
@@ -87,6 +89,7 @@ class ModelStack(cdk.Stack):
         self.retraining: ModelRetrainingTrigger | None = None
         self.control: ModelControlApi | None = None
         self._training_channel: str | None = None  # the training job's data (s3://…), shown in runs
+        self.streaming: StreamingUrl | None = None
         front = RENDERERS[plan.target](self, plan)
         self.routes = ModelRoutes(
             self.group, "Routes", api_id=self.shared.api_id, model_name=plan.name, target=front,
@@ -114,12 +117,24 @@ class ModelStack(cdk.Stack):
         # one CodeDeploy application for the model's deployment groups
         application = codedeploy.LambdaApplication(self.group, "Deployments")
         for fn in plan.functions:
+            # the streaming function runs our own runtime loop as the entry point (the managed
+            # runtime cannot stream); the others are the image's handlers (CMD)
+            start = ({"entrypoint": ["python3", "-m", fn.handler]} if fn.kind == "stream"
+                     else {"cmd": [fn.handler]})
             self.functions[fn.kind] = self._image_function(
                 fn, plan, application=application,
                 code=lambda_.DockerImageCode.from_image_asset(
-                    str(context), platform=PLATFORMS[spec.architecture], build_args=build_args,
-                    cmd=[fn.handler]),
+                    str(context), platform=PLATFORMS[spec.architecture], build_args=build_args, **start),
             )
+        if "stream" in self.functions:
+            self.streaming = StreamingUrl(self.group, "StreamingUrl", model_name=spec.name,
+                                          target=self.functions["stream"].alias, auth=plan.auth)
+        elif spec.manifest.extra.get("task") == "generation":
+            cdk.Annotations.of(self.group).add_warning_v2(
+                f"modelfn:no-stream-url:{spec.name}",
+                f"model {spec.name!r} has auth: jwt and function URLs have no JWT authorizer, so it "
+                "gets no streaming URL: its HTTP API routes answer \"stream\": true requests with the "
+                "whole completion at once. Use auth: iam (SigV4) to stream.")
         api_fn, batch_fn = self.functions["api"], self.functions["batch"]
         cdk.CfnOutput(  # what `modelfn promote/rollback --deployed` deploys through (infra/versions)
             self, names.output_deployment(spec.name),
