@@ -420,7 +420,7 @@ def _quantize(job: _Job, conv: _Converted, base: _Baseline) -> tuple[dict[str, A
             quant["preprocess"] = quantize.preprocess(fp32_path, pre)
         quant.update(conv.host.to_dict())
         pres = {mode: pre for mode in modes}
-        fusable = [m for m in modes if m in ("dynamic", quantize.WEIGHT_INT4)]
+        fusable = [m for m in modes if m == "dynamic" or m in quantize.WEIGHT_ONLY]
         if fusable and transformer.is_transformer(onnx.load(pre)):
             sizes, reexport = transformer.source_hints(spec)
 

@@ -9,10 +9,11 @@
 * ``static``: QDQ format, per-channel int8 weights, activation ranges calibrated on the
   catalog's calibration set through a :class:`CalibrationDataReader`; the right choice for Conv.
 
-* ``weight-int4``: weight-only, for transformers: MatMul weights in 4-bit blocks of
-  :data:`NBITS_BLOCK` (``MatMulNBits``), computed at ``accuracy_level`` 4: activations are
-  quantized to int8 per block at run time and multiplied in int8 (onnxruntime's guidance
-  for int8 compute of block-quantized weights); per-block scales keep outliers local.
+* ``weight-int4`` / ``weight-int8``: weight-only, for transformers: MatMul weights in 4- or
+  8-bit blocks of :data:`NBITS_BLOCK` (``MatMulNBits``), computed at ``accuracy_level`` 4:
+  activations are quantized to int8 per block at run time and multiplied in int8
+  (onnxruntime's guidance for int8 compute of block-quantized weights); per-block scales keep
+  outliers local.
 
 Weights are per-channel in dynamic and static. ``reduce_range`` (7-bit weights) is chosen from the build
 CPU (:mod:`infra.build.cpu`): on without VNNI/AMX, where onnxruntime's u8×s8 kernels
@@ -44,6 +45,9 @@ DYNAMIC_OPS = ("MatMul", "Attention", "LSTM", "GRU")
 STATIC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 #: Weight-only mode: 4-bit MatMul weights, int8 compute.
 WEIGHT_INT4 = "weight-int4"
+WEIGHT_INT8 = "weight-int8"
+#: The weight-only modes and their bits.
+WEIGHT_ONLY = {WEIGHT_INT4: 4, WEIGHT_INT8: 8}
 NBITS_BLOCK = 32
 #: MatMulNBits ``accuracy_level`` 4: activations quantized to int8, int8 dot products.
 NBITS_ACCURACY_LEVEL = 4
@@ -62,7 +66,7 @@ def op_counts(model: onnx.ModelProto) -> Counter:
 def candidates(model: onnx.ModelProto, has_calibration: bool, transformer: bool = False) -> tuple[list[str], str]:
     """The int8 modes worth measuring for ``auto``, and why (shown in the build output).
     ``transformer``: the graph is one (:func:`infra.build.transformer.is_transformer`), so
-    weight-only int4 with int8 compute is measured too."""
+    weight-only int4 and int8 with int8 compute are measured too."""
     ops = op_counts(model)
     conv = ops["Conv"] + ops["ConvTranspose"]
     matmul = ops["MatMul"] + ops["Gemm"] + ops["Attention"] + ops["LSTM"] + ops["GRU"]
@@ -72,7 +76,7 @@ def candidates(model: onnx.ModelProto, has_calibration: bool, transformer: bool 
     if has_calibration and (conv or matmul):
         modes.append("static")
     if transformer and ops["MatMul"]:
-        modes.append(WEIGHT_INT4)
+        modes += [WEIGHT_INT4, WEIGHT_INT8]
     if modes:
         why = f"{matmul} MatMul/Gemm/RNN and {conv} Conv ops → measuring {', '.join(modes)}"
     elif conv:
@@ -245,8 +249,8 @@ def quantize(mode: str, pre: Path, dst: Path, calibration: Dataset | None, *, re
         if calibration is None:
             raise QuantizationError("static quantization needs a calibration set")
         quantize_static(pre, dst, calibration, reduce_range=reduce_range)
-    elif mode == WEIGHT_INT4:
-        quantize_weight_only(pre, dst, bits=4)
+    elif mode in WEIGHT_ONLY:
+        quantize_weight_only(pre, dst, bits=WEIGHT_ONLY[mode])
     else:
         raise ValueError(f"unknown int8 mode {mode!r}")
 
