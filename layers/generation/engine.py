@@ -15,7 +15,7 @@ metadata, ``infer`` on a ``text_input`` BYTES tensor → ``text_output``, batch 
 from __future__ import annotations
 
 import json
-import random
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,7 +202,11 @@ class GenerationModel(ServableBase):
         return {name: out[name] for name in names_out}
 
     def primer_inputs(self) -> dict[str, np.ndarray] | None:
-        return {TEXT_INPUT: np.array(["Hello"], dtype=object)}
+        """A two-token greedy generation: the loop, the KV cache and the tokenizer all run once
+        before a snapshot, without spending the init on a full default-length completion."""
+        params = np.empty(1, dtype=object)
+        params[0] = {"max_tokens": 2, "temperature": 0}
+        return {TEXT_INPUT: np.array(["Hello"], dtype=object), PARAMETERS: params}
 
     # --- generation ------------------------------------------------------------------------
     def complete(self, prompt: str, sampling: Sampling) -> Generation:
@@ -259,7 +263,9 @@ class GenerationModel(ServableBase):
         if sampling.greedy:
             options["do_sample"] = False
         else:
-            seed = sampling.seed if sampling.seed is not None else random.getrandbits(31)
+            # unseeded: from the OS, not Python's PRNG, whose state a SnapStart snapshot would
+            # hand identically to every restored instance
+            seed = sampling.seed if sampling.seed is not None else secrets.randbits(31)
             options.update(do_sample=True, temperature=float(sampling.temperature), top_p=float(sampling.top_p),
                            top_k=int(sampling.top_k), random_seed=int(seed) & 0x7FFFFFFF)
         params.set_search_options(**options)
