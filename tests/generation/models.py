@@ -56,7 +56,7 @@ def genai_build(hf_dir: Path, out: Path) -> Path:
 def served_dir(name: str, hf_dir: Path, out: Path) -> Path:
     """A build output as a function reads it: ``generation/`` + ``manifest.json``."""
     folder = genai_build(hf_dir, out / "generation")
-    sha = hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
+    sha = _digest(out)
     genai = json.loads((folder / "genai_config.json").read_text())["model"]
     eos = genai["eos_token_id"]
     manifest = {
@@ -71,3 +71,12 @@ def served_dir(name: str, hf_dir: Path, out: Path) -> Path:
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return out
+
+
+def _digest(model_dir: Path) -> str:
+    """The sha256 the runtime verifies for this build output (``layers.manifest``'s rule)."""
+    import layers.manifest as m
+
+    if hasattr(m, "artifact_sha256"):
+        return m.artifact_sha256(model_dir)
+    return hashlib.sha256(m.artifact_file(model_dir).read_bytes()).hexdigest()
