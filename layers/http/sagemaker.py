@@ -10,6 +10,11 @@ length back as the response's custom attribute. The SageMaker proxy Lambda and t
 gateway use this so every route works unchanged for sagemaker-target models. Other paths
 (``/v2/...``, ``/docs``) are served directly, which helps when running the container locally.
 
+A reply that streams (a generative model's ``generate_stream``, or OpenAI's ``"stream": true``)
+is written as HTTP/1.1 chunked transfer, one server-sent event per chunk as the model produces
+it: SageMaker's ``InvokeEndpointWithResponseStream`` relays each chunk as a PayloadPart;
+``InvokeEndpoint`` (and so the proxy function behind the HTTP API) gets the events joined.
+
 ``route=POST /batch`` is the asynchronous batch path of a heavy model (the async-batch glue):
 the body is an S3 event notification for one object under ``<model>/in/``, run by the same
 batch job as the Lambda batch function (:mod:`layers.batch`), answering a small JSON summary
@@ -147,6 +152,9 @@ def make_server(binding: HttpBinding, obs: Observability, *, host: str = "0.0.0.
                           check_size=size, context=context)
             with lock:
                 reply = handle(req, context)
+                if reply.stream is not None:  # generating: the model is busy until the last event
+                    self._send_stream(reply)
+                    return
             self._send_reply(reply)
 
         def _batch(self, body: bytes) -> None:
@@ -177,6 +185,36 @@ def make_server(binding: HttpBinding, obs: Observability, *, host: str = "0.0.0.
                 # the proxy function can restore Inference-Header-Content-Length from it.
                 headers[sagemaker_wire.HEADER] = sagemaker_wire.response_attributes(length)
             self._send(reply.status, headers, payload)
+
+        def _send_stream(self, reply: Reply) -> None:
+            """A streamed reply (server-sent events) as HTTP/1.1 chunked transfer, each chunk
+            sent as the model produces it: what ``InvokeEndpointWithResponseStream`` relays as
+            PayloadParts (``InvokeEndpoint`` receives the whole body). A failure after the
+            status went out closes the connection without the last chunk, so the caller sees a
+            broken stream (SageMaker's ``ModelStreamError``), never a silently short answer."""
+            self.send_response(reply.status)
+            for key, value in (reply.headers or {}).items():
+                if key.lower() not in ("content-length", "transfer-encoding"):
+                    self.send_header(key, value)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for part in reply.stream:
+                    data = part.encode("utf-8") if isinstance(part, str) else bytes(part)
+                    if data:
+                        self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+                        self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the caller left: stop generating
+            except Exception:
+                logger.exception("the stream failed after it started")
+                self.close_connection = True
+            finally:
+                close = getattr(reply.stream, "close", None)
+                if close is not None:
+                    close()
 
         def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
             self.send_response(status)

@@ -1,0 +1,137 @@
+"""Streaming on AWS's transports, run here: the Lambda streaming runtime (functions/stream, as
+the function URL's function runs it) against the local Runtime API, and the SageMaker container
+(``/invocations``, what ``InvokeEndpointWithResponseStream`` relays) over real HTTP, both with
+a tiny Llama made from a config. The events arrive as separate chunks while the model
+generates, and join to exactly the text the same request answers without streaming."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from infra.local.runtime_api import Invocation, RuntimeApi
+from layers import names, sagemaker_wire
+from layers.http.streaming import CONTENT_TYPE, DELIMITER
+from tests.conftest import load_event
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("generation")]
+REPO = Path(__file__).resolve().parents[2]
+NAME = "tiny-llama"
+ROUTE = "/openai/v1/completions"
+
+
+def completion(stream: bool) -> dict:
+    return {"model": NAME, "prompt": "the quick brown fox", "max_tokens": 12, "temperature": 0,
+            "stream": stream}
+
+
+def sse_text(body: bytes) -> tuple[str, int]:
+    """(the completion text the events carry, how many events), checking the [DONE] end."""
+    events = [e.removeprefix("data: ") for e in body.decode().split("\n\n") if e.strip()]
+    assert events[-1] == "[DONE]"
+    return "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]), len(events) - 1
+
+
+@pytest.fixture(scope="module")
+def runtime(llama):
+    """The streaming runtime's own process serving the model, as Lambda starts it."""
+    api = RuntimeApi().start()
+    env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": api.address, names.ENV_MODEL_DIR: str(llama[1]),
+           "PYTHONPATH": str(REPO), "POWERTOOLS_METRICS_NAMESPACE": "modelfn-test"}
+    proc = subprocess.Popen([sys.executable, "-m", names.STREAM_MODULE], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield api
+    proc.kill()
+    proc.wait(10)
+    api.stop()
+
+
+def url_invoke(api: RuntimeApi, body: dict):
+    event = load_event("function_url_infer", rawPath=ROUTE, body=json.dumps(body))
+    event["requestContext"]["http"]["path"] = ROUTE
+    inv = Invocation(payload=json.dumps(event).encode(), deadline_ms=int(time.time() * 1000) + 120_000,
+                     function_arn="arn:aws:lambda:us-east-1:123456789012:function:modelfn-tiny-llama-stream")
+    api.submit(inv)
+    assert inv.done.wait(120), "the streaming function never answered"
+    return inv.outcome
+
+
+def test_function_url_streams_the_completion_event_by_event(runtime):
+    whole = url_invoke(runtime, completion(stream=False))
+    head, _, body = whole.payload.partition(DELIMITER)
+    assert json.loads(head)["statusCode"] == 200
+    expected = json.loads(body)["choices"][0]["text"]
+
+    out = url_invoke(runtime, completion(stream=True))
+    assert out.ok and out.streamed and out.content_type == CONTENT_TYPE
+    head, _, body = out.payload.partition(DELIMITER)
+    prelude = json.loads(head)
+    assert prelude["statusCode"] == 200 and prelude["headers"]["Content-Type"].startswith("text/event-stream")
+    text, events = sse_text(body)
+    assert text == expected and events >= 3
+    assert len(out.parts) >= events  # sent as the model produced them, not joined at the end
+
+
+def test_function_url_errors_keep_openais_shape(runtime):
+    out = url_invoke(runtime, {**completion(stream=True), "max_tokens": -1})
+    head, _, body = out.payload.partition(DELIMITER)
+    assert json.loads(head)["statusCode"] == 400
+    assert "max_tokens" in json.loads(body)["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def container(llama):
+    """The SageMaker container's server (functions/sagemaker/serve.py) on a free port."""
+    from functions.sagemaker.serve import make_server
+    from tests.functional.conftest import import_handler
+
+    old = os.environ.get(names.ENV_MODEL_DIR)
+    os.environ[names.ENV_MODEL_DIR] = str(llama[1])
+    try:
+        import_handler()
+        srv = make_server("127.0.0.1", 0)
+    finally:
+        if old is None:
+            os.environ.pop(names.ENV_MODEL_DIR, None)
+        else:
+            os.environ[names.ENV_MODEL_DIR] = old
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+def invocations(port: int, body: dict) -> tuple[http.client.HTTPResponse, list[bytes]]:
+    """POST /invocations as SageMaker forwards it (the route in the custom attribute); the
+    body read chunk by chunk as it arrives."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.request("POST", "/invocations", body=json.dumps(body), headers={
+        "Content-Type": "application/json",
+        sagemaker_wire.HEADER: sagemaker_wire.request_attributes("POST", ROUTE, None)})
+    resp = conn.getresponse()
+    parts = []
+    while chunk := resp.read1(65536):
+        parts.append(chunk)
+    conn.close()
+    return resp, parts
+
+
+def test_sagemaker_container_answers_a_streaming_request_chunked(container):
+    resp, parts = invocations(container, completion(stream=False))
+    assert resp.status == 200 and resp.getheader("Transfer-Encoding") is None
+    expected = json.loads(b"".join(parts))["choices"][0]["text"]
+
+    resp, parts = invocations(container, completion(stream=True))
+    assert resp.status == 200 and resp.getheader("Transfer-Encoding") == "chunked"
+    assert resp.getheader("Content-Type").startswith("text/event-stream")
+    text, events = sse_text(b"".join(parts))
+    assert text == expected and events >= 3
