@@ -136,7 +136,8 @@ class TrainingSpec(BaseModel):
     * ``instance_count``: 1; N > 1 runs the entry point data-parallel on N instances (N
       processes on CPU with gloo locally), rank and world size through
       :mod:`functions.training.train`'s contract (torchrun's env vars, the process group
-      initialized for torch), rank 0's result is the model.
+      initialized for torch), rank 0's result is the model. An instance with several GPUs
+      runs one process per GPU (torchrun ``--nproc_per_node`` = its GPUs).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -103,6 +103,8 @@ HP_ENTRY_POINT = "modelfn_entry_point"
 #: data-parallel training (torchrun's names): this process's rank, how many there are, and
 #: where rank 0 listens for the process group
 ENV_RANK, ENV_WORLD_SIZE, ENV_LOCAL_RANK = "RANK", "WORLD_SIZE", "LOCAL_RANK"
+#: torchrun's: how many processes this instance runs (its GPUs); SageMaker's GPU count
+ENV_LOCAL_WORLD_SIZE, ENV_SM_NUM_GPUS = "LOCAL_WORLD_SIZE", "SM_NUM_GPUS"
 ENV_MASTER_ADDR, ENV_MASTER_PORT = "MASTER_ADDR", "MASTER_PORT"
 #: MASTER_PORT on SageMaker's multi-instance jobs (hosts algo-1..N share a network)
 TRAINING_MASTER_PORT = 29500

@@ -27,7 +27,15 @@ tree. The contract, each path overridable by SageMaker's env var (or a flag, for
   ``DistributedDataParallel`` and reads ``torch.distributed.get_rank()/get_world_size()``
   (or the env vars) to take its shard of the data. Only rank 0's result is saved (a returned
   DDP wrapper is unwrapped); the other ranks' results are discarded. ``training.json`` says
-  ``world_size``. One process per instance (a multi-GPU instance trains on its first GPU).
+  ``world_size`` and ``processes_per_instance``.
+- several GPUs per instance: when this module starts as an instance's one process (no
+  torchrun variables yet) and the instance has G > 1 GPUs (SageMaker's ``SM_NUM_GPUS``, else
+  ``torch.cuda.device_count()``), it relaunches itself through torchrun
+  (``python -m torch.distributed.run --nnodes=N --nproc_per_node=G --node_rank=<host rank>
+  --master_addr=<rank 0's host> --master_port=29500 -m functions.training.train …``): one
+  process per GPU, ``WORLD_SIZE`` = N × G, ``RANK`` = host rank × G + ``LOCAL_RANK``, and each
+  process's CUDA device is ``LOCAL_RANK`` (set before the entry point is called, so
+  ``model.cuda()`` lands on its own GPU). The job fails when any process fails.
 - failure: ``$SM_OUTPUT_DIR/failure`` (``/opt/ml/output/failure``) holds the reason, which
   DescribeTrainingJob shows as ``FailureReason``; the exit status is 1.
 
@@ -246,12 +254,67 @@ def process_group(w: World):
         yield
         return
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":  # one GPU per process: this process's is its local rank's
+        torch.cuda.set_device(int(os.environ.get(names.ENV_LOCAL_RANK, "0")))
     dist.init_process_group(backend, rank=w.rank, world_size=w.size)
     try:
         yield
         dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+def gpus_per_instance(env: dict[str, str]) -> int:
+    """This instance's GPUs: SageMaker's ``SM_NUM_GPUS``, else torch's count (0 without torch)."""
+    raw = env.get(names.ENV_SM_NUM_GPUS)
+    if raw is not None:
+        try:
+            return int(raw)
+        except ValueError:
+            raise TrainingFailed(f"{names.ENV_SM_NUM_GPUS}={raw!r} is not an integer") from None
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count()
+
+
+def launcher(argv: list[str], env: dict[str, str] | None = None) -> list[str] | None:
+    """The torchrun command running this module once per GPU of this instance; None when this
+    process trains itself (launched already, or fewer than two GPUs)."""
+    env = dict(os.environ if env is None else env)
+    if names.ENV_WORLD_SIZE in env or names.ENV_LOCAL_RANK in env:
+        return None
+    nproc = gpus_per_instance(env)
+    if nproc < 2:
+        return None
+    host = world(env)  # the instance's place among the job's instances
+    if host.size == 1:  # one instance: any free port on loopback (29500 may be taken)
+        host = World(0, 1, "127.0.0.1", _free_port())
+    return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={host.size}", f"--nproc_per_node={nproc}",
+            f"--node_rank={host.rank}", f"--master_addr={host.master_addr}", f"--master_port={host.master_port}",
+            "-m", "functions.training.train", *argv]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _launch(command: list[str], output_dir: Path) -> int:
+    """Run the per-GPU processes; the job fails when one does (its own failure file says why)."""
+    import subprocess
+
+    print(f"one training process per GPU of this instance: {' '.join(command)}", file=sys.stderr)
+    code = subprocess.run(command, check=False).returncode
+    failure = output_dir / "failure"
+    if code != 0 and not failure.exists():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        failure.write_text(f"a training process failed (torchrun exited {code}); see the job's log")
+    return code
 
 
 def _unwrap(result: Any) -> Any:
@@ -295,7 +358,7 @@ def run(*, entry: str | None, code_dir: Path, config_dir: Path, data_dir: Path, 
     report = {"entry_point": str(entry), "hyperparameters": user_hp, "data": data.to_dict(),
               "artifact": artifact, "result_type": type(result).__name__ if result is not None else None,
               "device": _device(), "seconds": round(time.perf_counter() - started, 3),
-              "world_size": w.size,
+              "world_size": w.size, "processes_per_instance": int(os.environ.get(names.ENV_LOCAL_WORLD_SIZE, "1")),
               "python": platform.python_version(), "job": os.environ.get("TRAINING_JOB_NAME", "")}
     (model_dir / names.TRAINING_REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -320,6 +383,15 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--{key.replace('_', '-')}", type=Path, default=None)
     args = p.parse_args(argv)
     output_dir = args.output_dir or _default("output_dir")
+    try:
+        command = launcher(list(sys.argv[1:] if argv is None else argv))
+    except TrainingFailed as exc:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "failure").write_text(str(exc)[:FAILURE_LIMIT])
+        print(f"training failed: {exc}", file=sys.stderr)
+        return 1
+    if command is not None:
+        return _launch(command, output_dir)
     try:
         report = run(entry=args.entry_point, code_dir=args.code_dir or _code_dir(),
                      config_dir=args.config_dir or _default("config_dir"),

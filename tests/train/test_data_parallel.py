@@ -100,3 +100,52 @@ def test_a_failing_rank_fails_the_job_and_nothing_is_promoted(tmp_path):
     with pytest.raises(TrainingError, match="rank 1"):
         train_and_promote(catalog, "blobs", tmp_path / "build", data=data, hyperparameters={"fail_rank": 1})
     assert not (tmp_path / "build" / "models" / "blobs" / "model.onnx").exists()
+
+
+def test_an_instance_with_several_gpus_relaunches_through_torchrun_one_process_per_gpu():
+    from functions.training.train import launcher
+
+    # given the second of two SageMaker instances, each with 4 GPUs
+    env = {"SM_HOSTS": '["algo-1", "algo-2"]', "SM_CURRENT_HOST": "algo-2", "SM_NUM_GPUS": "4"}
+    cmd = launcher(["train"], env)
+    assert cmd[1:] == ["-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=4", "--node_rank=1",
+                       "--master_addr=algo-1", "--master_port=29500", "-m", "functions.training.train", "train"]
+    # one GPU, or a process torchrun started: it trains itself
+    assert launcher(["train"], {**env, "SM_NUM_GPUS": "1"}) is None
+    assert launcher(["train"], {**env, "LOCAL_RANK": "0", "WORLD_SIZE": "8"}) is None
+    with pytest.raises(TrainingFailed, match="SM_NUM_GPUS='x' is not an integer"):
+        launcher(["train"], {"SM_NUM_GPUS": "x"})
+
+
+@pytest.mark.slow
+def test_two_processes_per_instance_through_torchrun_train_what_one_process_trains(tmp_path):
+    """The relaunch for real, on CPU (SM_NUM_GPUS says 2; gloo): the runner's own command line."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    data = write_data(tmp_path / "data", 200, seed=1)
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "ddp_trainer.py").write_text(DDP_TRAINER)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "hyperparameters.json").write_text(json.dumps({"epochs": "20"}))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SM_HOSTS")}
+    models = {}
+    for gpus in ("1", "2"):
+        out = tmp_path / f"run{gpus}"
+        proc = subprocess.run(
+            [sys.executable, "-m", "functions.training.train", "train", "--entry-point", "ddp_trainer:train",
+             "--code-dir", str(tmp_path / "code"), "--config-dir", str(tmp_path / "config"),
+             "--data-dir", str(data), "--model-dir", str(out / "model"), "--output-dir", str(out / "output")],
+            env={**env, "SM_NUM_GPUS": gpus, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+            timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        report = json.loads((out / "model" / "training.json").read_text())
+        assert (report["world_size"], report["processes_per_instance"]) == (int(gpus), int(gpus))
+        models[gpus] = torch.load(out / "model" / "model.pt", weights_only=False)
+    x, _ = blobs(32, seed=3)
+    with torch.no_grad():
+        a, b = (models[g](torch.from_numpy(x)).numpy() for g in ("1", "2"))
+    np.testing.assert_allclose(a, b, atol=1e-3)
