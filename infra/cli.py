@@ -120,8 +120,11 @@ def _add_lifecycle(sub) -> None:
     t.add_argument("--json", action="store_true", help="print the outcome as JSON")
     t.add_argument("--verbose", action="store_true", help="show the training run's output")
     t.add_argument("--deployed", action="store_true",
-                   help="with --trained: gate against the deployed live version and, when the candidate "
+                   help="start a run of the deployed model over HTTPS (POST /v2/models/NAME/train, SigV4); "
+                        "with --trained: gate against the deployed live version and, when the candidate "
                         "wins, deploy it (the training pipeline's build step)")
+    t.add_argument("--wait", action="store_true", help="with --deployed: follow the run until it ends")
+    t.add_argument("--url", default=None, help="with --deployed: the API's URL instead of --stack's ApiUrl output")
     t.add_argument("--stack", default="ModelfnStack", help="with --deployed: the deployed stack")
     t.add_argument("--artifacts-bucket", default=None, help="with --deployed: where versions are published")
     t.add_argument("--deployed-build", default=None, metavar="DIR",

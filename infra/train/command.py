@@ -82,16 +82,44 @@ def _fail(args: Namespace, err, message: str) -> None:
         err.print(f"[red]modelfn train[/red]: {args.name}: {message}")
 
 
+def start_deployed(args: Namespace) -> int:
+    """``modelfn train NAME --deployed`` (no ``--trained``): start a run of the deployed model over
+    HTTPS (``POST /v2/models/{name}/train``, SigV4) with ``--hyperparameters`` over the catalog's,
+    print the run; with ``--wait``, follow its status URL until it ends. Exit 0 when it started
+    (and, waiting, succeeded), 1 when the run failed, 2 when the API refused it."""
+    import time
+
+    from infra.client.control import ControlError
+    from infra.train.local import parse_overrides
+    from infra.versions.deployed import control_client
+
+    try:
+        overrides = parse_overrides(args.hyperparameters)
+        api = control_client(args)
+        run = api.train(args.name, overrides, args.data)
+        while getattr(args, "wait", False) and run["status"] in ("queued", "running"):
+            time.sleep(getattr(args, "poll_s", 3))
+            run = {**run, **api.run(args.name, run["run_id"])}
+    except (ControlError, ValueError) as exc:
+        print(f"modelfn train --deployed: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(run, indent=2))
+    return 1 if run["status"] == "failed" else 0
+
+
 def train_deployed(args: Namespace, clients: dict | None = None, push=None) -> int:
     """``modelfn train NAME --trained DIR --deployed``: gate against live, deploy a winner.
-    Exit 0 whether or not it won (the outcome says why), 1 when anything failed."""
+    Exit 0 whether or not it won (the outcome says why), 1 when anything failed.
+    Without ``--trained``: :func:`start_deployed`."""
     from infra.train.deployed import engine_pusher, retrain_deployed
     from infra.train.lifecycle import BuildFailed
     from infra.train.local import TrainingError
     from infra.versions.deployed import DeployedError
 
-    if not args.trained or not args.artifacts_bucket:
-        print("modelfn train --deployed: needs --trained DIR and --artifacts-bucket BUCKET", file=sys.stderr)
+    if not args.trained:
+        return start_deployed(args)
+    if not args.artifacts_bucket:
+        print("modelfn train --trained DIR --deployed: needs --artifacts-bucket BUCKET", file=sys.stderr)
         return 2
     try:
         catalog = load_catalog(args.catalog)

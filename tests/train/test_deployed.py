@@ -86,7 +86,7 @@ def aws(monkeypatch):
     url = f"http://127.0.0.1:{server.server_address[1]}"
     Gateway.seen = []
     try:
-        with mock_aws():
+        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
             clients = {s: boto3.client(s, region_name=REGION)
                        for s in ("cloudformation", "lambda", "codedeploy", "iam")}
             role = clients["iam"].create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
@@ -109,9 +109,15 @@ def aws(monkeypatch):
                         "Outputs": {names.output_deployment("clf"): {"Value": json.dumps(targets)},
                                     names.OUTPUT_API_URL: {"Value": url + "/"}}}
             clients["cloudformation"].create_stack(StackName="ModelfnStack", TemplateBody=json.dumps(template))
-            # the deployed control function's backend: this model's functions and groups
+            # a training state machine that succeeds at once, with the build's outcome
+            sfn = boto3.client("stepfunctions", region_name=REGION)
+            machine = sfn.create_state_machine(name="clf-training", roleArn=role, definition=json.dumps({
+                "StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True, "Result": {
+                    "version": "cccc55556666", "promoted": True, "reason": "accuracy 0.97 vs live 0.95"}}}}))
+            # the deployed control function's backend: this model's functions, groups, training
             monkeypatch.setattr(control, "_backend", StepFunctionsControl(
-                {"model": "clf", "state_machine_arn": None, "deployment": targets}, clients=clients))
+                {"model": "clf", "state_machine_arn": machine["stateMachineArn"], "hyperparameters": {"epochs": "3"},
+                 "data": "s3://bucket/clf/train/", "deployment": targets}, clients={**clients, "stepfunctions": sfn}))
             yield clients
     finally:
         server.shutdown()
@@ -184,7 +190,22 @@ def test_an_unsigned_request_is_refused_and_the_cli_says_what_credentials_it_nee
     assert code == 2 and "'NoSuchStack' could not be read" in err and "--url" in err
 
 
-def test_a_model_without_training_has_no_runs_and_says_so(aws):
+def test_train_deployed_starts_a_run_over_https_and_follows_it(aws, capsys):
+    # when the CLI starts a run of the deployed model with a hyperparameter over the catalog's
+    code, out, err = cli("train", "clf", "--deployed", "--hyperparameters", "epochs=5", "--wait", capsys=capsys)
+    assert code == 0, err
+    run = json.loads(out)
+    # then the state machine ran it with that hyperparameter, and the run ended with its outcome
+    assert run["hyperparameters"] == {"epochs": "5"} and run["status"] == "succeeded"
+    assert (run["version"], run["promoted"]) == ("cccc55556666", True)
+    assert Gateway.seen[0]["method"] == "POST" and all(s["signed"] for s in Gateway.seen)
+    # a hyperparameter the deployed job does not declare is refused with what it takes
+    code, _, err = cli("train", "clf", "--deployed", "--hyperparameters", "optimizer=Adam", capsys=capsys)
+    assert code == 2 and "400: unknown hyperparameter(s) ['optimizer']" in err and "['epochs']" in err
+
+
+def test_a_model_without_training_has_no_runs_and_says_so(aws, monkeypatch):
+    monkeypatch.setattr(control._backend, "state_machine_arn", None)
     reply = control.handler({"version": "2.0", "rawPath": "/v2/models/clf/train",
                              "requestContext": {"http": {"method": "POST", "path": "/v2/models/clf/train"}},
                              "headers": {}, "body": "", "isBase64Encoded": False}, None)
