@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ MODELS = [
      "reserved_concurrency": 3, "provisioned_concurrency": 2,
      "validation": "src/clf_val.npz",
      "training": {"entry_point": "trainer:train", "instance_type": "ml.g5.xlarge",
-                  "hyperparameters": {"epochs": 3}}},
+                  "hyperparameters": {"epochs": 3}, "instance_count": 2}},
     {"name": "heavy-sm", "source": "src/heavy.onnx", "target": "sagemaker",
      "instance_type": "ml.g5.xlarge", "auth": "jwt"},
     {"name": "open-model", "source": "src/open.onnx", "auth": "none", "memory_mb": 1024,
@@ -356,6 +357,15 @@ def test_training_state_machine_is_traced_and_logged(template: Template) -> None
     machine = next(iter(resources(template, "AWS::StepFunctions::StateMachine").values()))
     assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
     assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
+
+
+def test_the_training_job_runs_on_the_catalogs_instance_count(template: Template) -> None:
+    # given training.instance_count: 2 (data-parallel), the CreateTrainingJob task asks for two
+    machine = next(iter(resources(template, "AWS::StepFunctions::StateMachine").values()))
+    text = "".join(p if isinstance(p, str) else "" for p in machine["Properties"]["DefinitionString"]["Fn::Join"][1])
+    config = re.search(r'"ResourceConfig":\{[^}]*\}', text)
+    assert config, text[:500]
+    assert '"InstanceCount":2' in config.group(0) and '"InstanceType":"ml.g5.xlarge"' in config.group(0)
 
 
 def test_dashboard_graphs_cold_starts_per_model(template: Template) -> None:

@@ -201,6 +201,7 @@ def test_the_synthesized_definition_trains_with_the_catalog_parameters_then_buil
     job = sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
     assert job["TrainingJobName"].startswith(f"{TRAINED['name']}-")
     assert job["ResourceConfig"]["InstanceType"] == TRAINED["training"]["instance_type"]
+    assert job["ResourceConfig"]["InstanceCount"] == TRAINED["training"]["instance_count"] == 2
     assert job["HyperParameters"] == {k: str(v) for k, v in TRAINED["training"]["hyperparameters"].items()}
     assert job["StoppingCondition"]["MaxRuntimeInSeconds"] == 3600  # the catalog default
     [channel] = job["InputDataConfig"]
