@@ -50,6 +50,13 @@ STOP, LENGTH = "stop", "length"
 MAX_STOP_SEQUENCES = 4
 
 
+class ContextLengthExceeded(BadRequest):
+    """The prompt, or the prompt plus ``max_tokens``, does not fit the model's context (OpenAI's
+    ``code``: ``context_length_exceeded``)."""
+
+    code = "context_length_exceeded"
+
+
 @dataclass(frozen=True)
 class Sampling:
     """How to pick tokens. ``temperature`` 0 is greedy (argmax, as transformers'
@@ -243,15 +250,16 @@ class GenerationModel(ServableBase):
             raise BadRequest("the prompt has no tokens; send some text.")
         room = self.context_length - n
         if room < 1:
-            raise BadRequest(f"the prompt is {n} tokens; this model's maximum context length is "
-                             f"{self.context_length} tokens. Shorten the prompt.")
+            raise ContextLengthExceeded(f"the prompt is {n} tokens; this model's maximum context length is "
+                                        f"{self.context_length} tokens. Shorten the prompt.")
         budget = sampling.max_tokens
         if budget is None:
             budget = min(int(self.defaults.get("max_tokens", DEFAULT_MAX_TOKENS)), room)
         elif budget > room:
-            raise BadRequest(f"This model's maximum context length is {self.context_length} tokens. However, "
-                             f"you requested {n + budget} tokens ({n} in the prompt, {budget} for the "
-                             f"completion). Reduce the prompt or max_tokens (at most {room} here).")
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self.context_length} tokens. However, you requested "
+                f"{n + budget} tokens ({n} in the prompt, {budget} for the completion). Reduce the prompt or "
+                f"max_tokens (at most {room} here).")
         gen = Generation(prompt_tokens=n, _deltas=iter(()), max_tokens=budget)
         gen._deltas = self._loop(gen, prompt_ids, sampling, budget)
         return gen

@@ -113,8 +113,9 @@ def test_openai_errors_through_the_client(stack):
     with pytest.raises(openai.BadRequestError) as info:
         client.completions.create(model=NAME, prompt="x", temperature=3)
     assert info.value.param == "temperature"
-    with pytest.raises(openai.BadRequestError, match="maximum context length"):
+    with pytest.raises(openai.BadRequestError, match="maximum context length") as info:
         client.completions.create(model=NAME, prompt="x", max_tokens=100_000)
+    assert info.value.code == "context_length_exceeded"
     with pytest.raises(openai.BadRequestError, match="not an embedding model"):
         client.embeddings.create(model=NAME, input="x")
 
