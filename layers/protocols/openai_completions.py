@@ -305,8 +305,10 @@ def document(model, route_path: str, errors: dict[str, Any]) -> dict[str, Any]:
                                                    "finish_reason": finish}}
         summary = "OpenAI completions"
     ok = {"200": {"description": "the completion (JSON), or with stream: true server-sent events ending in "
-                                 "data: [DONE]. Where the transport cannot stream (API Gateway's HTTP API) the "
-                                 "events arrive together in one response.",
+                                 "data: [DONE]. Streamed on the local stack, the model's streaming function URL "
+                                 "(Lambda) and SageMaker's InvokeEndpointWithResponseStream; where the transport "
+                                 "cannot stream (API Gateway's HTTP API) the events arrive together in one "
+                                 "response.",
                   "content": {"application/json": {"schema": {"type": "object", "properties": {
                       "id": {"type": "string"}, "object": {"type": "string"}, "created": {"type": "integer"},
                       "model": {"type": "string"}, "choices": {"type": "array", "items": choice},
