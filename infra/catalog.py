@@ -67,12 +67,17 @@ class Tolerance(BaseModel):
     min_cosine: float | None = Field(default=None, ge=-1.0, le=1.0)
     min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
     min_retrieval_top10: float | None = Field(default=None, ge=0.0, le=1.0)  # embeddings only
+    max_perplexity_ratio: float | None = Field(default=None, ge=1.0)  # generation only
 
 
 DEFAULT_TOLERANCE = Tolerance(top1_agreement=0.99, min_cosine=0.99)
 #: embeddings without a catalog ``tolerance``: every text's vector within cosine 0.99 of fp32,
 #: and on average 9 of each text's 10 nearest neighbours unchanged (infra/tasks/embedding_gate.py)
 EMBEDDING_TOLERANCE = Tolerance(min_cosine=0.99, min_retrieval_top10=0.9)
+#: generation without a catalog ``tolerance``: fp32's greedy next token kept at 95% of the
+#: positions of the validation prompts' continuations (``top1_agreement``), and perplexity on
+#: the validation text at most 10% above fp32's (infra/build/generation_gate.py)
+GENERATION_TOLERANCE = Tolerance(top1_agreement=0.95, max_perplexity_ratio=1.10)
 
 
 class EmbeddingSpec(BaseModel):
@@ -93,6 +98,21 @@ class EmbeddingSpec(BaseModel):
         if value is not None and (not value or any(d < 1 for d in value)):
             raise ValueError("matryoshka_dims lists positive vector sizes, e.g. [256, 128, 64]")
         return value
+
+
+class GenerationSpec(BaseModel):
+    """A causal language model's serving settings (task ``generation``, infra/kinds/generation.py).
+
+    ``max_context``: the longest prompt + completion in tokens (the KV cache is sized for it in
+    the fit); default the model's ``max_position_embeddings`` capped at 2048. ``max_tokens``:
+    the completion length when a request gives none (default 128). ``min_tokens_per_s``
+    (optional): the least tokens/s the build host must measure for Lambda; slower goes to SageMaker.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_context: int | None = Field(default=None, ge=8, le=1_048_576)
+    max_tokens: int = Field(default=128, ge=1, le=1_048_576)
+    min_tokens_per_s: float | None = Field(default=None, gt=0)
 
 
 #: Instance families with a GPU (SageMaker ``ml.<family>.<size>``): the training image runs
@@ -254,7 +274,8 @@ class ModelSpec(BaseModel):
     name: str
     source: str = ""  # required unless ``pipeline`` or ``training`` is given (checked in _check_files)
     example_input: Path | None = None
-    quantize: Literal["auto", "dynamic", "static", "none"] = "auto"
+    quantize: Literal["auto", "dynamic", "static", "none", "int4", "int8"] = "auto"
+    """int4/int8: weight-only (MatMulNBits), for generation models (infra/build/generation_gate.py)"""
     calibration: Path | None = None
     validation: Path | None = None
     tolerance: Tolerance = DEFAULT_TOLERANCE
@@ -275,9 +296,12 @@ class ModelSpec(BaseModel):
     instance_type: str = "ml.m5.large"
     auth: Literal["iam", "jwt", "none"] = "iam"
     training: TrainingSpec | None = None
-    task: Literal["classification", "embeddings", "token-classification", "feature-extraction"] | None = None
+    task: Literal["classification", "embeddings", "token-classification", "feature-extraction",
+                  "generation"] | None = None
     """default: what an ``hf:`` directory is (infra/tasks/detect.py); other sources: raw tensors"""
     embedding: EmbeddingSpec | None = None
+    generation: GenerationSpec | None = None
+    """decoding settings of a causal language model (task generation); default GenerationSpec()"""
     preprocess: Preprocess | None = None
     postprocess: Postprocess | None = None
     pipeline: tuple[str | PipelineStep, ...] | None = None
@@ -372,7 +396,7 @@ def _explain(err: ValidationError, where: str) -> str:
         if e["type"] == "extra_forbidden":
             allowed = ", ".join(ModelSpec.model_fields if len(e["loc"]) == 1 else Tolerance.model_fields)
             nested = {"training": TrainingSpec, "promotion": PromotionSpec, "batch": BatchSpec,
-                      "embedding": EmbeddingSpec}
+                      "embedding": EmbeddingSpec, "generation": GenerationSpec}
             if len(e["loc"]) > 1 and e["loc"][0] in nested:
                 allowed = ", ".join(nested[e["loc"][0]].model_fields)
             elif e["loc"] and (fields := nested_fields(e["loc"])) is not None:
@@ -437,8 +461,9 @@ def _check_files(spec: ModelSpec, where: str) -> list[str]:
     elif not Path(spec.source).is_file():
         problems.append(f"{where}: key 'source': file {spec.source} does not exist; fix the path "
                         "(relative to the catalog file) or run the step that produces it")
-    if (spec.task is not None or spec.embedding is not None) and spec.source_kind != "hf":
-        problems.append(f"{where}: keys 'task'/'embedding' choose what an hf:<dir> source serves; this "
+    if (spec.task is not None or spec.embedding is not None or spec.generation is not None) \
+            and spec.source_kind != "hf":
+        problems.append(f"{where}: keys 'task'/'embedding'/'generation' choose what an hf:<dir> source serves; this "
                         f"source is {spec.source_kind}: remove them")
     raw_ok = spec.preprocess is not None or spec.source_kind == "hf"  # an hf dir brings its tokenizer
     for key in ("example_input", "calibration", "validation"):
@@ -468,7 +493,10 @@ def _check_files(spec: ModelSpec, where: str) -> list[str]:
         problems.append(f"{where}: keys 'snapstart' and 'provisioned_concurrency' cannot both be on "
                         "one function (Lambda refuses SnapStart with provisioned concurrency); "
                         "remove 'provisioned_concurrency', or set snapstart: false")
-    if spec.quantize in ("static", "dynamic", "auto") and spec.validation is None and spec.strict:
+    if spec.quantize in ("int4", "int8") and spec.source_kind != "hf":
+        problems.append(f"{where}: key 'quantize': {spec.quantize} (weight-only) is for generation models "
+                        "(a causal language model's hf:<dir>); use auto, dynamic, static or none")
+    if spec.quantize != "none" and spec.validation is None and spec.strict:
         problems.append(f"{where}: key 'validation' is required with strict: true (the accuracy "
                         "gate needs data); add an .npz or set strict: false")
     problems.extend(check_processing(spec, where))

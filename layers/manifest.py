@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from layers.datatypes import V2_DATATYPES
-from layers.names import MANIFEST_FILE, MODEL_FILE
+from layers.names import GENERATION_DIR, MANIFEST_FILE, MODEL_FILE
 
 
 class ManifestError(Exception):
@@ -138,18 +138,25 @@ def sha256_file(path: Path, chunk: int = HASH_CHUNK_BYTES) -> str:
     return h.hexdigest()
 
 
-#: where a generative model's build keeps its graph: the folder onnxruntime-genai opens
-#: (layers/generation); its ``model.onnx`` is the artifact the manifest's sha256 names
-GENERATION_FOLDER = "generation"
+def folder_sha256(folder: Path) -> str:
+    """sha256 over a folder's files (each relative path and its sha256, sorted): the artifact
+    digest of a generative model's ``generation/`` folder."""
+    h = hashlib.sha256()
+    for p in sorted(q for q in Path(folder).rglob("*") if q.is_file()):
+        h.update(f"{p.relative_to(folder).as_posix()}\0{sha256_file(p)}\0".encode())
+    return h.hexdigest()
 
 
-def artifact_file(model_dir: str | Path) -> Path:
-    """The artifact the manifest's sha256 covers: ``model.onnx``, or for a generative model
-    without one at the top, ``generation/model.onnx``."""
-    top = Path(model_dir) / MODEL_FILE
-    if not top.is_file() and (nested := Path(model_dir) / GENERATION_FOLDER / MODEL_FILE).is_file():
-        return nested
-    return top
+def artifact_path(model_dir: str | Path) -> Path:
+    """What the manifest's sha256 covers: ``model.onnx``, or a generative model's ``generation/``."""
+    model_dir = Path(model_dir)
+    folder = model_dir / GENERATION_DIR
+    return folder if folder.is_dir() and not (model_dir / MODEL_FILE).is_file() else model_dir / MODEL_FILE
+
+
+def artifact_sha256(model_dir: str | Path) -> str:
+    path = artifact_path(model_dir)
+    return folder_sha256(path) if path.is_dir() else sha256_file(path)
 
 
 def read_manifest(model_dir: str | Path, *, verify: bool = True) -> Manifest:
@@ -159,8 +166,8 @@ def read_manifest(model_dir: str | Path, *, verify: bool = True) -> Manifest:
     serve an artifact other than the one that was built, gated and versioned.
     """
     model_dir = Path(model_dir)
-    mpath, opath = model_dir / MANIFEST_FILE, artifact_file(model_dir)
-    if not mpath.is_file() or not opath.is_file():
+    mpath, opath = model_dir / MANIFEST_FILE, artifact_path(model_dir)
+    if not mpath.is_file() or not opath.exists():
         raise ManifestError(
             f"{model_dir} must hold {MODEL_FILE} and {MANIFEST_FILE}; "
             "point MODEL_DIR at a directory written by `modelfn build` (build/models/<name>)."
@@ -178,8 +185,8 @@ def read_manifest(model_dir: str | Path, *, verify: bool = True) -> Manifest:
 def verify_artifact(model_dir: str | Path, manifest: Manifest, actual: str | None = None) -> None:
     """Refuse (:class:`ManifestError`) an artifact whose sha256 (``actual``, or computed now)
     is not the manifest's: a function must not serve anything but what was built and gated."""
-    opath = artifact_file(model_dir)
-    actual = actual or sha256_file(opath)
+    opath = artifact_path(model_dir)
+    actual = actual or artifact_sha256(model_dir)
     if actual != manifest.sha256:
         raise ManifestError(
             f"{opath} has sha256 {actual[:12]}… but manifest.json says "

@@ -78,6 +78,8 @@ SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 
 # --- artifact layout -----------------------------------------------------------------------
 MODEL_FILE = "model.onnx"
+GENERATION_DIR = "generation"
+"""A generative model's onnxruntime-genai folder, in place of ``model.onnx`` (infra/kinds/generation.py)."""
 MANIFEST_FILE = "manifest.json"
 
 # --- pre/post-processing (layers/processing): the manifest block and the classification task's

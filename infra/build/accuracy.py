@@ -95,7 +95,8 @@ def check(figures: dict[str, float], tolerance: Tolerance) -> GateResult:
               ("max_abs_error", tolerance.max_abs_error, "<="),
               ("max_score_error", tolerance.max_score_error, "<="),
               ("accuracy", tolerance.min_accuracy, ">="),
-              ("retrieval_top10", tolerance.min_retrieval_top10, ">=")]
+              ("retrieval_top10", tolerance.min_retrieval_top10, ">="),
+              ("perplexity_ratio", tolerance.max_perplexity_ratio, "<=")]
     for key, limit, op in limits:
         if limit is None:
             continue

@@ -150,21 +150,27 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def publish(model_file: Path, manifest: dict[str, Any], target: Path,
-            side_files: dict[str, Path] | None = None) -> None:
-    """Put ``model_file`` + ``manifest`` (+ ``side_files`` by name, e.g. a tokenizer) at
-    ``target`` in one step."""
+def publish(model_file: Path | None, manifest: dict[str, Any], target: Path,
+            side_files: dict[str, Path] | None = None, folders: dict[str, Path] | None = None) -> None:
+    """Put ``model_file`` + ``manifest`` (+ ``side_files`` by name, e.g. a tokenizer, and
+    ``folders`` by name, e.g. a generative model's ``generation/``) at ``target`` in one step."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f"{STAGING_PREFIX}{target.name}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        shutil.copyfile(model_file, staging / MODEL_FILE)
+        if model_file is not None:
+            shutil.copyfile(model_file, staging / MODEL_FILE)
+            _fsync(staging / MODEL_FILE)
+        for name, src in (folders or {}).items():
+            shutil.copytree(src, staging / name)
+            for f in (staging / name).rglob("*"):
+                if f.is_file():
+                    _fsync(f)
         for name, src in (side_files or {}).items():
             shutil.copyfile(src, staging / name)
             _fsync(staging / name)
         _write_synced(staging / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
-        _fsync(staging / MODEL_FILE)
         for sub in KEPT_SUBDIRS:  # carried over: they belong to the model, not to one artifact
             if (target / sub).is_dir():
                 os.rename(target / sub, staging / sub)

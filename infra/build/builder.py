@@ -288,6 +288,14 @@ def _build(job: _Job) -> None:
     """The stages in order; each returns what the next ones need."""
     if _live_version_kept(job):
         return
+    if (hf := _generation(job.spec)) is not None:  # a causal LM: its own folder and gate
+        from infra.build import generation
+
+        generation.build(job, hf)
+        return
+    if job.spec.quantize in ("int4", "int8"):
+        raise BuildError(f"model {job.spec.name!r}: quantize: {job.spec.quantize} (weight-only) is for "
+                         "generation models (causal language models); use auto, dynamic, static or none")
     job.stage(job.spec.name, "convert")
     conv = _convert(job)
     if conv is None:  # this exact build is already published
@@ -301,6 +309,21 @@ def _build(job: _Job) -> None:
     measured = _measure(job, conv, base, choice)
     job.stage(job.spec.name, "package")
     _package(job, conv, base, choice, measured)
+
+
+def _generation(spec: ModelSpec):
+    """The detected task of an ``hf:`` source when it is generation, else None (a directory
+    the detection refuses is refused again, with the same message, by the tensor path)."""
+    if spec.source_kind != "hf":
+        return None
+    from infra.tasks.build import hf_task
+    from infra.tasks.detect import GENERATION, TaskError
+
+    try:
+        hf = hf_task(spec)
+    except TaskError:
+        return None
+    return hf if hf is not None and hf.task == GENERATION else None
 
 
 def _live_version_kept(job: _Job) -> bool:

@@ -21,9 +21,10 @@ def _sizes(a: int, b: int) -> str:
 
 def _gate(shipped: dict[str, Any]) -> str:
     """The two most telling gate figures: top-1 agreement and accuracy, else cosine and error."""
-    keys = [k for k in ("top1_agreement", "accuracy") if k in shipped] or \
+    keys = [k for k in ("top1_agreement", "accuracy", "perplexity_ratio") if k in shipped] or \
         [k for k in ("min_cosine", "max_abs_error") if k in shipped]
-    labels = {"top1_agreement": "top1", "accuracy": "acc", "min_cosine": "cos", "max_abs_error": "err"}
+    labels = {"top1_agreement": "top1", "accuracy": "acc", "min_cosine": "cos", "max_abs_error": "err",
+              "perplexity_ratio": "ppl×"}
     return " ".join(f"{labels[k]} {shipped[k]:.3f}" for k in keys) or "-"
 
 
@@ -37,9 +38,11 @@ def summary_row(r: BuildResult) -> dict[str, Any]:
     return {"model": r.name, "status": "reused" if r.reused else "built", "version": m["version"],
             "mode": q["mode"], "fallback_reason": q.get("fallback_reason"),
             "size_fp32": fp32["size_bytes"], "size_shipped": shipped["size_bytes"],
-            "p50_fp32_ms": fp32["p50_ms"], "p50_shipped_ms": shipped["p50_ms"],
-            "gate": {k: shipped[k] for k in ("top1_agreement", "max_abs_error", "min_cosine", "accuracy")
-                     if k in shipped},
+            "p50_fp32_ms": fp32.get("p50_ms"), "p50_shipped_ms": shipped.get("p50_ms"),
+            **({"tokens_per_s": shipped.get("tokens_per_s"), "ttft_ms": shipped.get("ttft_ms")}
+               if m.get("task") == "generation" else {}),
+            "gate": {k: shipped[k] for k in ("top1_agreement", "max_abs_error", "min_cosine", "accuracy",
+                                             "perplexity_ratio") if k in shipped},
             "target": m["target"], "memory_mb": m.get("fit", {}).get("memory_mb"),
             "warning": m["metrics"].get("unmeasured"), "warnings": m.get("warnings", []),
             "log": r.log, "measured_at": _measured_at(m), "estimate": bool(m["metrics"].get("input", {}).get("estimate")),
@@ -78,8 +81,9 @@ def _table(results: list[BuildResult], console) -> None:
         if row["status"] == "failed":
             t.add_row(r.name, "-", "-", "-", "-", "-", "[red]failed[/red]")
             continue
-        t.add_row(row["model"], row["mode"], _sizes(row["size_fp32"], row["size_shipped"]),
-                  _p50(row["p50_fp32_ms"], row["p50_shipped_ms"], row["estimate"]),
+        speed = (f"{row['tokens_per_s']} tok/s" if "tokens_per_s" in row
+                 else _p50(row["p50_fp32_ms"], row["p50_shipped_ms"], row["estimate"]))
+        t.add_row(row["model"], row["mode"], _sizes(row["size_fp32"], row["size_shipped"]), speed,
                   _gate(r.manifest["metrics"]["shipped"]), row["target"],
                   "reused" if r.reused else "[green]built[/green]")
     console.print(t)

@@ -31,7 +31,7 @@ from layers.registry import PluginRegistry
 
 #: Modules registering the built-in build kinds and tasks, imported on first use.
 BUILTIN = ("infra.kinds.text", "infra.kinds.image", "infra.kinds.classification", "infra.kinds.embeddings",
-           "infra.kinds.token_classification")
+           "infra.kinds.token_classification", "infra.kinds.generation")
 
 
 class ProcessingError(ValueError):

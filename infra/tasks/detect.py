@@ -5,6 +5,8 @@
   with its own pooling and normalization;
 * ``*ForSequenceClassification`` is classification (labels from ``id2label``);
 * ``*ForTokenClassification`` is token classification (entities, labels from ``id2label``);
+* ``*ForCausalLM`` / ``GPT2LMHeadModel`` (GPT-2, Llama, Qwen2, Mistral, Phi, Gemma ... families:
+  :data:`infra.kinds.generation.BUILDER_FAMILIES`) is generation (an onnxruntime-genai folder);
 * a plain encoder (``BertModel``, ``RobertaModel``, ...: an architecture that is the bare
   model) is feature extraction, pooled as the catalog's ``embedding.pooling`` says (mean).
 
@@ -30,7 +32,8 @@ CLASSIFICATION = "classification"
 EMBEDDINGS = "embeddings"
 TOKEN_CLASSIFICATION = "token-classification"
 FEATURE_EXTRACTION = "feature-extraction"
-TASKS = (CLASSIFICATION, EMBEDDINGS, TOKEN_CLASSIFICATION, FEATURE_EXTRACTION)
+GENERATION = "generation"
+TASKS = (CLASSIFICATION, EMBEDDINGS, TOKEN_CLASSIFICATION, FEATURE_EXTRACTION, GENERATION)
 #: tasks whose served output is one pooled vector per text (``embedding``)
 POOLED = (EMBEDDINGS, FEATURE_EXTRACTION)
 #: sentence-transformers' pooling modes, in the order it concatenates them
@@ -174,9 +177,6 @@ NOT_SERVED: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (ENCODER_DECODER, "an encoder-decoder model", "sequence-to-sequence generation (translation, summarization)",
      "encoder-decoder generation (two exported graphs and a decoding loop) is not built yet; for "
      "classification save a *ForSequenceClassification model"),
-    (("ForCausalLM", "LMHeadModel"), "a causal language model", "text generation (the /generate routes)",
-     "generation is not served yet (issue 20); to classify text with this architecture save its "
-     "*ForSequenceClassification class (e.g. GPT2ForSequenceClassification)"),
     (("ForMaskedLM", "ForPreTraining"), "a masked language model", "fill-mask (token predictions)",
      "fill-mask is not served; save the bare encoder (model.base_model.save_pretrained(dir)) to serve "
      "feature-extraction, or a *ForSequenceClassification / *ForTokenClassification model"),
@@ -188,8 +188,10 @@ NOT_SERVED: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
      "*ForSequenceClassification model"),
 )
 SERVED = ("*ForSequenceClassification and *ForImageClassification (classification), *ForTokenClassification "
-          "(entities), bare encoders such as BertModel (feature extraction) and sentence-transformers "
-          "directories (embeddings)")
+          "(entities), bare encoders such as BertModel (feature extraction), sentence-transformers "
+          "directories (embeddings) and causal language models such as GPT2LMHeadModel, LlamaForCausalLM "
+          "and Qwen2ForCausalLM (generation)")
+CAUSAL_LM = ("ForCausalLM", "LMHeadModel")
 
 
 def not_served(arch: str, config: dict[str, Any], where: Path) -> str | None:
@@ -205,6 +207,14 @@ def not_served(arch: str, config: dict[str, Any], where: Path) -> str | None:
 def _architecture_task(arch: str, where: Path, config: dict[str, Any] | None = None) -> str:
     if (line := not_served(arch, config or {}, where)) is not None:
         raise TaskError(line)
+    if arch.endswith(CAUSAL_LM):
+        from infra.kinds.generation import family_of, supported
+
+        if family_of(arch) is None:
+            raise TaskError(f"{where}: architecture {arch} is a causal language model; it would be served as "
+                            "text generation, which modelfn cannot build for this family yet (onnxruntime-genai's "
+                            f"model builder does not know it): modelfn builds {supported()}.")
+        return GENERATION
     if arch.endswith(("ForSequenceClassification", "ForImageClassification")):
         return CLASSIFICATION
     if arch.endswith("ForTokenClassification"):
@@ -248,6 +258,11 @@ def detect(directory: str | Path, *, task: str | None = None, pooling: str | Non
         detected = _architecture_task(arch, directory, config)
         why = f"config.json architecture {arch}"
         st_pool, st_norm, st_max = (), False, None
+        if (task == GENERATION) != (detected == GENERATION) and task is not None:
+            raise TaskError(f"{directory} holds {arch} ({detected}); it cannot serve task {task!r}: "
+                            + ("remove 'task' (it serves generation)" if detected == GENERATION else
+                               "generation needs a causal language model (*ForCausalLM, GPT2LMHeadModel); "
+                               f"remove 'task' (it serves {detected})"))
         if task in (CLASSIFICATION, TOKEN_CLASSIFICATION) and task != detected:
             raise TaskError(f"{directory} holds {arch} ({detected}); it has no "
                             f"{'token-' if task == TOKEN_CLASSIFICATION else 'sequence '}classification "

@@ -1,11 +1,53 @@
-"""One tiny Llama (from a config), its transformers reference and its served build output,
-made once per session (the genai builder takes seconds)."""
+"""Tiny decoders for the generation tests, made once per session (the genai builder takes
+seconds): one tiny Llama with its transformers reference and served build output (genserve's
+runtime tests), and the trained GPT-2/Llama/Qwen2 directories of tests/helpers/decoders.py with
+``modelfn build`` over a catalog of them (the build's tests)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 
 from tests.generation.models import make_llama, served_dir
+from tests.helpers.decoders import make_decoder
+
+VALIDATION = "the quick brown\nhello world, this\none two three\nthe cat sat on\nmodels are built\n"
+
+
+def build_catalog(root: Path, entries: str) -> dict:
+    """``modelfn build --json`` of a catalog made of ``entries`` (YAML list items) in ``root``."""
+    import contextlib
+    import io
+
+    from infra.cli import main
+
+    (root / "val.txt").write_text(VALIDATION)
+    (root / "models.yaml").write_text("models:\n" + entries)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["build", "--catalog", str(root / "models.yaml"), "--out", str(root / "build"), "--json"])
+    report = json.loads(out.getvalue())
+    report["exit_code"] = code
+    return report
+
+
+class Decoders:
+    """``decoders[family]``: that tiny decoder, made on first use and kept for the session."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.made = root, {}
+
+    def __getitem__(self, family: str) -> Path:
+        if family not in self.made:
+            self.made[family] = make_decoder(family, self.root / family)
+        return self.made[family]
+
+
+@pytest.fixture(scope="session")
+def decoders(tmp_path_factory) -> Decoders:
+    return Decoders(tmp_path_factory.mktemp("decoders"))
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ def _save(kind: str, directory):
     model = {
         "t5": lambda: t.T5ForConditionalGeneration(t.T5Config(**TINY)),
         "t5-bare": lambda: t.T5Model(t.T5Config(**TINY)),
-        "gpt2": lambda: t.GPT2LMHeadModel(t.GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=1, n_head=2)),
+        "bloom": lambda: t.BloomForCausalLM(t.BloomConfig(vocab_size=64, hidden_size=16, n_layer=1, n_head=2)),
         "bert-mlm": lambda: t.BertForMaskedLM(t.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,
                                                            num_attention_heads=2, intermediate_size=32)),
     }[kind]()
@@ -31,8 +31,8 @@ def _save(kind: str, directory):
 @pytest.mark.parametrize(("kind", "arch", "says"), [
     ("t5", "T5ForConditionalGeneration", ["encoder-decoder", "sequence-to-sequence generation", "not built yet"]),
     ("t5-bare", "T5Model", ["encoder-decoder", "sequence-to-sequence generation"]),
-    ("gpt2", "GPT2LMHeadModel", ["causal language model", "text generation", "not served yet",
-                                 "GPT2ForSequenceClassification"]),
+    ("bloom", "BloomForCausalLM", ["causal language model", "text generation", "LlamaForCausalLM",
+                                   "GPT2LMHeadModel"]),
     ("bert-mlm", "BertForMaskedLM", ["masked language model", "fill-mask", "feature-extraction"]),
 ])
 def test_an_unserved_architecture_fails_the_build_with_one_line_saying_why(tmp_path, capsys, kind, arch, says):
