@@ -24,8 +24,9 @@ Reusable for any role of the app (functions, training, build steps):
   policies until the block ends.
 
 moto authorizes S3 and SQS requests against their resource ARNs, but DynamoDB, SageMaker
-Runtime and Step Functions requests only against ``*``; :func:`enforcing` adds the table,
-endpoint and state machine/execution ARNs, so a statement scoped to one is judged as AWS would. moto does not evaluate
+Runtime, Step Functions, Lambda and CodeDeploy requests only against ``*``; :func:`enforcing`
+adds the table, endpoint, state machine/execution, function (with its qualifier) and
+deployment group/application ARNs, so a statement scoped to one is judged as AWS would. moto does not evaluate
 condition keys it is not given (``s3:prefix``): a statement with such a condition denies.
 """
 
@@ -233,6 +234,41 @@ def _stepfunctions_resource(self) -> str:
     return params.get("executionArn") or params.get("stateMachineArn") or "*"
 
 
+def _lambda_resource(self) -> str:
+    """Lambda's REST paths name the function (``/functions/<name or ARN>/…``, ``?Qualifier=``)."""
+    from urllib.parse import unquote
+
+    m = re.search(r"/functions/([^/?]+)", self.path)
+    if not m:
+        return "*"
+    name = unquote(m.group(1))
+    arn = name if name.startswith("arn:") else f"arn:aws:lambda:{self.region}:{self.current_account}:function:{name}"
+    qualifier = (self.querystring.get("Qualifier") or [None])[0]
+    return f"{arn}:{qualifier}" if qualifier else arn
+
+
+def _lambda_authorize(self, resource: str = "*") -> None:
+    """Authorize a Lambda call against the caller's policies without moto's signature re-check,
+    which mis-computes the signature of Lambda's REST requests (SignatureDoesNotMatch on a
+    correctly signed GetAlias); the caller is still the access key's principal."""
+    from moto.iam.access_control import IAMRequest
+
+    class Authorized(IAMRequest):
+        def check_signature(self) -> None:
+            pass
+
+    self._authenticate_and_authorize_action(Authorized, resource)
+
+
+def _codedeploy_resource(self) -> str:
+    params = self.body if isinstance(self.body, dict) else json.loads(self.body or "{}")
+    app, group = params.get("applicationName"), params.get("deploymentGroupName")
+    head = f"arn:aws:codedeploy:{self.region}:{self.current_account}"
+    if app and group:
+        return f"{head}:deploymentgroup:{app}/{group}"
+    return f"{head}:application:{app}" if app else "*"
+
+
 def _sagemaker_runtime_resource(self) -> str:
     parts = self.path.split("/")
     name = parts[2] if len(parts) > 2 and parts[1] == "endpoints" else "*"
@@ -243,6 +279,8 @@ def _sagemaker_runtime_resource(self) -> str:
 def enforcing() -> Iterator[None]:
     """moto authorizes every request in this block against the caller's IAM policies."""
     from moto import settings
+    from moto.awslambda.responses import LambdaResponse
+    from moto.codedeploy.responses import CodeDeployResponse
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.dynamodb.responses import DynamoHandler
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
@@ -250,14 +288,19 @@ def enforcing() -> Iterator[None]:
 
     saved = (settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count)
     patched = [(cls, cls.__dict__.get("_determine_resource"))
-               for cls in (DynamoHandler, SageMakerRuntimeResponse, StepFunctionResponse)]
+               for cls in (DynamoHandler, SageMakerRuntimeResponse, StepFunctionResponse, LambdaResponse,
+                           CodeDeployResponse)]
     DynamoHandler._determine_resource = _dynamodb_resource
     SageMakerRuntimeResponse._determine_resource = _sagemaker_runtime_resource
     StepFunctionResponse._determine_resource = _stepfunctions_resource
+    LambdaResponse._determine_resource = _lambda_resource
+    LambdaResponse._authenticate_and_authorize_normal_action = _lambda_authorize
+    CodeDeployResponse._determine_resource = _codedeploy_resource
     settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = 0, 0
     try:
         yield
     finally:
+        del LambdaResponse._authenticate_and_authorize_normal_action
         settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = saved
         for cls, original in patched:
             if original is None:

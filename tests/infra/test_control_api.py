@@ -128,3 +128,83 @@ def test_a_run_in_progress_is_a_409():
     with pytest.raises(Conflict, match="already in progress"):
         backend.start_training("m", {}, None)
     time.sleep(0)
+
+
+def _refs(value) -> set[str]:
+    if isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            return {value["Ref"]}
+        return set().union(*(_refs(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_refs(v) for v in value)) if value else set()
+    return set()
+
+
+@mock_aws
+def test_the_control_function_lists_promotes_and_rolls_back_under_its_own_policy(synthesized, monkeypatch):
+    """``GET …/versions`` and ``POST …/rollback`` of a Lambda model without training, with the
+    control function holding exactly its synthesized policy: its own functions' versions and
+    aliases, its own CodeDeploy groups, and nothing of another model's."""
+    from functions.control import handler as control
+    from tests.infra.iam_harness import Bindings
+
+    _, template = synthesized
+    app = SynthesizedApp(template)
+    described = "modelfn: open-model training and versions over HTTPS"
+    fn, props = app.function(described)
+    # given moto resources named after the logical ids the control function's config refers to
+    bindings = Bindings()
+    refs = _refs(props["Environment"]["Variables"])
+    for logical in refs:
+        name = logical[:60]
+        bindings.bind(logical, name, Arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")
+    config = json.loads(bindings.resolve(props["Environment"]["Variables"])["MODELFN_CONTROL"])
+    assert config.get("state_machine_arn") is None and set(config["deployment"]) == {"api", "batch"}
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam, cd = boto3.client("lambda", region_name=REGION), boto3.client("codedeploy", region_name=REGION)
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("h.py", "def handler(e, c):\n    return {}\n")
+    for kind, target in config["deployment"].items():
+        lam.create_function(FunctionName=target["function"], Runtime="python3.13", Role=role, Handler="h.handler",
+                            Code={"ZipFile": buf.getvalue()}, Description=f"modelfn open-model aaaa11112222: {kind}")
+        lam.publish_version(FunctionName=target["function"])
+        lam.update_function_configuration(FunctionName=target["function"],
+                                          Description=f"modelfn open-model bbbb33334444: {kind}")
+        lam.publish_version(FunctionName=target["function"])
+        lam.create_alias(FunctionName=target["function"], Name="live", FunctionVersion="2")
+        if target["application"] not in cd.list_applications()["applications"]:
+            cd.create_application(applicationName=target["application"], computePlatform="Lambda")
+        cd.create_deployment_group(applicationName=target["application"], deploymentGroupName=target["group"],
+                                   serviceRoleArn=role,
+                                   deploymentConfigName="CodeDeployDefault.LambdaCanary10Percent5Minutes")
+    other = lam.create_function(FunctionName="another-models-api", Runtime="python3.13", Role=role,
+                                Handler="h.handler", Code={"ZipFile": buf.getvalue()})["FunctionName"]
+    creds = assume(app, app.function_role(described), bindings)
+    function_environment(monkeypatch, app, bindings, fn, creds)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setattr(control, "_backend", None)
+
+    with enforcing():
+        # when a client lists the versions, then rolls back
+        listed = control.handler(_event("GET", "/v2/models/open-model/versions"), None)
+        assert listed["statusCode"] == 200, listed
+        doc = json.loads(listed["body"])
+        assert doc["live"] == "bbbb33334444" and [v["version"] for v in doc["versions"]] == ["aaaa11112222",
+                                                                                            "bbbb33334444"]
+        rolled = control.handler(_event("POST", "/v2/models/open-model/rollback"), None)
+        assert rolled["statusCode"] == 200, rolled
+        moved = json.loads(rolled["body"])
+        assert (moved["live"], moved["previous"]) == ("aaaa11112222", "bbbb33334444")
+        assert set(moved["deployments"]) == {"api", "batch"}
+        # its training routes say it has none
+        train = control.handler(_event("POST", "/v2/models/open-model/train"), None)
+        assert train["statusCode"] == 400 and "no training: entry" in train["body"]
+        # and its role may not touch another function
+        with pytest.raises(Exception) as denied:
+            creds.client("lambda").delete_function(FunctionName=other)
+        assert is_denied(denied.value)
