@@ -185,3 +185,14 @@ def output_deployment(model_name: str) -> str:
     ``api``/``batch``: ``function``, ``application``, ``group``), e.g. ``DeploymentDigitsMlp``;
     ``modelfn promote/rollback --deployed`` reads it."""
     return "Deployment" + "".join(part.capitalize() for part in model_name.split("-"))
+
+#: the OpenAI router function's settings (JSON: ``registry`` SSM path, ``auth`` of its routes,
+#: ``routes`` routeKey → body field; infra/cdk/constructs/openai_router.py)
+ENV_OPENAI_ROUTER = "MODELFN_OPENAI_ROUTER"
+OPENAI_ROUTER_HANDLER = "functions.openai_router.handler.handler"
+
+
+def router_registry_path(shared_stack: str) -> str:
+    """The SSM path under which each model stack registers its model for the OpenAI router
+    (one parameter per model: ``<path>/<model>``)."""
+    return f"/modelfn/{shared_stack}/models"

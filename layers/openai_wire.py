@@ -25,17 +25,20 @@ re-normalized to unit length when the model normalizes (as OpenAI's shortened ve
 from __future__ import annotations
 
 import base64
-from typing import Any
-
-import numpy as np
+import calendar
+import time
+from typing import TYPE_CHECKING, Any
 
 from layers.errors import ModelfnError
+
+if TYPE_CHECKING:  # numpy only where vectors are made: the OpenAI router (a zip function) has none
+    import numpy as np
 
 #: OpenAI's own limit on inputs per request
 MAX_INPUTS = 2048
 OWNED_BY = "modelfn"
 ENCODINGS = ("float", "base64")
-_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error",
+_TYPES = {400: "invalid_request_error", 403: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error",
           413: "invalid_request_error", 415: "invalid_request_error", 500: "server_error",
           503: "service_unavailable"}
 
@@ -112,6 +115,8 @@ def cut(vectors: np.ndarray, size: int | None, *, normalize: bool) -> np.ndarray
     ``normalize_embeddings=True``)."""
     if size is None:
         return vectors
+    import numpy as np
+
     out = np.ascontiguousarray(vectors[:, :size], dtype=np.float32)
     if normalize:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
@@ -146,6 +151,8 @@ def _texts(value: Any) -> list[str]:
 
 def encode_vector(vector: np.ndarray, fmt: str) -> list[float] | str:
     """One vector as OpenAI sends it: floats, or base64 of its little-endian float32 bytes."""
+    import numpy as np
+
     if fmt == "base64":
         return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
     return vector.astype(np.float32).tolist()
@@ -161,6 +168,14 @@ def embeddings_response(model: str, vectors: np.ndarray, fmt: str, tokens: int) 
 
 def model_card(name: str, created: int) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": int(created), "owned_by": OWNED_BY}
+
+
+def created_of(built_at: str) -> int:
+    """A manifest's ``built_at`` (``2026-01-02T03:04:05Z``) as a model card's ``created`` (0 if unset)."""
+    try:
+        return calendar.timegm(time.strptime(built_at or "", "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return 0
 
 
 def models_response(cards: list[dict[str, Any]]) -> dict[str, Any]:

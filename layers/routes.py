@@ -38,8 +38,13 @@ class Scope(enum.Enum):
     #: the path names the model (``{name}``): the API routes it to that model's function
     MODEL = "model"
     #: the JSON body names the model (``body_field``, e.g. OpenAI's ``"model"``): a router
-    #: reads the body and forwards the request to that model's function
+    #: reads the body and forwards the request to that model's function (on AWS the OpenAI
+    #: router function, :mod:`layers.openai_router`; locally the gateway, with the same code)
     BODY = "body"
+    #: no model in the request, and the answer is about every model of the catalog (OpenAI's
+    #: ``GET /openai/v1/models``): the router answers it from its registry of deployed models;
+    #: a model function asked directly answers for itself
+    CATALOG = "catalog"
     #: the path names the model, but the model's control function answers, not the model's
     #: own: training and versions (:mod:`layers.protocols.control`). On AWS always
     #: IAM-authorized, whatever the model's inference ``auth``; locally the stack's control
@@ -133,6 +138,12 @@ class RouteTable:
     def body_routed(self) -> tuple[Route, ...]:
         """Routes whose model is named in the JSON body (a router must read it)."""
         return tuple(r for r in self.routes if r.scope is Scope.BODY)
+
+    def router_routes(self) -> tuple[Route, ...]:
+        """What the router answers or dispatches: the :attr:`Scope.BODY` and
+        :attr:`Scope.CATALOG` rows (each gets an API Gateway route onto the router, whatever
+        its ``gateway`` flag)."""
+        return tuple(r for r in self.routes if r.scope in (Scope.BODY, Scope.CATALOG))
 
     def model_prefixes(self) -> tuple[str, ...]:
         """Path prefixes (``/v2/models/{name}``) under which a path names a model: the

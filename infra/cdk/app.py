@@ -39,12 +39,13 @@ from aws_cdk import aws_logs as logs
 
 from infra.catalog import CatalogError, load_catalog
 from infra.cdk.constructs.http_api import ConfigurationError
+from infra.cdk.constructs.openai_router import RUNTIME_FILES as OPENAI_ROUTER_FILES
 from infra.cdk.log_retention import FunctionLogRetention
 from infra.cdk.nag import add_checks
 from infra.cdk.stacks.model_stack import ModelStack
 from infra.cdk.stacks.settings import StackSettings
 from infra.cdk.stacks.shared_stack import SharedStack
-from infra.targets import plan_models
+from infra.targets import plan_models, staging
 from infra.targets.deploy_spec import NotBuiltError, load_deploy_specs
 from infra.targets.plan import DEFAULT_STACK_NAME, model_stack_name
 
@@ -116,6 +117,9 @@ def build_app(
     name = get("modelfn:stack_name") or DEFAULT_STACK_NAME
     shared = SharedStack(
         app, name, settings=settings, training=any(p.training is not None for p in plans),
+        router_code=staging.stage_function_code(dest=stage_dir.resolve() / "openai-router", package="openai_router",
+                                                runtime=OPENAI_ROUTER_FILES),
+        openai_auth=plans[0].auth if plans else "iam",
         description="modelfn: the shared HTTP API, batch bucket and table every model stack uses",
         env=env,
     )

@@ -1,8 +1,10 @@
 """The local HTTP API: API Gateway's behaviour in front of each model's function.
 
 Requests are routed exactly like the deployed API (:func:`match_route`): ``/v2/models/{name}``
-and everything under it goes to that model's function; the health and docs routes and any
-other path go to the first serving model (its router answers them) — turned into HTTP API 2.0 events (:mod:`.http_api_events`),
+and everything under it goes to that model's function; the shared OpenAI routes (body-routed
+``/openai/v1/…`` and the model list) go through the OpenAI router's logic
+(:mod:`layers.openai_router`); the health and docs routes and any other path go to the first
+serving model (its router answers them) — turned into HTTP API 2.0 events (:mod:`.http_api_events`),
 and the function's result turned back into a response. API Gateway's limits hold: a body
 over 10 MB is refused with 413, an integration that takes longer than 30 s gives 503
 ``{"message":"Service Unavailable"}``, a function error gives 500
@@ -30,6 +32,7 @@ from infra.local.http_api_events import (
     to_event,
 )
 from layers import names
+from layers.openai_router import Deployed, decide, routes_of
 from layers.protocols import route_table
 from layers.routes import ANY, Scope
 
@@ -91,6 +94,14 @@ class Routes:
     #: generative models' streaming endpoints (:class:`infra.local.streaming.StreamingIntegration`):
     #: requests that ask to stream are answered chunk by chunk there
     streams: dict[str, Any] = field(default_factory=dict)
+    #: what the OpenAI router knows (every model of the catalog, ``Scope.BODY``/``CATALOG``
+    #: routes); default: the serving models, created 0
+    registry: Callable[[], dict[str, Deployed]] | None = None
+
+    def deployed(self) -> dict[str, Deployed]:
+        if self.registry is not None:
+            return self.registry()
+        return {name: Deployed(name=name, target=name) for name in sorted([*self.models, *self.failed])}
 
 
 class Gateway:
@@ -129,10 +140,10 @@ class Gateway:
                 return HttpResponse.json(405, exc.body(), [("allow", exc.allow)])
             if hit is not None:
                 return self.routes.control(req, *hit)
+        if (hit := match_router_route(req.method, req.path)) is not None:
+            return self._route_by_router(req, *hit)
         name, route_key, params = match_route(req.method, req.path)
-        body_route = _body_routes().get((req.method, req.path)) if name is None else None
-        target = name if body_route is None else _body_model(req.body, body_route)
-        if (stream := self.routes.streams.get(target)) is not None and stream.wants(req):
+        if (stream := self.routes.streams.get(name)) is not None and stream.wants(req):
             return stream(req)
         if name is not None:
             integration = self.routes.models.get(name)
@@ -144,16 +155,36 @@ class Gateway:
                 known = ", ".join(sorted([*self.routes.models, *self.routes.failed])) or "(none)"
                 return HttpResponse.json(404, {"error": f"no model named {name!r} is served here; "
                                                         f"models: {known}"})
-        elif body_route is not None:
-            integration = self.routes.models.get(target)
-            if integration is not None:  # the model the body names; else the first model's 404 says so
-                return integration(req, f"{req.method} {req.path}", None, self.integration_timeout_s)
         # server routes and $default go to the first model, as in the deployed API
         integration = self.routes.default()
         if integration is None:
             return HttpResponse.json(503, {"error": "no model is serving; see the `modelfn up` "
                                                     "output for the cause"})
         return integration(req, route_key, params, self.integration_timeout_s)
+
+
+    def _route_by_router(self, req: HttpRequest, route_key: str, params: dict[str, str] | None) -> HttpResponse:
+        """The deployed API's OpenAI router (:mod:`layers.openai_router`), in process: the same
+        decision, then the model's own integration instead of a Lambda ``Invoke``."""
+        decision = decide(route_key, req.body, params, self.routes.deployed(), _router_routes())
+        if decision.forward is None:
+            return HttpResponse.json(decision.status, decision.body)
+        name = decision.forward.name
+        if (stream := self.routes.streams.get(name)) is not None and stream.wants(req):
+            return stream(req)
+        integration = self.routes.models.get(name)
+        if integration is None:
+            return _not_serving(name, self.routes.failed.get(name, "it is not running"))
+        return integration(req, route_key, params, self.integration_timeout_s)
+
+
+def match_router_route(method: str, path: str) -> tuple[str, dict[str, str] | None] | None:
+    """(routeKey, pathParameters) of a request on one of the router's routes (``Scope.BODY`` /
+    ``Scope.CATALOG``), else None."""
+    for pattern, route in _router_patterns():
+        if route.method == method and (m := pattern.match(path)):
+            return f"{route.method} {route.path}", m.groupdict() or None
+    return None
 
 
 def match_route(method: str, path: str) -> tuple[str | None, str, dict[str, str] | None]:
@@ -201,18 +232,13 @@ def _prefixes():
 
 
 @functools.cache
-def _body_routes() -> dict[tuple[str, str], str]:
-    """(method, path) → the JSON member naming the model, for routes whose body picks it
-    (``Scope.BODY``: OpenAI's ``POST /openai/v1/embeddings`` and its ``"model"``)."""
-    return {(r.method, r.path): r.body_field for r in route_table().body_routed()}
+def _router_routes() -> dict[str, str | None]:
+    return routes_of(route_table())
 
 
-def _body_model(body: bytes, field_name: str) -> str | None:
-    try:
-        value = json.loads(body).get(field_name)
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, str) else None
+@functools.cache
+def _router_patterns():
+    return tuple((r.pattern(), r) for r in route_table().router_routes())
 
 
 @functools.cache

@@ -27,6 +27,8 @@ from infra.local.s3 import CREDENTIALS, LocalAws, QueuePoller, QueueSettings
 from infra.local.sagemaker import SageMakerIntegration, SageMakerServer
 from layers import names
 from layers.manifest import Manifest, ManifestError, read_manifest
+from layers.openai_router import Deployed
+from layers.openai_wire import created_of
 
 if TYPE_CHECKING:
     from infra.local.containers import ImageSet
@@ -176,7 +178,8 @@ class LocalStack:
         from infra.local.control import ControlIntegration, LocalControl
 
         self.control = LocalControl(Path(self.catalog_path), Path(self.out_dir), self.aws)
-        routes = Routes(default=self._default_integration, control=ControlIntegration(self.control))
+        routes = Routes(default=self._default_integration, control=ControlIntegration(self.control),
+                        registry=self._openai_registry)
         for svc in self.services.values():
             why = svc.failure or (svc.api.failure if svc.api else None) or \
                 (svc.sagemaker.failure if svc.sagemaker else None)
@@ -333,6 +336,12 @@ class LocalStack:
                 version = live.get("version")
                 if version and version != svc.manifest.version and self._unstartable.get(svc.name) != version:
                     self.swap(svc.name)
+
+    def _openai_registry(self) -> dict[str, Deployed]:
+        """Every catalog model as the OpenAI router knows it (the deployed registry's fields)."""
+        return {svc.name: Deployed(name=svc.name, target=svc.name, auth=svc.plan.auth if svc.plan else "none",
+                                   created=created_of(svc.manifest.built_at if svc.manifest else ""))
+                for svc in sorted(self.services.values(), key=lambda s: s.name)}
 
     def _default_integration(self):
         """The shared routes (health, docs) go to the first model that serves."""

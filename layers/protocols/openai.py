@@ -3,18 +3,17 @@ models) completions and chat completions (:mod:`layers.protocols.openai_completi
 
 Routes: ``POST /openai/{name}/v1/embeddings`` and ``GET /openai/{name}/v1/models[/{model}]``
 are pinned to one model (each model's own function answers them, no extra hop); ``POST
-/openai/v1/embeddings`` names the model in the body's ``"model"`` (``Scope.BODY``: the local
-gateway reads it and forwards to that model's function; a function asked for another model
-answers OpenAI's 404 ``model_not_found``). ``GET /openai/v1/models`` lists the models the
-answering function serves. The wire format (request checks, float/base64 vectors, usage,
+/openai/v1/embeddings`` names the model in the body's ``"model"`` (``Scope.BODY``: the
+router, :mod:`layers.openai_router`, reads it and forwards the request to that model's
+function; a function asked for another model answers OpenAI's 404 ``model_not_found``).
+``GET /openai/v1/models[/{model}]`` (``Scope.CATALOG``) is the router's: every model of the
+catalog; a model function asked directly answers for itself. The wire format (request checks, float/base64 vectors, usage,
 error bodies) is :mod:`layers.openai_wire`; every error here, including the shared checks'
 (size, content type), is answered in OpenAI's error shape.
 """
 
 from __future__ import annotations
 
-import calendar
-import time
 from collections.abc import Callable
 
 from layers import openai_wire as wire
@@ -39,16 +38,18 @@ def _route(method: str, path: str, operation: str, **kw) -> Route:
 ROUTES = (
     _route(POST, PINNED + "/embeddings", "embeddings", summary="OpenAI embeddings (this model)"),
     _route(GET, PINNED + "/models", "models", summary="OpenAI model list (this model)"),
+    _route(GET, PINNED + "/models/{model}", "model", summary="OpenAI model card (this model)"),
     _route(POST, SHARED + "/embeddings", "embeddings", scope=Scope.BODY, body_field="model",
-           gateway=False, summary="OpenAI embeddings, the model named in the body"),
-    _route(GET, SHARED + "/models", "models", scope=Scope.SERVER, summary="OpenAI model list"),
+           summary="OpenAI embeddings, the model named in the body"),
+    _route(GET, SHARED + "/models", "models", scope=Scope.CATALOG, summary="OpenAI model list: every model"),
+    _route(GET, SHARED + "/models/{model}", "model", scope=Scope.CATALOG, summary="OpenAI model card"),
     # generative models (layers/protocols/openai_completions.py)
     _route(POST, PINNED + "/completions", "completions", summary="OpenAI completions (this model)"),
     _route(POST, PINNED + "/chat/completions", "chat_completions", summary="OpenAI chat completions (this model)"),
     _route(POST, SHARED + "/completions", "completions", scope=Scope.BODY, body_field="model",
-           gateway=False, summary="OpenAI completions, the model named in the body"),
+           summary="OpenAI completions, the model named in the body"),
     _route(POST, SHARED + "/chat/completions", "chat_completions", scope=Scope.BODY, body_field="model",
-           gateway=False, summary="OpenAI chat completions, the model named in the body"),
+           summary="OpenAI chat completions, the model named in the body"),
 )
 
 
@@ -108,12 +109,19 @@ def models(plane: DataPlane, req: Request) -> Reply:
     return json_reply(200, wire.models_response([wire.model_card(plane.model.name, _created(plane))]))
 
 
+@_openai_errors
+def model(plane: DataPlane, req: Request) -> Reply:
+    """``GET …/models/{model}``: this model's card (a model function knows only itself; the
+    shared form is the router's, which knows every model)."""
+    pinned, asked = req.params.get("name"), req.params.get("model")
+    for name in (pinned, asked):
+        if name is not None and name != plane.model.name:
+            raise wire.model_not_found(name, [plane.model.name])
+    return json_reply(200, wire.model_card(plane.model.name, _created(plane)))
+
+
 def _created(plane: DataPlane) -> int:
-    built = getattr(plane.model.manifest, "built_at", "") or ""
-    try:
-        return calendar.timegm(time.strptime(built, "%Y-%m-%dT%H:%M:%SZ"))
-    except ValueError:
-        return 0
+    return wire.created_of(getattr(plane.model.manifest, "built_at", "") or "")
 
 
 def document(model) -> dict:
@@ -166,25 +174,30 @@ def document(model) -> dict:
     name = {"name": "name", "in": "path", "required": True, "schema": {"enum": [model.name]},
             "description": "the model this endpoint serves"}
     paths: dict = {}
+    card_ok = {"200": {"description": "one model", "content": {"application/json": {"schema": card}}}}
+    asked = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "the model's name (a catalog entry)"}
     for r in ROUTES:
         op: dict = {"summary": r.summary, "tags": ["openai"]}
         if r.operation in completions.OPERATIONS:
-            op = completions.document(model, r.path, errors(400, 404, 405, 413, 415, 503))
+            op = completions.document(model, r.path, errors(400, 403, 404, 405, 413, 415, 503))
             op["summary"] = r.summary
-        if "{name}" in r.path:
-            op["parameters"] = [name]
+        params = [p for p, key in ((name, "{name}"), (asked, "{model}")) if key in r.path]
+        if params:
+            op["parameters"] = params
         if r.operation in completions.OPERATIONS:
             pass
         elif r.method == POST:
             op["requestBody"] = request
-            op["responses"] = {**embeddings_ok, **errors(400, 404, 405, 413, 415, 503)}
+            # 403: the shared form on AWS reaches only models of the shared routes' auth (the router)
+            op["responses"] = {**embeddings_ok, **errors(400, 403, 404, 405, 413, 415, 503)}
         else:
-            op["responses"] = {**models_ok, **errors(404, 405, 503)}
+            op["responses"] = {**(card_ok if "{model}" in r.path else models_ok), **errors(404, 405, 503)}
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {"paths": paths}
 
 
 PROTOCOL = register(Protocol(name=NAME, routes=ROUTES, operations={
-    "embeddings": embeddings, "models": models,
+    "embeddings": embeddings, "models": models, "model": model,
     **{name: _openai_errors(op) for name, op in completions.OPERATIONS.items()}},
                              document=document))

@@ -35,16 +35,26 @@ class _Api(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+    def do_GET(self) -> None:
         path, _, query = self.path.partition("?")
+        if not self._authorized("GET", path, query, b""):
+            return self._reply(403, {"message": "Forbidden"})
+        return self._reply(200, {"object": "list", "data": [
+            {"id": m, "object": "model", "created": 1, "owned_by": "modelfn"} for m in ("embedder", "tagger")]})
+
+    def _authorized(self, method: str, path: str, query: str, body: bytes) -> bool:
         headers = dict(self.headers.items())
         if self.mode == "iam":
-            ok, fields = verify("POST", path, query, headers, body)
+            ok, fields = verify(method, path, query, headers, body)
         else:
             ok, fields = self.headers.get("Authorization") == "Bearer the.jwt.token", {}
         self.seen.append({"path": path, "ok": ok, "fields": fields, "authorization": self.headers.get("Authorization")})
-        if not ok:
+        return ok
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        path, _, query = self.path.partition("?")
+        if not self._authorized("POST", path, query, body):
             return self._reply(403, {"message": "Forbidden"})
         doc = json.loads(body)
         return self._reply(200, {"object": "list", "model": doc["model"],
@@ -94,3 +104,14 @@ def test_jwt_is_the_clients_own_bearer(api):
     assert _Api.seen[0]["ok"]
     with pytest.raises(ValueError, match="token="):
         openai_client(api, auth="jwt")
+
+
+@pytest.mark.parametrize("mode", ["iam", "jwt"])
+def test_the_shared_model_list_is_a_signed_get_in_each_mode(api, mode):
+    """``GET /openai/v1/models`` (no body: SigV4 over the empty payload) in each auth mode."""
+    _Api.mode = mode
+    signer = SigV4Signer(region="us-east-1", credentials=Credentials(ACCESS_KEY, SECRET))
+    client = openai_client(api + "/openai/v1", auth=mode, signer=signer, token="the.jwt.token", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["embedder", "tagger"]
+    (seen,) = _Api.seen
+    assert seen["ok"] and seen["path"] == "/openai/v1/models"

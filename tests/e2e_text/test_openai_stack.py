@@ -63,10 +63,19 @@ def test_models_list_and_openai_errors_through_the_client(openai_stack):
 
     stack, _ = openai_stack
     client = _client(stack.url + "/openai/emb/v1")
-    assert [m.id for m in client.models.list()] == ["emb"]
+    assert [m.id for m in client.models.list()] == ["emb"]  # pinned: this model
+    shared = _client(stack.url + "/openai/v1")
+    listed = shared.models.list()  # the shared form: every model of the catalog (the router's)
+    assert [m.id for m in listed] == ["emb", "ner"] and all(m.created > 1_700_000_000 for m in listed)
+    assert shared.models.retrieve("ner").id == "ner" and client.models.retrieve("emb").owned_by == "modelfn"
+    with pytest.raises(openai.NotFoundError):
+        shared.models.retrieve("gpt-4")
     with pytest.raises(openai.NotFoundError) as info:
         _client(stack.url + "/openai/v1").embeddings.create(model="no-such-model", input="x")
     assert info.value.status_code == 404 and info.value.code == "model_not_found"
+    with pytest.raises(openai.NotFoundError) as info:  # the router names every model there is
+        _client(stack.url + "/openai/v1").embeddings.create(model="gpt-4", input="x")
+    assert "emb, ner" in info.value.message
     with pytest.raises(openai.BadRequestError) as info:
         client.embeddings.create(model="emb", input="x", dimensions=3)
     assert info.value.status_code == 400 and info.value.param == "dimensions"

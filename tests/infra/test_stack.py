@@ -98,15 +98,18 @@ def test_synthesizes_exactly_the_expected_resources(template: Template) -> None:
     assert dict(counts) == {
         # 2 lambda models × (api + batch) + the proxy + the async-batch glue + the retraining
         # starter + CDK's S3-notification handler in each model stack (3) + each lambda model's
-        # control function (training and versions over HTTPS)
-        "AWS::Lambda::Function": 12, "AWS::Lambda::Version": 5, "AWS::Lambda::Alias": 5,
-        "AWS::Lambda::Permission": 3 + 1 + 2,  # one per model for all its routes, SNS → the glue, control
+        # control function (training and versions over HTTPS) + the OpenAI router
+        "AWS::Lambda::Function": 13, "AWS::Lambda::Version": 5, "AWS::Lambda::Alias": 5,
+        # one per model for all its routes, SNS → the glue, control, the API → the OpenAI router,
+        # and each model's alias → the router's role
+        "AWS::Lambda::Permission": 3 + 1 + 2 + 1 + 3,
+        "AWS::SSM::Parameter": 3,  # each model's entry in the OpenAI router's registry
         "AWS::Lambda::EventSourceMapping": 4,
-        "AWS::IAM::Role": 23, "AWS::IAM::Policy": 17,
-        # 8 functions + CDK's notification handler in each model stack (3), API access logs,
+        "AWS::IAM::Role": 24, "AWS::IAM::Policy": 18,
+        # 9 functions + CDK's notification handler in each model stack (3), API access logs,
         # state machine, CodeBuild, the two endpoints' groups (made before SageMaker would make
         # them without retention)
-        "AWS::Logs::LogGroup": 17,
+        "AWS::Logs::LogGroup": 18,
         "AWS::Lambda::LayerVersion": 1,  # Powertools for the proxy, at the images' versions
         # one CodeDeploy application per lambda model, one deployment group per function
         "AWS::CodeDeploy::Application": 2, "AWS::CodeDeploy::DeploymentGroup": 4,
@@ -114,10 +117,11 @@ def test_synthesizes_exactly_the_expected_resources(template: Template) -> None:
         "AWS::CloudWatch::Alarm": 4 * 2 + 2 + 1 + 2,
         "AWS::CloudWatch::Dashboard": 3 + 1,  # one per model + the index
         "AWS::ApiGatewayV2::Api": 1, "AWS::ApiGatewayV2::Stage": 1,
-        "AWS::ApiGatewayV2::Integration": 3 + 2,  # + each lambda model's control function
+        "AWS::ApiGatewayV2::Integration": 3 + 2 + 1,  # + each lambda model's control function, the router
         # per model, the server routes (one model), $default: the route table's
         "AWS::ApiGatewayV2::Route": 3 * len(TABLE.model_gateway_routes("m")) + len(TABLE.server_gateway_routes()) + 1
-        + 2 * len(TABLE.control_gateway_routes("m")),  # each lambda model's control routes
+        + 2 * len(TABLE.control_gateway_routes("m"))  # each lambda model's control routes
+        + len(TABLE.router_routes()),  # the shared /openai/v1 routes onto the OpenAI router
         "AWS::ApiGatewayV2::Authorizer": 1,  # JWT; IAM and none need no authorizer resource
         "AWS::S3::Bucket": 3, "AWS::S3::BucketPolicy": 3,  # batch, access logs, training
         "Custom::S3BucketNotifications": 3,  # each model stack's own, merged on the one bucket
@@ -215,7 +219,9 @@ def test_routes_and_auth_follow_the_catalog(template: Template) -> None:
     # each lambda model's control function has its own, scoped to that model's control paths
     control = {lid: p for lid, p in api_permissions.items() if "Control" in lid}
     assert len(control) == 2 and all("/v2/models/" in json.dumps(p["SourceArn"]) for p in control.values())
-    api_permissions = [p for lid, p in api_permissions.items() if lid not in control]
+    router = {lid: p for lid, p in api_permissions.items() if "OpenAIRouter" in lid}
+    assert len(router) == 1 and "/openai/v1/*" in json.dumps(next(iter(router.values()))["SourceArn"])
+    api_permissions = [p for lid, p in api_permissions.items() if lid not in control and lid not in router]
     assert len(api_permissions) == 3
     for permission in api_permissions:
         arn = json.dumps(permission["SourceArn"])
@@ -224,6 +230,30 @@ def test_routes_and_auth_follow_the_catalog(template: Template) -> None:
         "AuthorizerType": "JWT",
         "JwtConfiguration": {"Issuer": ISSUER, "Audience": ["client-a", "client-b"]},
     })
+
+
+def test_the_shared_openai_form_goes_to_the_router_which_may_invoke_each_registered_model(template) -> None:
+    routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in resources(template, "AWS::ApiGatewayV2::Route").values()}
+    for route in TABLE.router_routes():  # every body-routed and catalog route, the first model's auth
+        props = routes[f"{route.method} {route.path}"]
+        assert props["AuthorizationType"] == "AWS_IAM" and "OpenAIRouter" in json.dumps(props["Target"])
+    assert "POST /openai/v1/embeddings" in routes and "GET /openai/v1/models" in routes
+    (fn_id, fn), = [(k, f) for k, f in resources(template, "AWS::Lambda::Function").items() if "OpenAIRouter" in k]
+    assert fn["Properties"]["Handler"] == names.OPENAI_ROUTER_HANDLER and fn["Properties"]["Runtime"] == "python3.13"
+    settings = json.dumps(fn["Properties"]["Environment"]["Variables"][names.ENV_OPENAI_ROUTER])
+    assert "/modelfn/" in settings and "POST /openai/v1/embeddings" in settings
+    # the router's role reads the registry path and nothing else; invoking is each model's grant
+    (policy,) = [p for k, p in resources(template, "AWS::IAM::Policy").items() if "OpenAIRouterRole" in k]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    ssm = [st for st in statements if st.get("Sid") == "ReadRegistry"]
+    assert ssm and ssm[0]["Action"] == "ssm:GetParametersByPath" and "parameter/modelfn/" in json.dumps(ssm[0]["Resource"])
+    assert not any("lambda:" in json.dumps(st["Action"]) for st in statements)
+    parameters = [p["Properties"] for p in resources(template, "AWS::SSM::Parameter").values()]
+    assert sorted(p["Name"].rsplit("/", 1)[-1] for p in parameters) == ["clf-lambda", "heavy-sm", "open-model"]
+    grants = [p["Properties"] for p in resources(template, "AWS::Lambda::Permission").values()
+              if "OpenAIRouterRole" in json.dumps(p["Properties"]["Principal"])]  # (the app's merged template)
+    assert len(grants) == 3
+    assert all("Live" in json.dumps(g["FunctionName"]) for g in grants)  # the front's alias, never $LATEST
 
 
 def test_stage_is_throttled_logged_and_cors_is_off(template: Template) -> None:

@@ -92,7 +92,8 @@ def test_the_lambda_binding_serves_every_route_of_the_table(tiny_model_dir, lamb
     model = load_model(tiny_model_dir)
     app = build_app(model)
     for route in route_table().served():
-        path = route.path.replace("{name}", model.name).replace("{version}", model.version)
+        path = route.path.replace("{name}", model.name).replace("{version}", model.version).replace(
+            "{model}", model.name)
         event = load_event("http_health_live")
         event["rawPath"] = event["requestContext"]["http"]["path"] = path
         event["requestContext"]["http"]["method"] = route.method

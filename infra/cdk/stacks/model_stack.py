@@ -28,6 +28,7 @@ from infra.cdk.constructs.control_api import ModelControlApi
 from infra.cdk.constructs.dashboard import EndpointPanel, FunctionPanel, ModelDashboard, QueuePanel
 from infra.cdk.constructs.model_function import ModelFunction, RollbackAlarms
 from infra.cdk.constructs.model_routes import ModelRoutes
+from infra.cdk.constructs.openai_registration import OpenAIRegistration
 from infra.cdk.constructs.retraining_trigger import ModelRetrainingTrigger
 from infra.cdk.constructs.sagemaker_async_batch import SageMakerAsyncBatch
 from infra.cdk.constructs.sagemaker_endpoint import VARIANT_NAME, SageMakerModelEndpoint
@@ -43,6 +44,7 @@ from infra.targets import staging
 from infra.targets.plan import FunctionPlan, ModelPlan, service_name
 from infra.train.local import sagemaker_hyperparameters
 from layers import names
+from layers.openai_wire import created_of
 
 PLATFORMS = {"x86_64": ecr_assets.Platform.LINUX_AMD64, "arm64": ecr_assets.Platform.LINUX_ARM64}
 NOTIFICATIONS_HANDLER = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
@@ -50,9 +52,9 @@ NOTIFICATIONS_HANDLER = "BucketNotificationsHandler050a0587b7544547bf325f094a3db
 
 class ModelStack(cdk.Stack):
     """Public attributes: ``plan``, ``shared``, ``group`` (the model's construct),
-    ``functions`` (kind → :class:`ModelFunction`), ``routes``, ``batch_pipeline``,
-    ``endpoint``, ``proxy``, ``async_batch``, ``training``, ``retraining``, ``dashboard``,
-    ``streaming`` (a generative model's streaming function URL, or None)."""
+    ``functions`` (kind → :class:`ModelFunction`), ``routes``, ``openai`` (its OpenAI router
+    registration), ``batch_pipeline``, ``endpoint``, ``proxy``, ``async_batch``, ``training``,
+    ``retraining``, ``dashboard``, ``streaming`` (a generative model's streaming function URL, or None)."""
 
     def __init__(
         self,
@@ -95,6 +97,11 @@ class ModelStack(cdk.Stack):
             self.group, "Routes", api_id=self.shared.api_id, model_name=plan.name, target=front,
             auth=plan.auth, jwt_authorizer_id=self.shared.jwt_authorizer_id,
             server_routes=server_routes,
+        )
+        self.openai = OpenAIRegistration(  # the shared /openai/v1 form reaches it through the router
+            self.group, "OpenAI", registry_path=names.router_registry_path(shared_stack), model_name=plan.name,
+            target=front, auth=plan.auth, router_role_arn=self.shared.openai_router_role_arn,
+            created=created_of(plan.spec.manifest.built_at),
         )
         cdk.CfnOutput(self, names.output_infer_url(plan.name),
                       value=f"{self.shared.api_url}v2/models/{plan.name}/infer",

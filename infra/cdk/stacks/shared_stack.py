@@ -1,6 +1,7 @@
 """The shared stack: what every model's stack stands on, and nothing of any one model.
 
-The HTTP API and its stage (and JWT authorizer), the batch bucket with its access-log bucket,
+The HTTP API and its stage (and JWT authorizer), the OpenAI router (the shared ``/openai/v1``
+routes and the function dispatching them by the body's model), the batch bucket with its access-log bucket,
 the idempotency table, the training KMS key and artifacts bucket (when a model trains) and
 the dashboard index. Its size does not depend on the catalog. Model stacks reach these
 through a fixed set of exports (:data:`EXPORTS`, read back by :class:`SharedImports`): fixed
@@ -10,6 +11,7 @@ so no model can add or drop an import, which would lock or break the shared stac
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import aws_cdk as cdk
@@ -21,11 +23,12 @@ from constructs import Construct
 from infra.cdk.constructs.batch_storage import BatchStorage
 from infra.cdk.constructs.dashboard_index import DashboardIndex
 from infra.cdk.constructs.http_api import ModelHttpApi
+from infra.cdk.constructs.openai_router import OpenAIRouter
 from infra.cdk.stacks.settings import StackSettings
 from layers import names
 
 #: What the shared stack exports; each model stack imports what its target needs.
-EXPORTS = ("ApiId", "BatchBucketName", "BatchBucketArn", "IdempotencyTableArn")
+EXPORTS = ("ApiId", "BatchBucketName", "BatchBucketArn", "IdempotencyTableArn", "OpenAIRouterRoleArn")
 TRAINING_EXPORTS = ("TrainingKeyArn", "TrainingArtifactsName", "TrainingArtifactsArn")
 JWT_EXPORTS = ("JwtAuthorizerId",)
 
@@ -35,12 +38,15 @@ def export_name(shared_stack: str, key: str) -> str:
 
 
 class SharedStack(cdk.Stack):
-    """Public attributes: ``api``, ``storage``, ``training_key``, ``training_artifacts``,
-    ``index``, ``has_training``, ``has_jwt``."""
+    """Public attributes: ``api``, ``storage``, ``openai_router``, ``training_key``,
+    ``training_artifacts``, ``index``, ``has_training``, ``has_jwt``."""
 
-    def __init__(self, scope: Construct, id: str, *, settings: StackSettings = StackSettings(),
-                 training: bool = False, **kwargs) -> None:
-        """:param training: also the training key and artifacts bucket (a model trains)."""
+    def __init__(self, scope: Construct, id: str, *, router_code: Path, settings: StackSettings = StackSettings(),
+                 training: bool = False, openai_auth: str = "iam", **kwargs) -> None:
+        """:param router_code: the OpenAI router's staged source (staging.stage_function_code).
+        :param training: also the training key and artifacts bucket (a model trains).
+        :param openai_auth: the shared ``/openai/v1`` routes' authorization (default ``iam``;
+            the app passes the catalog's first model's, as for the server routes)."""
         super().__init__(scope, id, **kwargs)
         self.storage = BatchStorage(self, "BatchStorage")
         self.api = ModelHttpApi(
@@ -50,8 +56,15 @@ class SharedStack(cdk.Stack):
             throttle_rate_limit=settings.throttle_rate_limit,
             throttle_burst_limit=settings.throttle_burst_limit,
         )
+        self.openai_router = OpenAIRouter(
+            self, "OpenAIRouter", api_id=self.api.api.api_id, registry_path=names.router_registry_path(id),
+            code_dir=router_code, auth=openai_auth,
+            jwt_authorizer_id=self.api.jwt_authorizer.authorizer_id if self.api.jwt_authorizer else None,
+            log_retention=settings.log_retention,
+        )
         values = {
             "ApiId": self.api.api.api_id,
+            "OpenAIRouterRoleArn": self.openai_router.role.role_arn,
             "BatchBucketName": self.storage.bucket.bucket_name,
             "BatchBucketArn": self.storage.bucket.bucket_arn,
             "IdempotencyTableArn": self.storage.table.table_arn,
@@ -94,7 +107,7 @@ class SharedImports:
     """The shared stack's exports as constructs of a model's stack (imported, not owned).
 
     Public attributes: ``api_id``, ``api_url``, ``storage`` (``bucket``, ``table``),
-    ``jwt_authorizer_id``, ``training_key``, ``training_artifacts``.
+    ``jwt_authorizer_id``, ``openai_router_role_arn``, ``training_key``, ``training_artifacts``.
     """
 
     def __init__(self, scope: Construct, *, shared_stack: str, jwt: bool, training: bool) -> None:
@@ -110,6 +123,7 @@ class SharedImports:
         table = dynamodb.Table.from_table_arn(scope, "IdempotencyTable", imported("IdempotencyTableArn"))
         self.storage = SimpleNamespace(bucket=bucket, table=table)
         self.jwt_authorizer_id = imported("JwtAuthorizerId") if jwt else None
+        self.openai_router_role_arn = imported("OpenAIRouterRoleArn")
         self.training_key: kms.IKey | None = None
         self.training_artifacts: s3.IBucket | None = None
         if training:
