@@ -238,7 +238,7 @@ def test_the_shared_openai_form_goes_to_the_router_which_may_invoke_each_registe
         props = routes[f"{route.method} {route.path}"]
         assert props["AuthorizationType"] == "AWS_IAM" and "OpenAIRouter" in json.dumps(props["Target"])
     assert "POST /openai/v1/embeddings" in routes and "GET /openai/v1/models" in routes
-    (fn_id, fn), = [(k, f) for k, f in resources(template, "AWS::Lambda::Function").items() if "OpenAIRouter" in k]
+    (fn,) = [f for k, f in resources(template, "AWS::Lambda::Function").items() if "OpenAIRouter" in k]
     assert fn["Properties"]["Handler"] == names.OPENAI_ROUTER_HANDLER and fn["Properties"]["Runtime"] == "python3.13"
     settings = json.dumps(fn["Properties"]["Environment"]["Variables"][names.ENV_OPENAI_ROUTER])
     assert "/modelfn/" in settings and "POST /openai/v1/embeddings" in settings
