@@ -3,7 +3,9 @@
 The container's ``python -m functions.sagemaker.serve`` runs as a child process on a free
 port (``GET /ping``, ``POST /invocations``); the gateway forwards every V2 route to
 ``/invocations`` with ``X-Amzn-SageMaker-Custom-Attributes: route=<METHOD> <PATH>``, the
-same header the deployed proxy function sends to the endpoint, so routes work unchanged.
+same header the deployed proxy function sends to the endpoint, so routes work unchanged. A
+reply the container streams (chunked: a generative model's events) is relayed chunk by chunk,
+as SageMaker's ``InvokeEndpointWithResponseStream`` relays it.
 """
 
 from __future__ import annotations
@@ -104,11 +106,24 @@ class SageMakerIntegration:
             conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=timeout_s)
             conn.request("POST", "/invocations", body=req.body, headers=headers)
             resp = conn.getresponse()
-            body = resp.read()
             out = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP_HEADERS]
+            if resp.getheader("Transfer-Encoding", "").lower() == "chunked":
+                # a streamed reply (server-sent events): relayed as the container sends each
+                # chunk, as InvokeEndpointWithResponseStream relays PayloadParts
+                return HttpResponse(resp.status, b"", out, chunks=_relay(conn, resp))
+            body = resp.read()
             conn.close()
         except TimeoutError:
             return gateway_error(503, "Service Unavailable")
         except OSError:
             return gateway_error(500, "Internal Server Error")
         return HttpResponse(resp.status, body, out)
+
+
+def _relay(conn: http.client.HTTPConnection, resp: http.client.HTTPResponse):
+    """The container's chunked body, piece by piece as it arrives; the connection closes after."""
+    try:
+        while chunk := resp.read1(65536):
+            yield chunk
+    finally:
+        conn.close()

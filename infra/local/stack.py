@@ -276,6 +276,8 @@ class LocalStack:
         """A generative model's streaming endpoint (infra/local/streaming.py), else None."""
         if svc.manifest is None or svc.manifest.extra.get("task") != "generation":
             return None
+        if svc.sagemaker is not None:  # its container streams (InvokeEndpointWithResponseStream's role)
+            return None
         from infra.local.streaming import StreamingIntegration
 
         return StreamingIntegration(svc.name, self._model_dir(svc.name))

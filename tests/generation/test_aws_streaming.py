@@ -135,3 +135,48 @@ def test_sagemaker_container_answers_a_streaming_request_chunked(container):
     assert resp.getheader("Content-Type").startswith("text/event-stream")
     text, events = sse_text(b"".join(parts))
     assert text == expected and events >= 3
+
+
+@pytest.fixture(scope="module")
+def sagemaker_stack(llama, tmp_path_factory):
+    """The local stack serving the model as a sagemaker target: its container streams."""
+    import logging
+    import shutil
+
+    from infra.local.stack import LocalStack
+
+    hf, served = llama
+    root = tmp_path_factory.mktemp("gensm")
+    shutil.copytree(served, root / "build" / "models" / NAME)
+    (root / "models.yaml").write_text(f"models:\n  - {{name: {NAME}, source: 'hf:{hf}', quantize: none, "
+                                      "auth: none, target: sagemaker, instance_type: ml.m5.large}\n")
+    stack = LocalStack(catalog_path=root / "models.yaml", out_dir=root / "build", port=0, s3_port=0, warm=1,
+                       build=False, log_sink=logging.getLogger("modelfn.test.gensm").info, integration_timeout_s=60)
+    try:
+        stack.start()
+        assert stack.services[NAME].failure is None, stack.services[NAME].failure
+        yield stack
+    finally:
+        stack.stop()
+
+
+def test_local_stack_relays_the_sagemaker_containers_stream(sagemaker_stack):
+    from urllib.parse import urlsplit
+
+    url = urlsplit(sagemaker_stack.url)
+
+    def post(body: dict):
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+        conn.request("POST", ROUTE, body=json.dumps(body), headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        return resp, data
+
+    resp, data = post(completion(stream=False))
+    assert resp.status == 200, data
+    expected = json.loads(data)["choices"][0]["text"]
+    resp, data = post(completion(stream=True))
+    assert resp.status == 200 and resp.getheader("Transfer-Encoding") == "chunked"
+    text, events = sse_text(data)
+    assert text == expected and events >= 3
