@@ -17,6 +17,9 @@ datasets (no download):
   (the rest: copy it into ``digits_train/`` and ``modelfn train digits-trained`` again), and
   ``digits_trained_v1.onnx``, version 1, trained on ``digits_train/`` by the catalog's own entry
   point ``samples.train_digits:train``.
+* ``decoder/`` (a tiny Qwen2-family causal language model with a chat template, trained on a
+  few sentences so greedy text is words) + ``decoder_val.txt`` (its gate's prompts), see
+  ``samples/decoder.py``.
 
 Run: ``python scripts/make_samples.py [--out DIR]`` (``make samples`` does).
 """
@@ -116,6 +119,13 @@ def make_text(out: Path) -> str:
     return "\n".join([make_sentiment(out), make_embedder(out), make_tagger(out)])
 
 
+def make_decoder_sample(out: Path) -> str:
+    sys.path.insert(0, str(ROOT))
+    from samples.decoder import make_sample
+
+    return make_sample(out)
+
+
 FIRST_ROWS = 300
 
 
@@ -152,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     steps = (("iris (sklearn)", lambda: [make_iris(args.out)]),
              ("digits (torch: MLP, CNN, the trained model's version 1)", lambda: make_digits(args.out)),
-             ("text (tiny BERT sentiment, embedder, tagger)", lambda: make_text(args.out).splitlines()))
+             ("text (tiny BERT sentiment, embedder, tagger)", lambda: make_text(args.out).splitlines()),
+             ("decoder (tiny Qwen2 causal LM)", lambda: [make_decoder_sample(args.out)]))
     for i, (what, make) in enumerate(steps, 1):
         # one stage line as each starts and what it made as it ends: minutes of work are never silent
         print(f"{time.strftime('%H:%M:%S')} make samples [{i}/{len(steps)}] {what} …", flush=True)

@@ -109,7 +109,8 @@ class _Decoder:
                 feeds[name] = np.arange(len(ids), dtype=np.int64)[None, :]
             elif name.startswith("past_"):
                 dtype = np.float16 if "float16" in meta.type else np.float32
-                feeds[name] = np.zeros((1, self.kv_heads, 0, self.head_size), dtype=dtype)
+                shape = (1, self.kv_heads, 0, self.head_size)  # GPT-2's combined cache: keys and values
+                feeds[name] = np.zeros((2, *shape) if len(meta.shape) == 5 else shape, dtype=dtype)
         return self.sess.run(["logits"], feeds)[0][0].astype(np.float64)
 
 

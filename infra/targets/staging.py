@@ -171,13 +171,20 @@ def runtime_files(*, function_packages: Iterable[str] = IMAGE_FUNCTION_PACKAGES)
 
 
 def model_files(model_dir: Path) -> list[str]:
-    """What a model directory ships: model.onnx, manifest.json and the side files its
-    manifest's processing block lists (e.g. tokenizer.json)."""
+    """What a model directory ships: model.onnx (a generative model: every file of its
+    ``generation/`` folder instead), manifest.json and the side files its manifest's
+    processing block lists (e.g. tokenizer.json)."""
     import json
 
     manifest = json.loads((model_dir / names.MANIFEST_FILE).read_text())
     side = (manifest.get(names.MANIFEST_PROCESSING) or {}).get("files") or {}
-    return [names.MODEL_FILE, names.MANIFEST_FILE, *sorted(side)]
+    folder = model_dir / names.GENERATION_DIR
+    if folder.is_dir() and not (model_dir / names.MODEL_FILE).is_file():
+        artifact = [f"{names.GENERATION_DIR}/{p.relative_to(folder).as_posix()}"
+                    for p in sorted(folder.rglob("*")) if p.is_file()]
+    else:
+        artifact = [names.MODEL_FILE]
+    return [*artifact, names.MANIFEST_FILE, *sorted(side)]
 
 
 def stage_model_image(*, dest: Path, model_dir: Path, runtime_image: str | None = None) -> Path:

@@ -91,3 +91,23 @@ def test_a_changed_artifact_is_refused(built):
         f.write(" ")
     with pytest.raises(ManifestError, match="changed after it was built"):
         read_manifest(broken)
+
+
+def test_gpt2_is_exported_by_modelfn_with_its_kv_cache_and_runs_in_genai(decoders, tmp_path):
+    # given a GPT-2 directory (genai's model builder does not export GPT-2; modelfn does)
+    shutil.copytree(decoders["gpt2"], tmp_path / "gpt2")
+    report = build_catalog(tmp_path, (
+        "  - name: gpt2-fp32\n    source: hf:gpt2\n    quantize: none\n"
+        "  - name: gpt2-int8\n    source: hf:gpt2\n    quantize: int8\n    validation: val.txt\n"))
+    assert report["exit_code"] == 0, report
+    m = manifest(tmp_path, "gpt2-fp32")
+    assert m["generation"]["family"] == "gpt2" and m["generation"]["model_type"] == "gpt2"
+    assert "modelfn gpt2 export" in m["generation"]["builder"]
+    folder = tmp_path / "build" / "models" / "gpt2-fp32" / "generation"
+    for prompt in PROMPTS:
+        assert genai_greedy(folder, prompt, 12) == greedy_ids(tmp_path / "gpt2", prompt, 12), prompt
+    q = manifest(tmp_path, "gpt2-int8")["quantization"]
+    (cand,) = q["candidates"]
+    assert cand["mode"] == "int8" and "top1_agreement" in cand["figures"] and "perplexity_ratio" in cand["figures"]
+    assert q["mode"] == "int8" or q["fallback_reason"].startswith("shipped fp32: int8: ")
+
