@@ -87,3 +87,41 @@ def test_the_readme_training_section_as_written_promotes_each_version(fresh_clon
             # then each retrained version passed the gate against the one before and is live
             assert newest["promoted"] is True, newest["reason"]
             assert versions["live"] == newest["version"] and len(versions["versions"]) == trained + 1
+
+
+def test_the_readme_https_training_example_as_written_on_the_local_stack(fresh_clone, capsys):
+    """README "Training over HTTPS": its ``requests`` block, run as written against ``modelfn up``
+    (the URL is the test's stack): a run starts (202), is followed to ``succeeded`` with a
+    promoted version, and the rollback answers."""
+    import contextlib
+    import io
+
+    from infra.local.stack import LocalStack
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Training over HTTPS", 1)[1].split("\n## ", 1)[0]
+    block = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    assert 'base = "http://127.0.0.1:3000"' in block
+    assert main(["build", "--json"]) == 0  # what `make up` does first
+    capsys.readouterr()
+    stack = LocalStack(catalog_path=fresh_clone / "models.yaml", out_dir=fresh_clone / "build", port=0, s3_port=0,
+                       warm=1)
+    out, namespace = io.StringIO(), {}
+    try:
+        stack.start()
+        with contextlib.redirect_stdout(out):
+            exec(compile(block.replace("http://127.0.0.1:3000", stack.url), "README", "exec"), namespace)
+        versions = namespace["requests"].get(f"{stack.url}/v2/models/digits-trained/versions", timeout=30).json()
+    finally:
+        stack.stop()
+    assert namespace["r"].status_code == 202 and namespace["run"]["status"] == "queued"
+    status = namespace["status"]
+    # the run succeeded with the request's hyperparameters, typed, and printed what the README says
+    assert status["status"] == "succeeded", status
+    assert status["hyperparameters"]["epochs"] == 40 and status["hyperparameters"]["lr"] == 0.01
+    assert out.getvalue().split()[:3] == ["succeeded", status["version"], str(status["promoted"])]
+    assert len(versions["versions"]) == 2, versions
+    if status["promoted"]:  # the README's rollback put the version before it back live
+        assert versions["live"] != status["version"] and versions["live"] == versions["versions"][0]["version"]
+    else:  # kept as an artifact with the gate's reason; live is still version 1
+        assert status["reason"] and versions["live"] == versions["versions"][0]["version"]
