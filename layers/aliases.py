@@ -5,7 +5,7 @@ the deployed control function (:mod:`functions.control`) run, so it lives in the
 layer: stdlib only, the boto3 clients are passed in.
 
 Every ``cdk deploy`` of a changed model publishes a new Lambda version of its api and batch
-functions (the model version is in the version's description) behind the ``live`` alias.
+functions (and a generative model's streaming function) (the model version is in the version's description) behind the ``live`` alias.
 Promotion and rollback never move the alias directly: they start a CodeDeploy deployment of
 the model's own deployment group (an AppSpec with the alias' ``CurrentVersion`` and the
 chosen ``TargetVersion``), so the group's canary (10 % for 5 minutes) and its error and p99
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ALIAS = "live"
-KINDS = ("api", "batch")
+KINDS = ("api", "batch", "stream")  # stream: a generative model's streaming function
 #: Published Lambda versions kept per function besides whatever an alias routes to (the
 #: template retains them all; :func:`prune_versions` deletes beyond this many).
 KEEP_VERSIONS = 5

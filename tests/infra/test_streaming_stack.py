@@ -9,6 +9,7 @@ have no JWT authorizer) gets none and a warning that says why and what to do.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,15 @@ def test_the_streaming_function_canaries_like_the_others(template: Template) -> 
 def test_cdk_nag_and_cfn_lint_are_clean(synthesized) -> None:
     assert synthesized[1]["nag_violations"] == []
     assert synthesized[1]["cfn_lint_errors"] == []
+
+
+def test_promote_and_rollback_move_the_streaming_function_with_the_others(synthesized) -> None:
+    """The model's deployment output (what `modelfn promote/rollback --deployed` and the control
+    function move) names the streaming function beside api and batch."""
+    from tests.infra.conftest import stack_templates
+
+    outputs = {k: v for t in stack_templates(synthesized[0]).values() for k, v in t.get("Outputs", {}).items()}
+    iam_doc = json.dumps(outputs[names.output_deployment("gen-iam")]["Value"])
+    jwt_doc = json.dumps(outputs[names.output_deployment("gen-jwt")]["Value"])
+    assert all(f'\\"{k}\\"' in iam_doc for k in ("api", "batch", "stream"))
+    assert '\\"stream\\"' not in jwt_doc

@@ -142,14 +142,14 @@ class ModelStack(cdk.Stack):
                 f"model {spec.name!r} has auth: jwt and function URLs have no JWT authorizer, so it "
                 "gets no streaming URL: its HTTP API routes answer \"stream\": true requests with the "
                 "whole completion at once. Use auth: iam (SigV4) to stream.")
-        api_fn, batch_fn = self.functions["api"], self.functions["batch"]
+        batch_fn = self.functions["batch"]
         cdk.CfnOutput(  # what `modelfn promote/rollback --deployed` deploys through (infra/versions)
             self, names.output_deployment(spec.name),
             value=self.to_json_string({
                 kind: {"function": fn.function.function_name,
                        "application": fn.deployment_group.application.application_name,
                        "group": fn.deployment_group.deployment_group_name}
-                for kind, fn in (("api", api_fn), ("batch", batch_fn))}),
+                for kind, fn in self.functions.items()}),
             description=f"{spec.name}: functions and CodeDeploy groups of its live aliases",
         )
         self.batch_pipeline = ModelBatchPipeline(
@@ -272,7 +272,7 @@ class ModelStack(cdk.Stack):
             state_machine=self.training.state_machine if self.training else None,
             hyperparameters=sagemaker_hyperparameters(training.hyperparameters) if training else None,
             data=self._training_channel,
-            deploy_to={k: self.functions[k] for k in ("api", "batch") if k in self.functions} or None,
+            deploy_to=dict(self.functions) or None,  # api, batch (+ a generative model's stream)
             code_dir=staging.stage_function_code(dest=self._stage_dir / "control" / spec.name, package="control",
                                                  runtime=CONTROL_RUNTIME_FILES),
             log_retention=self._settings.log_retention,
