@@ -107,12 +107,17 @@ class GenerationSpec(BaseModel):
     the fit); default the model's ``max_position_embeddings`` capped at 2048. ``max_tokens``:
     the completion length when a request gives none (default 128). ``min_tokens_per_s``
     (optional): the least tokens/s the build host must measure for Lambda; slower goes to SageMaker.
+    ``temperature``/``top_p``/``top_k`` (optional): sampling defaults for requests that set none
+    (over the model's ``generation_config.json``; the manifest's ``generation.defaults``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     max_context: int | None = Field(default=None, ge=8, le=1_048_576)
     max_tokens: int = Field(default=128, ge=1, le=1_048_576)
     min_tokens_per_s: float | None = Field(default=None, gt=0)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0)
 
 
 #: Instance families with a GPU (SageMaker ``ml.<family>.<size>``): the training image runs

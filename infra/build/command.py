@@ -216,7 +216,14 @@ def fit(args: Namespace) -> int:
     if args.rps < 0:
         print("modelfn fit: --rps must be ≥ 0", file=sys.stderr)
         return 2
-    p50 = manifest.metrics["shipped"]["p50_ms"]
+    generation = manifest.extra.get("task") == "generation"
+    # a generative request lasts a whole completion: max_tokens at the build host's tokens/s
+    p50 = (facts["completion_s"] * 1000 if facts.get("completion_s") is not None else None) if generation \
+        else manifest.metrics["shipped"]["p50_ms"]
+    if p50 is None and generation:
+        print(f"modelfn fit: {args.name}'s tokens/s is unmeasured (no token was generated at build); rebuild "
+              f"with `modelfn build --force --model {args.name}`", file=sys.stderr)
+        return 2
     if p50 is None:
         print(f"modelfn fit: {args.name}'s latency is unmeasured ({manifest.metrics.get('unmeasured')}); "
               f"then rebuild with `modelfn build --force --model {args.name}`", file=sys.stderr)
@@ -236,9 +243,16 @@ def fit(args: Namespace) -> int:
     for reason in manifest.target_reasons:
         t.add_row(reason)
     console.print(t)
-    console.print(f"recommended Lambda memory {facts['memory_mb']} MB, timeout {facts['timeout_s']} s; "
-                  f"peak RSS {facts['peak_rss_mb']} MB, init {facts['init_s']} s"
-                  f"{' at ' + facts['measured_at'] if facts.get('measured_at') else ''}", highlight=False)
+    if generation:
+        console.print(f"recommended Lambda memory {facts['memory_mb']} MB, timeout {facts['timeout_s']} s; "
+                      f"weights {facts['weights_bytes'] / 1024**2:.1f} MB + KV cache "
+                      f"{facts['kv_cache_bytes'] / 1024**2:.1f} MB at max_context {facts['max_context']}; "
+                      f"{facts['tokens_per_s']} tokens/s, first token {facts['ttft_ms']} ms on the build host; "
+                      f"a request is costed as one {facts['max_tokens']}-token completion", highlight=False)
+    else:
+        console.print(f"recommended Lambda memory {facts['memory_mb']} MB, timeout {facts['timeout_s']} s; "
+                      f"peak RSS {facts['peak_rss_mb']} MB, init {facts['init_s']} s"
+                      f"{' at ' + facts['measured_at'] if facts.get('measured_at') else ''}", highlight=False)
     if (inp := manifest.metrics.get("input", {})).get("estimate"):
         console.print(f"[yellow]estimate[/yellow]: {args.name} came with no data, so latency, memory and "
                       f"cost were measured at the build's default shapes ({facts.get('measured_at')}), not "

@@ -223,6 +223,7 @@ def build(job: Any, hf: HfTask) -> None:
         "eos_token_ids": eos_ids(hf.model_dir, config), "bos_token_id": config.get("bos_token_id"),
         "pad_token_id": config.get("pad_token_id"), "has_chat_template": chat_template(hf.model_dir) is not None,
         "builder": made["builder"], "gate": choice.gate,
+        "defaults": {k: v for k in ("temperature", "top_p", "top_k") if (v := getattr(gen, k)) is not None},
     }
 
     def perf(folder: Path, figures: dict[str, Any]) -> dict[str, Any]:

@@ -31,16 +31,20 @@ Artifact contract (``build/models/<name>/``; what the runtime may rely on)
       generate extension);
     * ``generation``: ``{"family", "architecture", "model_type", "precision" ("fp32"|"int4"|
       "int8"), "max_context", "max_tokens_default", "eos_token_ids": [..], "bos_token_id",
-      "pad_token_id", "has_chat_template", "builder" ("onnxruntime-genai <version>" or
-      "modelfn gpt2 export"), "gate": {...}}``;
+      "pad_token_id", "has_chat_template", "builder" ("onnxruntime-genai <version> model builder"
+      or "modelfn gpt2 export ..."), "gate": {...}, "defaults": {"temperature", "top_p",
+      "top_k"} (only those the catalog sets)}``;
     * ``quantization``: ``mode`` (``none``/``int4``/``int8``), ``requested``, ``candidates``
       (each with its gate figures and verdict), ``fallback_reason`` when fp32 ships;
     * ``metrics``: ``fp32``/``shipped`` ``size_bytes``, ``tokens_per_s``, ``ttft_ms``;
     * ``fit``: weights + KV cache at ``max_context``, and the Lambda/SageMaker decision.
 
-Catalog keys (``generation:`` block): ``max_context`` (default: the model's
-``max_position_embeddings``, at most :data:`DEFAULT_MAX_CONTEXT_CAP`), ``max_tokens``
-(default completion length, :data:`DEFAULT_MAX_TOKENS`).
+Catalog keys (``generation:`` block, :class:`infra.catalog.GenerationSpec`): ``max_context``
+(default: the model's ``max_position_embeddings``, at most :data:`DEFAULT_MAX_CONTEXT_CAP`),
+``max_tokens`` (default completion length, :data:`DEFAULT_MAX_TOKENS`), ``min_tokens_per_s``
+(a Lambda requirement, else SageMaker), ``temperature``/``top_p``/``top_k`` (sampling defaults).
+``quantize: auto|int4|int8|none`` and ``tolerance: {top1_agreement, max_perplexity_ratio}``
+(default 0.95 / 1.10) drive the gate (:mod:`infra.build.generation_gate`).
 """
 
 from __future__ import annotations

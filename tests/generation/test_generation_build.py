@@ -38,7 +38,7 @@ def built(decoders, tmp_path_factory):
         shutil.copytree(decoders[fam], root / fam)
     report = build_catalog(root, (
         "  - name: tiny-llama\n    source: hf:llama\n    quantize: int4\n    validation: val.txt\n"
-        "    generation: {max_context: 96, max_tokens: 32}\n"
+        "    generation: {max_context: 96, max_tokens: 32, temperature: 0.5}\n"
         "  - name: tiny-qwen\n    source: hf:qwen2\n    quantize: none\n"))
     assert report["exit_code"] == 0, report
     return root
@@ -79,6 +79,18 @@ def test_int4_passes_the_generation_gate_with_its_figures(built):
     assert m["generation"]["max_context"] == 96 and m["generation"]["max_tokens_default"] == 32
     assert m["fit"]["kv_cache_bytes"] == 2 * 2 * 2 * 16 * 96 * 4  # layers × kv heads × head × ctx × fp32
     assert m["target"] == "lambda" and m["fit"]["tokens_per_s"] > 0
+    assert m["generation"]["defaults"] == {"temperature": 0.5}
+
+
+def test_fit_costs_a_request_as_one_whole_completion(built, capsys):
+    from infra.cli import main
+
+    assert main(["fit", "tiny-llama", "--catalog", str(built / "models.yaml"), "--out", str(built / "build"),
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    fit = report["fit"]
+    assert report["cost"]["lambda"]["billed_ms"] >= fit["completion_s"] * 1000
+    assert any("KV cache" in r for r in report["target_reasons"])
 
 
 def test_a_changed_artifact_is_refused(built):
