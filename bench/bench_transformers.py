@@ -445,6 +445,7 @@ def main() -> None:
 
     int8_report = Report("transformers_int8", "Transformers int8 on this host: every candidate, what ships")
     side_report = Report("pipeline_vs_modelfn", "transformers pipeline vs modelfn, same saved model")
+    start_load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     with tempfile.TemporaryDirectory(prefix="bench-transformers-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
@@ -464,6 +465,7 @@ def main() -> None:
         ratios = int8_table(int8_report, built, root, sentence)
         int8_report.note(f"Builds of all 4 entries took {build_s:.0f} s. One-sentence input: {len(sentence.split())} "
                          f"words. Latency: median of {ROUNDS}×{PER_ROUND} interleaved batch-1 runs, one thread.")
+        int8_report.note(f"Load average (1/5/15 min) at the start: {start_load}.")
         int8_report.note(host_line())
         side: dict[str, float] = {}
         if PART != "pipeline":
