@@ -9,6 +9,7 @@ instance that outlives its timeout is killed (``Sandbox.Timedout``) and restarte
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -65,6 +66,8 @@ class FunctionSpec:
             "TZ": ":UTC",
             "PYTHONPATH": self.cwd,
             "PYTHONUNBUFFERED": "1",
+            # every local function shares this host: onnxruntime's workers sleep (layers/model.py)
+            names.ENV_ORT_SPINNING: os.environ.get(names.ENV_ORT_SPINNING, "0"),
             **self.env,
         }
 
