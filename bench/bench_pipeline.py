@@ -22,7 +22,8 @@ gives at 1,769 MB; ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1769`` as Lambda sets it):
   requirements; modelfn's ``layers/requirements*.txt`` closure), from this venv's files.
 
 ``MODELFN_BENCH_WORK=DIR`` keeps the model and builds between runs (a build is reused while its
-inputs and the build code are unchanged).
+inputs and the build code are unchanged; with ``MODELFN_BENCH_REUSE_BUILDS=1`` whatever is
+there is used as built, each row naming what it ships and when it was built).
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bench.bench_transformers import CHILD_LOOP as COMMAND_LOOP
 from bench.bench_transformers import (
     GATE,
     PIPELINE_SETUP,
@@ -75,22 +78,14 @@ def call(texts):
     return next(o["data"] for o in json.loads(r["body"])["outputs"] if o["name"] == "label")
 """
 
+#: The rest of either child: the first answer with the phases, then bench_transformers' command loop.
 CHILD_LOOP = """
 t0 = time.perf_counter()
 first = call([sys.argv[2]])
 t_first = time.perf_counter() - t0
 phases = {"imports": t_imports - t_start, "init": t_init - t_imports} if "t_init" in globals() else {}
 real.write(json.dumps({"labels": first, "phases": {**phases, "first request": t_first}}) + "\\n"); real.flush()
-for line in sys.stdin:
-    cmd = json.loads(line)
-    if cmd.get("labels"):
-        real.write(json.dumps({"labels": [l for t in cmd["texts"] for l in call([t])]}) + "\\n"); real.flush()
-        continue
-    times = []
-    for _ in range(cmd["repeat"]):
-        t0 = time.perf_counter(); call(cmd["texts"]); times.append(time.perf_counter() - t0)
-    real.write(json.dumps({"times": times}) + "\\n"); real.flush()
-"""
+""" + COMMAND_LOOP[COMMAND_LOOP.index("for line in sys.stdin"):]
 
 
 class Timed(Child):
@@ -101,6 +96,15 @@ class Timed(Child):
         if "phases" in doc:
             self.phases: dict[str, float] = doc["phases"]
         return doc
+
+
+@dataclass
+class Built:
+    """The parts of a :class:`infra.build.BuildResult` this benchmark reads."""
+
+    name: str
+    model_dir: Path
+    manifest: dict
 
 
 def texts(root: Path) -> list[str]:
@@ -121,6 +125,10 @@ def build(root: Path) -> dict:
     entries = [{"name": "distil-fp32", **text, "quantize": "none"},
                {"name": "distil-int8", **text, "quantize": "auto", "tolerance": {"top1_agreement": GATE}}]
     (root / "models.yaml").write_text(yaml.safe_dump({"models": entries}, sort_keys=False))
+    if os.environ.get("MODELFN_BENCH_REUSE_BUILDS") == "1":  # what is in the work dir, as built then
+        dirs = {e["name"]: root / "build" / "models" / e["name"] for e in entries}
+        if all((d / "manifest.json").is_file() for d in dirs.values()):
+            return {n: Built(n, d, json.loads((d / "manifest.json").read_text())) for n, d in dirs.items()}
     t0 = time.perf_counter()
     results = build_catalog(load_catalog(root / "models.yaml"), root / "build")
     print(f"builds ready in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -204,7 +212,7 @@ def side_by_side(report: Report, root: Path, built: dict) -> dict[str, tuple[flo
         report.note(f"distil-{variant}: shipped {q['mode']}"
                     f"{' (fallback: ' + q['fallback_reason'] + ')' if q.get('fallback_reason') else ''}, "
                     f"{m['metrics']['shipped']['size_bytes'] / 1e6:.1f} MB "
-                    f"(fp32 {m['metrics']['fp32']['size_bytes'] / 1e6:.1f} MB).")
+                    f"(fp32 {m['metrics']['fp32']['size_bytes'] / 1e6:.1f} MB), built {m.get('built_at', '?')}.")
     report.note("Goals (issue 24): warm p50 for one sentence ≤ 0.2× the pipeline's at equal labels, cold start "
                 f"≤ 0.1×. Runtime packages: the pipeline's closure of transformers + torch ({len(pipe_dists)} "
                 f"distributions) vs modelfn's layers/requirements*.txt closure ({', '.join(fn_dists)}); installed "
