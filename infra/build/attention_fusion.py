@@ -17,7 +17,8 @@ exporter's exact node sequence:
 * the **scale**: the product of the core's scalar ``Mul``/``Div`` constants (PyTorch scales Q
   and K by ``head_size^-¼`` each), which gives the head size, hence the head count;
 * the **layout**: the permutation after the probabilities × V product: sequence-first
-  (PyTorch's internal ``[S, B, …]``) or batch-first.
+  (PyTorch's internal ``[S, B, …]``) or batch-first (the same packed pattern written by hand,
+  as timm-style ViT blocks do: ``qkv(x).reshape(B, N, 3, H, d).permute(2, 0, 3, 1, 4)``).
 
 Each block becomes ``Attention(x[B, S, h], W, b, num_heads, scale)`` (transposed in and out
 for the sequence-first layout), reshaped to ``[-1, h]`` where the out-projection read two

@@ -35,6 +35,22 @@ class _Encoder(torch.nn.Module):
         return y.transpose(0, 1) if not self.batch_first else y
 
 
+class _VitBlock(torch.nn.Module):
+    """The batch-first packed pattern custom and timm-style ViT blocks write by hand."""
+
+    def __init__(self, dim: int = 32, heads: int = 4):
+        super().__init__()
+        torch.manual_seed(0)
+        self.heads, self.scale = heads, (dim // heads) ** -0.5
+        self.qkv, self.proj = torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        return x + self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
 def _export(module, exporter) -> onnx.ModelProto:
     x = torch.randn(2, 6, 32)
     buf = io.BytesIO()
@@ -47,8 +63,10 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_each_packed_attention_block_becomes_one_attention_with_the_same_outputs():
-    model = _export(_Encoder(), _export_dynamo)
+@pytest.mark.parametrize("make", [_Encoder, lambda: torch.nn.Sequential(_VitBlock(), _VitBlock())],
+                         ids=["nn.TransformerEncoder", "vit-style"])
+def test_each_packed_attention_block_becomes_one_attention_with_the_same_outputs(make):
+    model = _export(make(), _export_dynamo)
     x = np.random.default_rng(1).standard_normal((3, 6, 32)).astype(np.float32)
     before = _run(model, x)
     fused, left = fuse_packed_attention(model)
