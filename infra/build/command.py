@@ -66,7 +66,8 @@ def _p50(fp32: float | None, shipped: float | None, estimate: bool = False) -> s
 #: the short forms mean.
 LEGEND = ("size and p50: fp32→shipped, measured at each model's first example row; "
           "~ estimate (no data in the catalog: measured at default shapes, see below); "
-          "top1 = top-1 agreement with fp32, acc = accuracy")
+          "top1 = top-1 agreement with fp32, acc = accuracy; generation: tokens/s on this host, "
+          "ppl× = perplexity over fp32's")
 
 
 def _table(results: list[BuildResult], console) -> None:

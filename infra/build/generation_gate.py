@@ -11,8 +11,9 @@ line; ``.jsonl``: ``{"prompt": ...}`` or ``{"text": ...}`` a line):
   share where the candidate's greedy next token is fp32's;
 * ``perplexity_ratio``: the candidate's perplexity on the validation lines over fp32's.
 
-Both are computed from the decoders' logits with onnxruntime (one forward pass over the whole
-sequence, empty KV cache). The smallest candidate that passes the tolerance ships (memory is
+fp32's continuations come from onnxruntime-genai's greedy loop (its KV cache); both figures are
+computed from the decoders' logits with onnxruntime (one forward pass over each whole sequence,
+empty KV cache). The smallest candidate that passes the tolerance ships (memory is
 what keeps a language model off Lambda); none passing → fp32 with the ``fallback_reason``
 (``strict: true``: the build fails). No validation text → fp32, and the reason says to add it.
 """
@@ -120,13 +121,18 @@ def _tokenizer(folder: Path):
     return Tokenizer.from_file(str(folder / "tokenizer.json"))
 
 
-def _greedy(decoder: _Decoder, ids: list[int], n: int, stop: set[int]) -> list[int]:
+def _greedy(model, ids: list[int], n: int) -> list[int]:
+    """``ids`` + fp32's greedy continuation, by onnxruntime-genai (its KV cache: one token a step)."""
+    import onnxruntime_genai as og
+
+    params = og.GeneratorParams(model)
+    params.set_search_options(do_sample=False, max_length=len(ids) + n)
+    gen = og.Generator(model, params)
+    gen.append_tokens(ids)
     out = list(ids)
-    for _ in range(n):
-        nxt = int(decoder.logits(out)[-1].argmax())
-        out.append(nxt)
-        if nxt in stop:
-            break
+    while not gen.is_done():
+        gen.generate_next_token()
+        out.append(int(gen.get_next_tokens()[0]))
     return out
 
 
@@ -140,15 +146,19 @@ def _nll(logits: np.ndarray, ids: list[int]) -> tuple[float, int]:
     return float(-logp[np.arange(len(ids) - 1), ids[1:]].sum()), len(ids) - 1
 
 
-def reference(fp32: Path, prompts: list[str], texts: list[str], eos: list[int]) -> dict[str, Any]:
-    """fp32's greedy continuations (the agreement's sequences) and perplexity."""
-    tok, dec = _tokenizer(fp32), _Decoder(fp32)
+def reference(fp32: Path, prompts: list[str], texts: list[str], context: int) -> dict[str, Any]:
+    """fp32's greedy continuations (the agreement's sequences; genai stops them at EOS) and
+    perplexity. Prompts are cut to leave room for the continuation within ``context``."""
+    import onnxruntime_genai as og
+
+    tok, dec, model = _tokenizer(fp32), _Decoder(fp32), og.Model(str(fp32))
+    keep = max(1, context - CONTINUATION)
     seqs = []
     for p in prompts:
-        ids = tok.encode(p).ids
+        ids = tok.encode(p).ids[:keep]
         if ids:
-            seqs.append((len(ids), _greedy(dec, ids, CONTINUATION, set(eos))))
-    encoded = [ids for t in texts if len(ids := tok.encode(t).ids) >= 2]
+            seqs.append((len(ids), _greedy(model, ids, CONTINUATION)))
+    encoded = [ids[:context] for t in texts if len(ids := tok.encode(t).ids) >= 2]
     nll = [_nll(dec.logits(ids), ids) for ids in encoded]
     return {"sequences": seqs, "texts": encoded, "nll": nll}
 
@@ -183,10 +193,8 @@ def choose(spec: ModelSpec, hf: HfTask, fp32: Path, context: int, work: Path, pr
     from infra.build import accuracy
     from infra.build.generation import (
         GenerationBuildError,
-        eos_ids,
         export,
         folder_bytes,
-        model_config,
     )
 
     if spec.quantize == "static":
@@ -206,7 +214,7 @@ def choose(spec: ModelSpec, hf: HfTask, fp32: Path, context: int, work: Path, pr
             "line) to the catalog entry"))
         return Choice(folder=fp32, precision="fp32", quantization=quant, gate=gate)
     progress("gate: fp32 reference")
-    ref = reference(fp32, prompts, texts, eos_ids(hf.model_dir, model_config(hf.model_dir)))
+    ref = reference(fp32, prompts, texts, context)
     passing: list[tuple[int, str, Path, dict[str, float]]] = []
     for mode in modes:
         progress(f"quantize {mode}")
