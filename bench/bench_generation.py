@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "generation_vs_llamacpp.md"
+RESULTS = REPO / "bench" / "results" / "generation.md"
 LLAMA_VERSION = "0.3.36"
 CACHE = Path.home() / ".cache" / "modelfn-bench"
 VENV = Path(os.environ.get("MODELFN_BENCH_LLAMA_VENV", CACHE / "llama-cpp-venv"))
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
+    args = parser.parse_args([] if argv is None else argv)  # `python -m bench generation`: defaults
     llama_version = ensure_llama()
     import onnxruntime
     import onnxruntime_genai
@@ -264,4 +264,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
