@@ -193,8 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep the models here and reuse them on the next run (default: a temp dir)")
+    parser.add_argument("--prepare-only", action="store_true", help="make and build the models, time nothing")
     args = parser.parse_args([] if argv is None else argv)  # `python -m bench generation`: defaults
-    llama_version = ensure_llama()
+    llama_version = "" if args.prepare_only else ensure_llama()
     import onnxruntime
     import onnxruntime_genai
 
@@ -202,11 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     rows, notes = [], []
     with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
         for size in args.sizes.split(","):
-            work = Path(tmp) / size
-            work.mkdir()
-            hf = make_llama(work / "hf", size)
-            built = modelfn_build(hf, work, f"bench-{size}")
-            model = gguf(hf, work / f"{size}-f32.gguf")
+            work = (args.work or Path(tmp)) / size
+            work.mkdir(parents=True, exist_ok=True)
+            built, model = work / "build" / "models" / f"bench-{size}", work / f"{size}-f32.gguf"
+            if not (built / "manifest.json").is_file() or not model.is_file():
+                hf = make_llama(work / "hf", size)
+                built = modelfn_build(hf, work, f"bench-{size}")
+                model = gguf(hf, work / f"{size}-f32.gguf")
+            if args.prepare_only:
+                continue
             results: dict[str, list[dict]] = {"modelfn": [], "llama": []}
             for i in range(args.repeats):
                 for side in (("modelfn", "llama") if i % 2 == 0 else ("llama", "modelfn")):
@@ -233,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"artifact {sizes['modelfn'] / sizes['llama']:.2f}×; greedy texts "
                          f"{'agree' if texts['modelfn'] == texts['llama'] else 'differ'} "
                          f"(modelfn {texts['modelfn'][:40]!r}, llama.cpp {texts['llama'][:40]!r})")
+    if args.prepare_only:
+        return 0
     engines = {"modelfn": site_packages(sys.executable, "onnxruntime", "onnxruntime_genai"),
                "llama": site_packages(str(llama_python()), "llama_cpp")}
     load_after = os.getloadavg()
