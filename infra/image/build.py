@@ -60,7 +60,10 @@ def plan(specs: Iterable[DeploySpec], *, stage_dir: Path, python_base: str | Non
     for spec in specs:
         image = plan_model(spec).image  # the same plan the CDK app and the local stack render
         if image.kind == "sagemaker":
-            context = staging.stage_sagemaker_image(dest=stage_dir / "sagemaker-image")
+            generative = spec.manifest.extra.get("task") == "generation"
+            context = staging.stage_sagemaker_image(
+                dest=stage_dir / ("sagemaker-image-generation" if generative else "sagemaker-image"),
+                generative=generative)
             targets.append(ImageTarget(
                 spec.name, "sagemaker", image_tag(spec.name, spec.version), PLATFORMS[image.architecture],
                 context, staging.image_build_args(python_base=python_base, gpu=image.gpu), image.gpu))

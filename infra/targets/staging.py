@@ -40,7 +40,19 @@ MODEL_DOCKERFILE = REPO_ROOT / "functions" / "Dockerfile"
 SAGEMAKER_DOCKERFILE = REPO_ROOT / "functions" / "sagemaker" / "Dockerfile"
 TRAINING_DIR = REPO_ROOT / "functions" / "training"
 #: Entry-point packages a model image carries (the proxy and training code never ship in it).
-IMAGE_FUNCTION_PACKAGES = ("api", "batch", "sagemaker")
+#: functions/ packages every model image carries (``stream``: the streaming runtime, the entry
+#: point of a generative model's streaming function; a few kB of stdlib code)
+IMAGE_FUNCTION_PACKAGES = ("api", "batch", "sagemaker", "stream")
+#: what a generative model's image adds, as its own layer right after the runtime's (so a code
+#: change does not rebuild it): onnxruntime-genai and the chat template's Jinja2, pinned in
+#: layers/requirements-generation.txt (onnxruntime and numpy come from the runtime's lock)
+GENERATION_LAYER = """\
+# A generative model's decoding loop (layers/requirements-generation.txt), in its images only
+COPY layers/requirements-generation.txt /tmp/modelfn-generation.txt
+RUN python3 -m pip install --no-cache-dir --disable-pip-version-check --no-deps --only-binary=:all: \\
+        --target "${LAMBDA_TASK_ROOT}" -r /tmp/modelfn-generation.txt \\
+    && rm -rf /tmp/modelfn-generation.txt "${LAMBDA_TASK_ROOT}/bin"
+"""
 _SKIP = {"__pycache__", ".pytest_cache", "Dockerfile"}
 _FIXED_MTIME = 0
 
@@ -192,19 +204,40 @@ def stage_model_image(*, dest: Path, model_dir: Path, runtime_image: str | None 
     files: dict[str, Path | bytes] = dict(runtime_files())
     for fname in model_files(model_dir):
         files[f"model/{fname}"] = model_dir / fname
+    model = MODEL_DOCKERFILE.read_text()
+    if _is_generative(model_dir):
+        model = _with_generation(model)
     files["Dockerfile"] = compose_dockerfile(
-        LAYERS_DOCKERFILE.read_text(), MODEL_DOCKERFILE.read_text(), runtime_image=runtime_image
+        LAYERS_DOCKERFILE.read_text(), model, runtime_image=runtime_image
     ).encode()
     return sync_tree(dest, files)
 
 
-def stage_sagemaker_image(*, dest: Path, runtime_image: str | None = None) -> Path:
+def _with_generation(dockerfile: str) -> str:
+    """``dockerfile`` with :data:`GENERATION_LAYER` right after its ``FROM modelfn-runtime``."""
+    return "\n".join(line + ("\n" + GENERATION_LAYER if _FROM_RUNTIME.match(line) else "")
+                     for line in dockerfile.splitlines())
+
+
+def _is_generative(model_dir: Path) -> bool:
+    import json
+
+    try:
+        return json.loads((Path(model_dir) / "manifest.json").read_text()).get("task") == "generation"
+    except (OSError, ValueError):
+        return False
+
+
+def stage_sagemaker_image(*, dest: Path, runtime_image: str | None = None, generative: bool = False) -> Path:
     """The Docker build context of the SageMaker serving image (no model inside; the CPU and
-    GPU variants share it and differ by :func:`image_build_args`)."""
+    GPU variants share it and differ by :func:`image_build_args`; ``generative`` adds
+    :data:`GENERATION_LAYER`)."""
     files: dict[str, Path | bytes] = dict(runtime_files())
+    serving = SAGEMAKER_DOCKERFILE.read_text()
+    if generative:
+        serving = _with_generation(serving)
     files["Dockerfile"] = compose_dockerfile(
-        LAYERS_DOCKERFILE.read_text(), SAGEMAKER_DOCKERFILE.read_text(),
-        runtime_image=runtime_image,
+        LAYERS_DOCKERFILE.read_text(), serving, runtime_image=runtime_image,
     ).encode()
     return sync_tree(dest, files)
 

@@ -65,7 +65,7 @@ def test_model_context_holds_only_what_the_image_needs(tmp_path: Path) -> None:
     top = {p.name for p in ctx.iterdir()}
     assert top == {"Dockerfile", "layers", "functions", "model"}
     assert sorted(p.name for p in (ctx / "model").iterdir()) == [names.MANIFEST_FILE, names.MODEL_FILE]
-    assert sorted(p.name for p in (ctx / "functions").iterdir() if p.is_dir()) == ["api", "batch", "sagemaker"]
+    assert sorted(p.name for p in (ctx / "functions").iterdir() if p.is_dir()) == ["api", "batch", "sagemaker", "stream"]
     assert not list(ctx.rglob("__pycache__")) and (ctx / "layers" / "requirements.txt").is_file()
 
 
@@ -112,3 +112,22 @@ def test_proxy_code_carries_only_its_handler_and_the_shared_names(tmp_path: Path
     files = sorted(p.relative_to(code).as_posix() for p in code.rglob("*.py"))
     assert "functions/proxy/handler.py" in files and "layers/names.py" in files
     assert not any(re.match(r"layers/(model|codec|protocol)\.py", f) for f in files)
+
+
+def test_a_generative_models_image_adds_the_decoding_loop_and_carries_the_streaming_runtime(tmp_path: Path) -> None:
+    import json
+
+    model_dir = write_built_model(tmp_path / "build", "gen")
+    plain = (staging.stage_model_image(dest=tmp_path / "plain", model_dir=model_dir) / "Dockerfile").read_text()
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    (model_dir / "manifest.json").write_text(json.dumps({**manifest, "task": "generation"}))
+    context = staging.stage_model_image(dest=tmp_path / "gen", model_dir=model_dir)
+    dockerfile = (context / "Dockerfile").read_text()
+    assert "requirements-generation.txt" not in plain and "requirements-generation.txt" in dockerfile
+    assert (context / "layers" / "requirements-generation.txt").is_file()
+    # its own layer between the runtime's and the function code's: code changes keep it cached
+    assert dockerfile.index("FROM modelfn-runtime") < dockerfile.index("modelfn-generation.txt") \
+        < dockerfile.index("COPY functions/")
+    assert (context / "functions" / "stream" / "runtime.py").is_file()
+    serving = staging.stage_sagemaker_image(dest=tmp_path / "sm", generative=True) / "Dockerfile"
+    assert "requirements-generation.txt" in serving.read_text()

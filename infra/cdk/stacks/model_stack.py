@@ -189,10 +189,12 @@ class ModelStack(cdk.Stack):
 
     def render_sagemaker(self, plan: ModelPlan) -> lambda_.IFunction:
         spec, gpu = plan.spec, plan.image.gpu
+        generative = spec.manifest.extra.get("task") == "generation"
         image = ecr_assets.DockerImageAsset(
             self.group, "SageMakerImage",
             directory=str(staging.stage_sagemaker_image(
-                dest=self._stage_dir / "sagemaker-image", runtime_image=self._settings.base_image)),
+                dest=self._stage_dir / ("sagemaker-image-generation" if generative else "sagemaker-image"),
+                runtime_image=self._settings.base_image, generative=generative)),
             platform=ecr_assets.Platform.LINUX_AMD64,
             build_args=staging.image_build_args(python_base=self._settings.python_base, gpu=gpu) or None,
         )
