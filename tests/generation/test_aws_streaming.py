@@ -180,3 +180,35 @@ def test_local_stack_relays_the_sagemaker_containers_stream(sagemaker_stack):
     assert resp.status == 200 and resp.getheader("Transfer-Encoding") == "chunked"
     text, events = sse_text(data)
     assert text == expected and events >= 3
+
+
+def test_boto3_invoke_endpoint_with_response_stream_gets_one_payload_part_per_event(container):
+    """The stock boto3 client against SageMaker Runtime's operations locally
+    (infra/local/sagemaker_runtime.py) in front of the container."""
+    import boto3
+    from botocore.config import Config
+
+    from infra.local.sagemaker_runtime import SageMakerRuntime
+
+    rt = SageMakerRuntime({"tiny-llama-ep": container}).start()
+    try:
+        client = boto3.client("sagemaker-runtime", endpoint_url=rt.url, region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing",
+                              config=Config(retries={"max_attempts": 1}))
+        attrs = sagemaker_wire.request_attributes("POST", ROUTE, None)
+        whole = client.invoke_endpoint(EndpointName="tiny-llama-ep", ContentType="application/json",
+                                       CustomAttributes=attrs, Body=json.dumps(completion(stream=False)))
+        expected = json.loads(whole["Body"].read())["choices"][0]["text"]
+        resp = client.invoke_endpoint_with_response_stream(
+            EndpointName="tiny-llama-ep", ContentType="application/json", CustomAttributes=attrs,
+            Body=json.dumps(completion(stream=True)))
+        assert resp["ContentType"].startswith("text/event-stream")
+        parts = [e["PayloadPart"]["Bytes"] for e in resp["Body"] if "PayloadPart" in e]
+        text, events = sse_text(b"".join(parts))
+        assert text == expected and events >= 3 and len(parts) >= 3
+        with pytest.raises(client.exceptions.ModelError, match="max_tokens"):
+            client.invoke_endpoint_with_response_stream(
+                EndpointName="tiny-llama-ep", ContentType="application/json", CustomAttributes=attrs,
+                Body=json.dumps({**completion(stream=True), "max_tokens": -1}))
+    finally:
+        rt.stop()
