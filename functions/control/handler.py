@@ -1,8 +1,8 @@
 """Lambda entry point for one model's control routes on AWS (``functions.control.handler.handler``).
 
-The HTTP API routes ``/v2/models/<name>/train…``, ``…/versions`` and ``…/rollback``
-(``Scope.CONTROL`` rows of the route table) here, always with IAM authorization: training is
-never public, whatever the model's inference ``auth``. The routes' operations are
+The HTTP API routes ``/v2/models/<name>/train…``, ``…/versions…`` and ``…/rollback``
+(``Scope.CONTROL`` rows of the route table) here, always with IAM authorization: training and
+moving the live version are never public, whatever the model's inference ``auth``. The routes' operations are
 :mod:`layers.protocols.control`'s, over :class:`~functions.control.stepfunctions.StepFunctionsControl`.
 Stdlib + boto3 only (a zip function): the event is read here, not with the model functions'
 Powertools binding.

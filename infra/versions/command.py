@@ -1,8 +1,9 @@
 """``modelfn versions NAME`` / ``promote NAME VERSION`` / ``rollback NAME``.
 
 Locally (default) they act on ``<out>/models/<name>/``; a running ``modelfn up`` notices the
-new live version and hot-swaps to it. With ``--deployed`` they act on the deployed stack: the
-``live`` alias moves through CodeDeploy (:mod:`infra.versions.deployed`).
+new live version and hot-swaps to it. With ``--deployed`` they call the deployed stack's
+control API over HTTPS (SigV4), whose function moves the ``live`` alias through CodeDeploy
+(:mod:`infra.versions.deployed`, :mod:`layers.aliases`).
 """
 
 from __future__ import annotations
