@@ -27,6 +27,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.cdk.constructs.model_routes import _route_id
+from infra.cdk.live_alias_grants import deployment_statements
 from infra.cdk.nag import acknowledge
 from infra.cdk.runtimes import ZIP_RUNTIME, ZIP_RUNTIME_REASON
 from layers import names
@@ -113,7 +114,7 @@ class ModelControlApi(Construct):
             state_machine.grant_execution(self._function, "states:DescribeExecution")
             self._function.add_to_role_policy(iam.PolicyStatement(
                 sid="ListRuns", actions=["states:ListExecutions"], resources=[state_machine.state_machine_arn]))
-        self._grant_versions(stack, deploy_to or {})
+        self._grant_versions(deploy_to or {})
         integration = apigwv2.CfnIntegration(
             self, "Integration", api_id=api_id, integration_type="AWS_PROXY",
             integration_uri=self._function.function_arn, payload_format_version="2.0",
@@ -133,7 +134,7 @@ class ModelControlApi(Construct):
             )
         self._acknowledge(role, stack, state_machine, deploy_to or {})
 
-    def _grant_versions(self, stack: cdk.Stack, deploy_to: Mapping[str, Any]) -> None:
+    def _grant_versions(self, deploy_to: Mapping[str, Any]) -> None:
         """What layers/aliases.py calls, on this model's own functions and CodeDeploy groups."""
         if not deploy_to:
             return
@@ -144,17 +145,8 @@ class ModelControlApi(Construct):
                      "lambda:DeleteFunction"],
             resources=[*functions, *(f"{arn}:*" for arn in functions)]))
         for f in deploy_to.values():
-            group = f.deployment_group
-            self._function.add_to_role_policy(iam.PolicyStatement(
-                actions=["codedeploy:CreateDeployment"], resources=[group.deployment_group_arn]))
-            self._function.add_to_role_policy(iam.PolicyStatement(
-                actions=["codedeploy:GetDeploymentConfig"],
-                resources=[group.deployment_config.deployment_config_arn]))
-            self._function.add_to_role_policy(iam.PolicyStatement(
-                actions=["codedeploy:RegisterApplicationRevision", "codedeploy:GetApplicationRevision"],
-                resources=[stack.format_arn(service="codedeploy", resource="application",
-                                            resource_name=group.application.application_name,
-                                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)]))
+            for statement in deployment_statements(f.deployment_group):
+                self._function.add_to_role_policy(statement)
 
     def _acknowledge(self, role: iam.Role, stack: cdk.Stack, state_machine: sfn.IStateMachine | None,
                      deploy_to: Mapping[str, Any]) -> None:

@@ -42,6 +42,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from infra.cdk.live_alias_grants import deployment_statements
 from infra.cdk.nag import acknowledge, bucket_arn_finding
 from infra.cdk.sagemaker_iam import grant_sagemaker_logs_and_metrics
 from infra.cdk.sagemaker_instances import volume_kms_key
@@ -428,18 +429,8 @@ class ModelTrainingPipeline(Construct):
                      "lambda:ListVersionsByFunction", "lambda:DeleteFunction"],
             resources=[*functions, *(f"{arn}:*" for arn in functions)]))
         for f in deploy_to:
-            group = f.deployment_group
-            self._project.add_to_role_policy(iam.PolicyStatement(
-                actions=["codedeploy:CreateDeployment", "codedeploy:GetDeployment"],
-                resources=[group.deployment_group_arn]))
-            self._project.add_to_role_policy(iam.PolicyStatement(
-                actions=["codedeploy:GetDeploymentConfig"],
-                resources=[group.deployment_config.deployment_config_arn]))
-            self._project.add_to_role_policy(iam.PolicyStatement(
-                actions=["codedeploy:RegisterApplicationRevision", "codedeploy:GetApplicationRevision"],
-                resources=[stack.format_arn(service="codedeploy", resource="application",
-                                            resource_name=group.application.application_name,
-                                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)]))
+            for statement in deployment_statements(f.deployment_group, read_deployments=True):
+                self._project.add_to_role_policy(statement)
         self._project.add_to_role_policy(iam.PolicyStatement(
             sid="PushImageToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
         self._project.add_to_role_policy(iam.PolicyStatement(
