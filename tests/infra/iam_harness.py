@@ -24,9 +24,9 @@ Reusable for any role of the app (functions, training, build steps):
   policies until the block ends.
 
 moto authorizes S3 and SQS requests against their resource ARNs, but DynamoDB, SageMaker
-Runtime, Step Functions, Lambda and CodeDeploy requests only against ``*``; :func:`enforcing`
-adds the table, endpoint, state machine/execution, function (with its qualifier) and
-deployment group/application ARNs, so a statement scoped to one is judged as AWS would. moto does not evaluate
+Runtime, Step Functions, Lambda, CodeDeploy and SSM requests only against ``*``; :func:`enforcing`
+adds the table, endpoint, state machine/execution, function (with its qualifier),
+deployment group/application and parameter (or path) ARNs, so a statement scoped to one is judged as AWS would. moto does not evaluate
 condition keys it is not given (``s3:prefix``): a statement with such a condition denies.
 """
 
@@ -234,6 +234,15 @@ def _stepfunctions_resource(self) -> str:
     return params.get("executionArn") or params.get("stateMachineArn") or "*"
 
 
+def _ssm_resource(self) -> str:
+    """SSM parameter calls name a parameter (``Name``) or a path (``Path``): its ARN."""
+    params = self.body if isinstance(self.body, dict) else json.loads(self.body or "{}")
+    name = params.get("Path") or params.get("Name")
+    if not isinstance(name, str):
+        return "*"
+    return f"arn:aws:ssm:{self.region}:{self.current_account}:parameter/{name.lstrip('/')}"
+
+
 def _lambda_resource(self) -> str:
     """Lambda's REST paths name the function (``/functions/<name or ARN>/…``, ``?Qualifier=``)."""
     from urllib.parse import unquote
@@ -284,18 +293,20 @@ def enforcing() -> Iterator[None]:
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.dynamodb.responses import DynamoHandler
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+    from moto.ssm.responses import SimpleSystemManagerResponse
     from moto.stepfunctions.responses import StepFunctionResponse
 
     saved = (settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count)
     patched = [(cls, cls.__dict__.get("_determine_resource"))
                for cls in (DynamoHandler, SageMakerRuntimeResponse, StepFunctionResponse, LambdaResponse,
-                           CodeDeployResponse)]
+                           CodeDeployResponse, SimpleSystemManagerResponse)]
     DynamoHandler._determine_resource = _dynamodb_resource
     SageMakerRuntimeResponse._determine_resource = _sagemaker_runtime_resource
     StepFunctionResponse._determine_resource = _stepfunctions_resource
     LambdaResponse._determine_resource = _lambda_resource
     LambdaResponse._authenticate_and_authorize_normal_action = _lambda_authorize
     CodeDeployResponse._determine_resource = _codedeploy_resource
+    SimpleSystemManagerResponse._determine_resource = _ssm_resource
     settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = 0, 0
     try:
         yield

@@ -193,3 +193,24 @@ def test_proxy_invokes_its_own_endpoint_and_no_other(synthesized, moto_aws, monk
         assert _denied(lambda: runtime.invoke_endpoint(EndpointName="someone-elses-endpoint", Body=b"{}"))
         bucket = bindings.get(_logical(app, "AWS::S3::Bucket", "BatchStorageBatch"))
         assert _denied(lambda: creds.client("s3").get_object(Bucket=bucket, Key="clf-lambda/in/x.npy"))
+
+
+def test_openai_router_reads_its_registry_and_nothing_else(synthesized, moto_aws):
+    """The router's role: ``GetParametersByPath`` on the registry path only (invoking a model is
+    each model's own resource-based grant on its alias, asserted in test_stack.py)."""
+    import boto3
+
+    from functions.openai_router.handler import Registry
+    from layers.openai_router import Deployed
+
+    app, _ = synthesized
+    bindings = provision(app)
+    creds = assume(app, app.function_role("modelfn: the shared /openai/v1 routes"), bindings)
+    admin, path = boto3.client("ssm", region_name="us-east-1"), names.router_registry_path("ModelfnStack")
+    admin.put_parameter(Name=f"{path}/clf-lambda", Type="String", Value=Deployed("clf-lambda", "arn:x", "iam").to_json())
+    admin.put_parameter(Name="/elsewhere/secret", Type="String", Value="not the router's")
+    ssm = creds.client("ssm")
+    with enforcing():
+        assert list(Registry(ssm, path).load()) == ["clf-lambda"]
+        assert _denied(lambda: ssm.get_parameters_by_path(Path="/elsewhere"))
+        assert _denied(lambda: ssm.get_parameter(Name="/elsewhere/secret"))
