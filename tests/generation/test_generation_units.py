@@ -72,3 +72,35 @@ def test_an_image_ships_every_file_of_a_generative_models_folder(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"task": "generation"}))
     assert model_files(tmp_path) == ["generation/genai_config.json", "generation/model.onnx",
                                      "generation/model.onnx.data", "generation/tokenizer.json", "manifest.json"]
+
+
+def _genai_folder(path, *, layers=2, kv_heads=2, head=16):
+    path.mkdir()
+    (path / "genai_config.json").write_text(json.dumps({"model": {"decoder": {
+        "num_hidden_layers": layers, "num_key_value_heads": kv_heads, "num_attention_heads": kv_heads,
+        "head_size": head}}}))
+    (path / "model.onnx").write_bytes(b"x" * 1000)
+    return path
+
+
+def test_fit_sends_to_sagemaker_what_is_slower_than_the_floor_needs_a_gpu_or_a_kv_cache_over_lambda(tmp_path):
+    from infra.build.generation_fit import recommend
+
+    speed = {"load_s": 0.5, "ttft_ms": 100.0, "tokens_per_s": 5.0}
+    common = dict(max_tokens=128, speed=speed, hash_s=0.1, requested="auto")
+    small = _genai_folder(tmp_path / "small")
+    target, reasons, fit = recommend(folder=small, context=2048, instance_type="ml.m5.large",
+                                     min_tokens_per_s=None, **common)
+    assert target == "lambda" and fit["completion_s"] == pytest.approx(0.1 + 128 / 5.0)
+    target, reasons, _ = recommend(folder=small, context=2048, instance_type="ml.m5.large", min_tokens_per_s=10,
+                                   **common)
+    assert target == "sagemaker" and any(r.startswith("✗") and "min_tokens_per_s 10" in r for r in reasons)
+    target, _, fit = recommend(folder=small, context=2048, instance_type="ml.g5.xlarge", min_tokens_per_s=None,
+                               **common)
+    assert target == "sagemaker" and fit["execution_provider"] == "cuda"
+    # a Llama-7B-shaped fp32 cache at 128k tokens is 128 GiB: no Lambda holds it
+    big = _genai_folder(tmp_path / "big", layers=32, kv_heads=32, head=128)
+    target, reasons, fit = recommend(folder=big, context=131072, instance_type="ml.m5.large",
+                                     min_tokens_per_s=None, **common)
+    assert target == "sagemaker" and fit["kv_cache_bytes"] == 128 * 1024**3
+    assert any(r.startswith("✗ needs") and "KV cache 131072.0 MB" in r for r in reasons)
