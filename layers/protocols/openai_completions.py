@@ -32,10 +32,10 @@ What the stock ``openai`` client sends and expects (API reference, "Completions"
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from layers import openai_wire as wire
@@ -44,8 +44,6 @@ from layers.errors import BadRequest, UnsupportedMediaType
 from layers.generation.options import ROLES
 from layers.jsonfast import dumps, loads
 from layers.messages import Reply, Request, json_reply
-
-log = logging.getLogger("modelfn.openai")
 
 SSE = "text/event-stream; charset=utf-8"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -231,8 +229,6 @@ def chat_completions(plane: DataPlane, req: Request) -> Reply:
     sampling = _sampling(doc, ("max_completion_tokens", "max_tokens"))
     prompt_ids = model.chat_prompt(messages)
     if sampling.max_tokens is None:  # chat: as much as the context holds, unless the catalog says less
-        from dataclasses import replace
-
         room = model.context_length - len(prompt_ids)
         sampling = replace(sampling, max_tokens=max(1, min(room, int(model.defaults.get("max_tokens", room)))))
     gen = model.generate(prompt_ids, sampling)
