@@ -125,6 +125,7 @@ def test_the_sample_catalog_is_well_formed():
     # tokenizer, task and pooling come from the directories themselves (infra/tasks/detect.py)
     assert (specs["embedder"].source_kind, specs["embedder"].preprocess, specs["embedder"].task) == ("hf", None, None)
     assert specs["tagger"].source_kind == "hf" and specs["tagger"].validation is not None
+    assert specs["tiny-decoder"].source_kind == "hf" and specs["tiny-decoder"].generation.max_context == 128
 
 
 def test_snapstart_defaults_on_and_gives_way_to_provisioned_concurrency(tmp_path):
