@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +197,8 @@ class GenerationModel(ServableBase):
             if settings is None:
                 gens.append(self.complete(prompt, sampling or Sampling()))
             elif settings.get("messages") is not None:
-                gens.append(self.generate(self.chat_prompt(settings["messages"]), parse_settings(settings)))
+                ids = self.chat_prompt(settings["messages"])
+                gens.append(self.generate(ids, self.chat_sampling(ids, parse_settings(settings))))
             else:
                 gens.append(self.complete(prompt, parse_settings(settings)))
         for gen in gens:
@@ -229,6 +230,14 @@ class GenerationModel(ServableBase):
                              "chat_template.jinja nor tokenizer_config.json's chat_template), so it cannot "
                              "take chat messages; send a plain prompt to /completions instead.")
         return self.codec.encode(self.chat.render(messages), special=False)
+
+    def chat_sampling(self, prompt_ids: list[int], sampling: Sampling) -> Sampling:
+        """A chat's budget when the request names none: what the context still holds (OpenAI's
+        chat default), unless the catalog's ``max_tokens`` says less."""
+        if sampling.max_tokens is not None:
+            return sampling
+        room = self.context_length - len(prompt_ids)
+        return replace(sampling, max_tokens=max(1, min(room, int(self.defaults.get("max_tokens", room)))))
 
     def resolve(self, sampling: Sampling) -> Sampling:
         """``sampling`` with the catalog's / generation_config's defaults for what a request

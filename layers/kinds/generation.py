@@ -117,10 +117,13 @@ class PromptsReader:
         n = 0
         for n, (_, prompt, settings) in enumerate(self._lines(), start=1):
             try:
-                messages = settings.get("messages")
-                ids = self.model.chat_prompt(_messages(messages)) if messages is not None else \
-                    self.model.codec.encode(prompt)
-                self.model.generate(ids, sampling(settings))  # the context and settings checks; runs nothing
+                messages, wanted = settings.get("messages"), sampling(settings)
+                if messages is not None:
+                    ids = self.model.chat_prompt(_messages(messages))
+                    wanted = self.model.chat_sampling(ids, wanted)
+                else:
+                    ids = self.model.codec.encode(prompt)
+                self.model.generate(ids, wanted)  # the context and settings checks; runs nothing
             except BadRequest as exc:
                 raise BatchInputError(f"line {n}: {exc.message}") from None
         if not n:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import Any
 
 from layers import openai_wire as wire
@@ -228,9 +227,7 @@ def chat_completions(plane: DataPlane, req: Request) -> Reply:
     messages = _messages(doc.get("messages"))
     sampling = _sampling(doc, ("max_completion_tokens", "max_tokens"))
     prompt_ids = model.chat_prompt(messages)
-    if sampling.max_tokens is None:  # chat: as much as the context holds, unless the catalog says less
-        room = model.context_length - len(prompt_ids)
-        sampling = replace(sampling, max_tokens=max(1, min(room, int(model.defaults.get("max_tokens", room)))))
+    sampling = model.chat_sampling(prompt_ids, sampling)
     gen = model.generate(prompt_ids, sampling)
     meta = _meta(plane, "chatcmpl", doc)
     if not doc.get("stream"):
