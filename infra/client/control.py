@@ -83,6 +83,9 @@ def _message(status: int, body: bytes, method: str, url: str) -> str:
     except (ValueError, AttributeError):
         error = None
     text = error or body.decode(errors="replace")[:300] or "no body"
+    if status == 404 and error == "Not Found":  # API Gateway's own 404: no such route on the API
+        text += (" (the API has no control route there: deploy the model's stack again with "
+                 "`modelfn deploy NAME` to add its control routes, or check --stack/--url)")
     if status in (401, 403):
         text += (" (the control routes are IAM-authorized: sign with credentials of a principal "
                  "allowed execute-api:Invoke on them: environment, AWS_PROFILE or `aws sso login`)")

@@ -222,3 +222,14 @@ def test_a_models_outputs_are_read_from_its_own_stack_first(aws):
     found = deployed.targets(aws["cloudformation"], "ModelfnStack", "clf")
     # then it reads the model's own stack (the single-stack output is the fallback)
     assert found["api"].function == "f-api" and "batch" not in found
+
+
+def test_a_stack_without_control_routes_is_told_to_redeploy():
+    from infra.client.control import _message
+
+    # API Gateway's own 404 (no such route): the model's stack predates its control routes
+    text = _message(404, b'{"message":"Not Found"}', "GET", "https://x/v2/models/clf/versions")
+    assert "answered 404: Not Found" in text and "modelfn deploy NAME" in text
+    # the control function's own 404 names what is missing, nothing added
+    text = _message(404, b'{"error":"no deployed version \'cccc\'"}', "POST", "https://x/…")
+    assert text.endswith("no deployed version 'cccc'")
