@@ -160,3 +160,28 @@ def test_the_http_apis_routes_are_the_route_tables(stacks) -> None:
     expected = {f"{method} {path}" for path, method in (*table.model_gateway_routes("open"),
                                                         *table.server_gateway_routes())}
     assert keys == expected | {"$default"}
+
+
+@pytest.mark.parametrize(("auth", "authorizer"), [("jwt", True), ("none", False)])
+def test_openai_router_routes_take_the_shared_auth(tmp_path, auth, authorizer) -> None:
+    """One authorizer per route: the shared /openai/v1 routes take the auth the app passes
+    (JWT with the API's authorizer; ``none`` public, acknowledged), and JWT without one is
+    the same clear synth error as a model's."""
+    from infra.cdk.constructs.openai_router import RUNTIME_FILES, OpenAIRouter
+    from layers.protocols import route_table
+
+    stack = cdk.Stack(cdk.App(), "S")
+    api = ModelHttpApi(stack, "Api", jwt_issuer="https://issuer.example.com/" if authorizer else None,
+                       jwt_audience=["a"] if authorizer else ())
+    code = staging.stage_function_code(dest=tmp_path / "zip", package="openai_router", runtime=RUNTIME_FILES)
+    if auth == "jwt":
+        with pytest.raises(ConfigurationError, match="modelfn:jwt_issuer"):
+            OpenAIRouter(cdk.Stack(cdk.App(), "T"), "R", api_id="x", registry_path="/modelfn/T/models",
+                         code_dir=code, auth="jwt")
+    router = OpenAIRouter(stack, "Router", api_id=api.api.api_id, registry_path="/modelfn/S/models", code_dir=code,
+                          auth=auth, jwt_authorizer_id=api.jwt_authorizer.authorizer_id if authorizer else None)
+    t = Template.from_stack(stack)
+    t.resource_count_is("AWS::ApiGatewayV2::Route", len(route_table().router_routes()))
+    t.all_resources_properties("AWS::ApiGatewayV2::Route", {
+        "AuthorizationType": {"jwt": "JWT", "none": "NONE"}[auth]})
+    assert set(router.routes) == {f"{r.method} {r.path}" for r in route_table().router_routes()}
