@@ -323,6 +323,9 @@ def _generation(spec: ModelSpec):
         hf = hf_task(spec)
     except TaskError:
         return None
+    if hf is not None and hf.task != GENERATION and spec.generation is not None:
+        raise BuildError(f"model {spec.name!r}: the 'generation' key sets how a causal language model "
+                         f"generates; {hf.architecture} serves {hf.task}: remove it")
     return hf if hf is not None and hf.task == GENERATION else None
 
 

@@ -104,3 +104,18 @@ def test_fit_sends_to_sagemaker_what_is_slower_than_the_floor_needs_a_gpu_or_a_k
                                      min_tokens_per_s=None, **common)
     assert target == "sagemaker" and fit["kv_cache_bytes"] == 128 * 1024**3
     assert any(r.startswith("✗ needs") and "KV cache 131072.0 MB" in r for r in reasons)
+
+
+def test_the_generation_key_on_a_model_that_does_not_generate_fails_its_build_saying_so(tmp_path):
+    import transformers as t
+
+    from infra.build.builder import build_model
+
+    t.BertForSequenceClassification(t.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,
+                                                 num_attention_heads=2, intermediate_size=32)).save_pretrained(
+        tmp_path / "bert")
+    (tmp_path / "models.yaml").write_text("models:\n  - name: m\n    source: hf:bert\n"
+                                          "    generation: {max_tokens: 8}\n")
+    spec = load_catalog(tmp_path / "models.yaml").get("m")
+    result = build_model(spec, tmp_path, tmp_path / "build")
+    assert not result.ok and "the 'generation' key" in result.error and "serves classification" in result.error
