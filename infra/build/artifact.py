@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.catalog import ModelSpec
-from layers.manifest import ManifestError, read_manifest, sha256_file
+from layers.manifest import ManifestError, folder_sha256, read_manifest, sha256_file
 from layers.names import MANIFEST_FILE, MANIFEST_PROCESSING, MODEL_FILE
 from layers.processing.processed import verify_files
 
@@ -83,12 +83,7 @@ def cache_key(spec: ModelSpec, fp32_sha256: str, *, reduce_range: bool = True) -
 
 def _data_digest(path: Path) -> str:
     """A data file's sha256; a folder of raw images hashes its files' names and contents."""
-    if not path.is_dir():
-        return sha256_file(path)
-    h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        h.update(f"{p.relative_to(path).as_posix()}\0{sha256_file(p)}\0".encode())
-    return h.hexdigest()
+    return folder_sha256(path) if path.is_dir() else sha256_file(path)
 
 
 def _processing_digests(spec: ModelSpec) -> dict[str, str]:

@@ -117,6 +117,18 @@ def shape_label(shapes: dict[str, list[int]] | None) -> str:
     return " ".join(f"{n}[{','.join(map(str, s))}]" for n, s in (shapes or {}).items()) or "no input"
 
 
+def decide(checks: list[tuple[bool, str]], requested: str) -> tuple[str, list[str]]:
+    """``(target, reasons)`` from Lambda's checks: ``auto`` → SageMaker when any fails (each a
+    ✓/✗ line); a catalog target stands, with a warning per failed check when it is lambda."""
+    fails = [why for ok, why in checks if not ok]
+    if requested == "auto":
+        return ("sagemaker" if fails else "lambda"), [f"{'✗' if not ok else '✓'} {why}" for ok, why in checks]
+    reasons = [f"target {requested} set in the catalog"]
+    if requested == "lambda":
+        reasons += [f"warning: ✗ {why}" for why in fails]
+    return requested, reasons
+
+
 def recommend(*, artifact_bytes: int, peak_rss_mb: float, init_s: float, p99_ms: float | None,
               signature: dict[str, list[dict[str, Any]]], instance_type: str,
               requested: str, timeout_s: int, hash_s: float | None = None,
@@ -149,15 +161,7 @@ def recommend(*, artifact_bytes: int, peak_rss_mb: float, init_s: float, p99_ms:
          f"batch-1 request {req_b / 1024:.0f} KB / response {resp_b / 1024:.0f} KB vs 6 MB"),
         (not gpu, f"GPU required (instance_type {instance_type})" if gpu else "no GPU required"),
     ]
-    fails = [why for ok, why in checks if not ok]
-    if requested == "auto":
-        target = "sagemaker" if fails else "lambda"
-        reasons = [f"{'✗' if not ok else '✓'} {why}" for ok, why in checks]
-    else:
-        target = requested
-        reasons = [f"target {requested} set in the catalog"]
-        if requested == "lambda" and fails:
-            reasons += [f"warning: ✗ {why}" for why in fails]
+    target, reasons = decide(checks, requested)
     timeout = min(names.HTTP_API_TIMEOUT_S, max(timeout_s, math.ceil(init_s + 20 * (p99_ms or 0) / 1000)))
     fit = {
         "memory_mb": min(memory_mb, names.LAMBDA_MAX_MEMORY_MB), "timeout_s": timeout,

@@ -83,14 +83,7 @@ def recommend(*, folder: Path, context: int, max_tokens: int, speed: dict[str, A
     if min_tokens_per_s is not None:
         checks.append((rate is not None and rate >= min_tokens_per_s,
                        f"{rate} tokens/s on the build host vs the catalog's min_tokens_per_s {min_tokens_per_s}"))
-    fails = [why for ok, why in checks if not ok]
-    if requested == "auto":
-        target = "sagemaker" if fails else "lambda"
-        reasons = [f"{'✗' if not ok else '✓'} {why}" for ok, why in checks]
-    else:
-        target = requested
-        reasons = [f"target {requested} set in the catalog"] + [f"warning: ✗ {why}" for why in fails
-                                                                 if requested == "lambda"]
+    target, reasons = tensor_fit.decide(checks, requested)
     unstreamed = completion_s <= names.HTTP_API_TIMEOUT_S
     reasons.append(f"· unstreamed answers through the HTTP API: a full completion "
                    f"{'fits' if unstreamed else 'does not fit'} its {names.HTTP_API_TIMEOUT_S} s; "
