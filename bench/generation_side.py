@@ -56,9 +56,9 @@ def llama_stream(gguf: str, prompt: str, tokens: int, threads: int):
 
     def run():
         for chunk in llm.create_completion(prompt, max_tokens=tokens, temperature=0.0, top_k=1, stream=True):
-            text = chunk["choices"][0]["text"]
-            yield text, None
-            # one chunk per generated token (text may be empty while a character is incomplete)
+            choice = chunk["choices"][0]
+            if choice["text"] or choice.get("finish_reason") is None:  # the last chunk only ends it
+                yield choice["text"], None  # one chunk per generated token
     return run
 
 
