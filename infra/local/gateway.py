@@ -94,14 +94,14 @@ class Routes:
     #: generative models' streaming endpoints (:class:`infra.local.streaming.StreamingIntegration`):
     #: requests that ask to stream are answered chunk by chunk there
     streams: dict[str, Any] = field(default_factory=dict)
-    #: what the OpenAI router knows (every model of the catalog, ``Scope.BODY``/``CATALOG``
+    #: what the OpenAI router knows (every serving model of the catalog, ``Scope.BODY``/``CATALOG``
     #: routes); default: the serving models, created 0
     registry: Callable[[], dict[str, Deployed]] | None = None
 
     def deployed(self) -> dict[str, Deployed]:
         if self.registry is not None:
             return self.registry()
-        return {name: Deployed(name=name, target=name) for name in sorted([*self.models, *self.failed])}
+        return {name: Deployed(name=name, target=name) for name in sorted(self.models)}
 
 
 class Gateway:

@@ -340,10 +340,12 @@ class LocalStack:
                     self.swap(svc.name)
 
     def _openai_registry(self) -> dict[str, Deployed]:
-        """Every catalog model as the OpenAI router knows it (the deployed registry's fields)."""
+        """Every serving catalog model as the OpenAI router knows it (the deployed registry's
+        fields); a model whose build or init failed is not deployed, so not listed (its V2
+        routes say why it is not serving)."""
         return {svc.name: Deployed(name=svc.name, target=svc.name, auth=svc.plan.auth if svc.plan else "none",
                                    created=created_of(svc.manifest.built_at if svc.manifest else ""))
-                for svc in sorted(self.services.values(), key=lambda s: s.name)}
+                for svc in sorted(self.services.values(), key=lambda s: s.name) if svc.failure is None}
 
     def _default_integration(self):
         """The shared routes (health, docs) go to the first model that serves."""
