@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from layers.errors import BadRequest
+from layers.errors import BadRequest, UnsupportedMediaType
+from layers.jsonfast import loads
 
 JSON = "application/json"
 BINARY = "application/octet-stream"
@@ -62,6 +63,21 @@ class Request:
     @property
     def request_id(self) -> str:
         return getattr(self.context, "aws_request_id", None) or "unknown"
+
+
+def json_body(req: Request, *, size_fix: str, not_json: Callable[[Exception], str]) -> Any:
+    """The body of a JSON-only route, after the checks every such route makes in this order:
+    the content type (415), the transport's size limit (413, ``size_fix`` says what to send
+    instead), then JSON (400 with ``not_json(exc)``, the protocol's own wording)."""
+    content_type = (req.headers.get("content-type") or JSON).lower()
+    if not content_type.startswith(JSON):
+        raise UnsupportedMediaType(f"Content-Type {content_type!r} is not supported; send application/json.")
+    req.check_size(size_fix)
+    body, _ = req.body()
+    try:
+        return loads(body)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(not_json(exc)) from None
 
 
 @dataclass(frozen=True)

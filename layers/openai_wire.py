@@ -180,3 +180,8 @@ def created_of(built_at: str) -> int:
 
 def models_response(cards: list[dict[str, Any]]) -> dict[str, Any]:
     return {"object": "list", "data": cards}
+
+
+def not_json(exc: Exception) -> str:
+    """OpenAI's wording for a body that is not JSON."""
+    return f"We could not parse the JSON body of your request ({exc})."

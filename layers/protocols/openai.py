@@ -18,9 +18,8 @@ from collections.abc import Callable
 
 from layers import openai_wire as wire
 from layers.dataplane import DataPlane
-from layers.errors import BadRequest, ModelfnError, UnsupportedMediaType
-from layers.jsonfast import loads
-from layers.messages import Reply, Request, json_reply
+from layers.errors import ModelfnError
+from layers.messages import Reply, Request, json_body, json_reply
 from layers.protocols import Protocol, register
 from layers.protocols import openai_completions as completions
 from layers.routes import GET, POST, Route, Scope
@@ -81,15 +80,7 @@ def embeddings(plane: DataPlane, req: Request) -> Reply:
     pinned = req.params.get("name")
     if pinned is not None and pinned != plane.model.name:
         raise wire.model_not_found(pinned, [plane.model.name])
-    content_type = (req.headers.get("content-type") or "application/json").lower()
-    if not content_type.startswith("application/json"):
-        raise UnsupportedMediaType(f"Content-Type {content_type!r} is not supported; send application/json.")
-    req.check_size(_SIZE_FIX)
-    body, _ = req.body()
-    try:
-        doc = loads(body)
-    except (ValueError, TypeError) as exc:
-        raise BadRequest(f"We could not parse the JSON body of your request ({exc}).") from None
+    doc = json_body(req, size_fix=_SIZE_FIX, not_json=wire.not_json)
     name = doc.get("model") if isinstance(doc, dict) else None
     if isinstance(name, str) and name and name != plane.model.name:
         raise wire.model_not_found(name, [plane.model.name])

@@ -39,10 +39,9 @@ from typing import Any
 
 from layers import openai_wire as wire
 from layers.dataplane import DataPlane
-from layers.errors import BadRequest, UnsupportedMediaType
 from layers.generation.options import ROLES
-from layers.jsonfast import dumps, loads
-from layers.messages import Reply, Request, json_reply
+from layers.jsonfast import dumps
+from layers.messages import Reply, Request, json_body, json_reply
 
 SSE = "text/event-stream; charset=utf-8"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -70,15 +69,7 @@ def _body(plane: DataPlane, req: Request, allowed: set[str]) -> dict[str, Any]:
     pinned = req.params.get("name")
     if pinned is not None and pinned != plane.model.name:
         raise wire.model_not_found(pinned, [plane.model.name])
-    content_type = (req.headers.get("content-type") or "application/json").lower()
-    if not content_type.startswith("application/json"):
-        raise UnsupportedMediaType(f"Content-Type {content_type!r} is not supported; send application/json.")
-    req.check_size(_SIZE_FIX)
-    body, _ = req.body()
-    try:
-        doc = loads(body)
-    except (ValueError, TypeError) as exc:
-        raise BadRequest(f"We could not parse the JSON body of your request ({exc}).") from None
+    doc = json_body(req, size_fix=_SIZE_FIX, not_json=wire.not_json)
     if not isinstance(doc, dict):
         raise wire.OpenAIError("The request body must be a JSON object.")
     name = doc.get("model")

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from layers.dataplane import DataPlane
-from layers.errors import BadRequest, UnsupportedMediaType
-from layers.jsonfast import dumps, loads
-from layers.messages import Reply, Request, json_reply
+from layers.errors import BadRequest
+from layers.jsonfast import dumps
+from layers.messages import Reply, Request, json_body, json_reply
 
 SSE = "text/event-stream; charset=utf-8"
 _SETTINGS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")
@@ -32,15 +32,8 @@ def _parse(plane: DataPlane, req: Request):
     if getattr(model, "task_name", None) != "generation":
         raise BadRequest(f"model {model.name!r} does not generate text; send tensors to "
                          f"POST /v2/models/{model.name}/infer.")
-    content_type = (req.headers.get("content-type") or "application/json").lower()
-    if not content_type.startswith("application/json"):
-        raise UnsupportedMediaType(f"Content-Type {content_type!r} is not supported; send application/json.")
-    req.check_size(_SIZE_FIX)
-    body, _ = req.body()
-    try:
-        doc = loads(body)
-    except (ValueError, TypeError) as exc:
-        raise BadRequest(f"the body is not valid JSON ({exc}); send {{\"text_input\": \"…\"}}.") from None
+    doc = json_body(req, size_fix=_SIZE_FIX,
+                    not_json=lambda exc: f"the body is not valid JSON ({exc}); send {{\"text_input\": \"…\"}}.")
     if not isinstance(doc, dict):
         raise BadRequest("the body must be a JSON object: {\"text_input\": \"…\", \"parameters\": {…}}.")
     prompt = doc.get("text_input")
