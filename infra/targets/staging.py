@@ -23,13 +23,17 @@ GPU closure).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import filecmp
 import gzip
+import hashlib
 import io
 import re
 import shutil
 import tarfile
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from layers import names
@@ -86,6 +90,28 @@ def sync_tree(dest: Path, files: dict[str, Path | bytes]) -> Path:
     differs is compared by content first, and only rewritten when that differs.
     """
     dest.mkdir(parents=True, exist_ok=True)
+    with _exclusive(dest):
+        return _sync_tree(dest, files)
+
+
+@contextlib.contextmanager
+def _exclusive(dest: Path) -> Iterator[None]:
+    """Hold an exclusive lock for ``dest`` across processes: two staging runs into the same
+    directory (``modelfn image`` beside ``cdk synth``, or two test workers) take turns instead
+    of removing each other's files mid-copy. The lock file lives in the temp dir, keyed by the
+    resolved path, never inside a build context."""
+    key = hashlib.sha256(str(dest.resolve()).encode()).hexdigest()[:32]
+    locks = Path(tempfile.gettempdir()) / "modelfn-stage-locks"
+    locks.mkdir(exist_ok=True)
+    with open(locks / key, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _sync_tree(dest: Path, files: dict[str, Path | bytes]) -> Path:
     for existing in sorted(dest.rglob("*"), reverse=True):
         rel = existing.relative_to(dest).as_posix()
         if existing.is_file() and rel not in files:

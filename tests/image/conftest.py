@@ -11,6 +11,8 @@ owns the containers.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import shutil
 import subprocess
@@ -74,14 +76,29 @@ def standin(engine: Engine) -> str:
     return tag
 
 
+@contextlib.contextmanager
+def lane_lock() -> Iterator[None]:
+    """One writer of the shared lane cache at a time: xdist's ``loadgroup`` does not always
+    keep the lane's modules on one worker, and two workers building and staging into
+    ``lane-build`` at once removed each other's files."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / "lane.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def sample_build() -> Path:
     """The sample catalog built into the cache (``modelfn build`` reuses what is current)."""
     out = cache_dir() / "lane-build"
     t0 = time.perf_counter()
-    # make's own staleness check: cheap when samples/generated/ is current
-    subprocess.run(["make", "samples"], cwd=REPO_ROOT, check=True, capture_output=True)
-    proc = run_cli("build", "--catalog", str(CATALOG), "--out", str(out), "--json")
+    with lane_lock():
+        # make's own staleness check: cheap when samples/generated/ is current
+        subprocess.run(["make", "samples"], cwd=REPO_ROOT, check=True, capture_output=True)
+        proc = run_cli("build", "--catalog", str(CATALOG), "--out", str(out), "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     record("lane", "sample_build_seconds", round(time.perf_counter() - t0, 1))
     return out
@@ -91,8 +108,9 @@ def sample_build() -> Path:
 def images(engine: Engine, standin: str, sample_build: Path) -> dict[str, dict]:
     """``modelfn image --json`` over the sample catalog: model → its image entry."""
     t0 = time.perf_counter()
-    proc = run_cli("image", "--catalog", str(CATALOG), "--out", str(sample_build),
-                   "--engine", engine.name, "--base", standin, "--json")
+    with lane_lock():
+        proc = run_cli("image", "--catalog", str(CATALOG), "--out", str(sample_build),
+                       "--engine", engine.name, "--base", standin, "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)
     record("lane", "modelfn_image_seconds", round(time.perf_counter() - t0, 1))

@@ -31,7 +31,7 @@ from infra.local.stack import LocalStack
 from infra.local.v2_input import load_arrays, v2_request
 from infra.targets import staging
 from layers import names
-from tests.image.conftest import CATALOG, REPO_ROOT, SAMPLE_MODELS, record
+from tests.image.conftest import CATALOG, REPO_ROOT, SAMPLE_MODELS, lane_lock, record
 
 pytestmark = [pytest.mark.image, pytest.mark.slow, pytest.mark.xdist_group("image-lane")]
 V2_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -84,7 +84,8 @@ def containers_stack(runner: ContainerRunner, standin: str, sample_build: Path, 
     stack = LocalStack(catalog_path=CATALOG, out_dir=sample_build, port=0, s3_port=0,
                        build=False, log_sink=logs.append,
                        containers=ImageSet(runner, python_base=standin))
-    stack.start()
+    with lane_lock():  # it stages and builds images in the shared lane cache
+        stack.start()
     try:
         record("lane", "containers_stack_ready_seconds", round(stack.timings["ready_s"], 1))
         yield stack

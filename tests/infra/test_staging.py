@@ -131,3 +131,25 @@ def test_a_generative_models_image_adds_the_decoding_loop_and_carries_the_stream
     assert (context / "functions" / "stream" / "runtime.py").is_file()
     serving = staging.stage_sagemaker_image(dest=tmp_path / "sm", generative=True) / "Dockerfile"
     assert "requirements-generation.txt" in serving.read_text()
+
+
+def _sync_many(dest: str, which: int, rounds: int) -> None:
+    from infra.targets.staging import sync_tree
+
+    for i in range(rounds):
+        sub = "b" if (i + which) % 2 else "c"
+        sync_tree(Path(dest), {f"layers/m{k}.py": b"x" * 64 for k in range(40)} | {f"{sub}/f.txt": b"y"})
+
+
+def test_two_processes_staging_one_directory_take_turns(tmp_path: Path) -> None:
+    """Two stagings into one context (two test workers, ``modelfn image`` beside ``cdk synth``)
+    must not remove each other's files mid-copy."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_sync_many, args=(str(tmp_path / "ctx"), w, 25)) for w in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
