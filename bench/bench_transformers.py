@@ -33,7 +33,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
@@ -50,9 +49,6 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 ROUNDS, PER_ROUND = 5, 20
 #: MODELFN_BENCH_SMOKE=1: tiny sizes, to check the benchmark itself runs (figures meaningless)
 SMOKE = os.environ.get("MODELFN_BENCH_SMOKE") == "1"
-#: MODELFN_BENCH_PART=int8 | pipeline: only that table (default: int8 only; the pipeline table of
-#: ``make bench`` is bench/bench_pipeline.py's, which writes the same results file)
-PART = os.environ.get("MODELFN_BENCH_PART", "")
 DISTIL = dict(dim=64, n_layers=1, n_heads=2, hidden_dim=128) if SMOKE else dict(dim=768, n_layers=6, n_heads=12,
                                                                               hidden_dim=3072)
 ENCODER = (64, 2, 128, 1) if SMOKE else (384, 12, 1536, 4)  # d, heads, FFN, layers
@@ -270,7 +266,7 @@ def int8_table(report: Report, built: dict, root: Path, sentence: str) -> dict[s
     return ratios
 
 
-# --- table 2: pipeline vs modelfn ---------------------------------------------------------------
+# --- the pipeline side and its child process, shared with bench/bench_pipeline.py ---------
 
 PIPELINE_SETUP = """
 import json, sys, time
@@ -282,27 +278,6 @@ def call(texts):
     return [o["label"] for o in (out if isinstance(out, list) else [out])]
 """
 
-MODELFN_SETUP = """
-import json, os, sys, time
-real, sys.stdout = sys.stdout, open(os.devnull, "w")
-from functions.api.handler import handler
-class Ctx:
-    function_name = "bench"; memory_limit_in_mb = 3008; aws_request_id = "bench"; function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    def get_remaining_time_in_millis(self): return 30000
-event = json.loads(open(sys.argv[3]).read())
-path = f"/v2/models/{sys.argv[1]}/infer"
-event["rawPath"] = event["requestContext"]["http"]["path"] = path
-def call(texts):
-    body = json.dumps({"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]})
-    event["body"] = body
-    event["headers"]["content-length"] = str(len(body))
-    r = handler(event, Ctx())
-    doc = json.loads(r["body"])
-    return next(o["data"] for o in doc["outputs"] if o["name"] == "label")
-"""
-
-#: The rest of either child: first answer, then commands from stdin (labels, or timed calls).
 CHILD_LOOP = """
 first = call([sys.argv[2]])
 real.write(json.dumps({"labels": first}) + "\\n"); real.flush()
@@ -382,70 +357,11 @@ def dist_closure_bytes(roots: list[str], nodeps: list[str] = ()) -> tuple[int, l
     return sum(seen.values()), sorted(seen)
 
 
-def side_by_side(report: Report, root: Path, built: dict, sentences: list[str], val: list[str]) -> dict[str, float]:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "_X_AMZN"))},
-           "PYTHONPATH": str(REPO), "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    event = REPO / "tests" / "events" / "http_infer.json"
-    contenders = {"transformers pipeline": ([sys.executable, "-c", PIPELINE_SETUP + CHILD_LOOP,
-                                             str(root / "distilbert"), sentences[0]], env)}
-    for variant in ("int8", "fp32"):
-        r = built[f"distil-{variant}"]
-        contenders[f"modelfn API handler ({r.manifest['quantization']['mode'] if variant == 'int8' else 'fp32'})"] = (
-            [sys.executable, "-c", MODELFN_SETUP + CHILD_LOOP, f"distil-{variant}", sentences[0], str(event)],
-            {**env, "MODEL_DIR": str(r.model_dir)})
-    cold: dict[str, list[float]] = {k: [] for k in contenders}
-    live: dict[str, Child] = {}
-    for attempt in range(2):  # two cold starts each, alternating; the second set stays live
-        for name, (argv, cenv) in contenders.items():
-            if attempt == 0:
-                c = Child(argv, cenv)
-                cold[name].append(c.cold_s)
-                c.close()
-            else:
-                live[name] = Child(argv, cenv)
-                cold[name].append(live[name].cold_s)
-    try:
-        labels = {k: c.ask(labels=True, texts=val)["labels"] for k, c in live.items()}
-        warm: dict[str, dict[int, list[float]]] = {k: {1: [], 8: []} for k in live}
-        for _ in range(ROUNDS):
-            for k, c in live.items():
-                for n in (1, 8):
-                    warm[k][n] += c.ask(texts=sentences[:n], repeat=PER_ROUND if n == 1 else PER_ROUND // 2)["times"]
-    finally:
-        for c in live.values():
-            c.close()
-    pipe_size, pipe_dists = dist_closure_bytes(["transformers", "torch"])
-    reqs = {f: [line.split("#")[0].strip() for line in (REPO / "layers" / f).read_text().splitlines()
-                if line.split("#")[0].strip()] for f in ("requirements.txt", "requirements-nodeps.txt")}
-    fn_size, fn_dists = dist_closure_bytes(reqs["requirements.txt"], reqs["requirements-nodeps.txt"])
-    base = "transformers pipeline"
-    rows, ratios = [], {}
-    p = {k: {n: percentile_ms(v[n], 50) for n in (1, 8)} for k, v in warm.items()}
-    for k in live:
-        size = pipe_size if k == base else fn_size
-        agree = float(np.mean([a == b for a, b in zip(labels[k], labels[base], strict=True)]))
-        rows.append([k, min(cold[k]), min(cold[k]) / min(cold[base]), p[k][1], p[k][1] / p[base][1],
-                     p[k][8], p[k][8] / p[base][8], size / 1e6, size / pipe_size, agree])
-        ratios[k] = (min(cold[k]) / min(cold[base]), p[k][1] / p[base][1], p[k][8] / p[base][8])
-    report.table("transformers pipeline vs modelfn on the same saved DistilBERT-sized classifier "
-                 "(cold: best of 2 fresh processes; warm p50: interleaved rounds)",
-                 ["function", "cold start s", "cold ×pipeline", "warm p50 1 sentence ms", "1 sentence ×pipeline",
-                  "warm p50 8 sentences ms", "8 sentences ×pipeline", "runtime packages MB", "size ×pipeline",
-                  "labels = pipeline's (200 texts)"], rows)
-    report.note("Goals: warm p50 for one sentence ≤ 0.2× the pipeline's at equal labels, cold start ≤ 0.1×. "
-                f"Runtime packages: the pipeline function's closure of transformers + torch ({len(pipe_dists)} "
-                f"distributions), modelfn's layers/requirements*.txt closure ({', '.join(fn_dists)}); "
-                "installed files in this venv (Python 3.11, x86_64), not counting the model.")
-    return ratios
-
-
 def main() -> None:
     from infra.build import build_catalog
     from infra.catalog import load_catalog
 
     int8_report = Report("transformers_int8", "Transformers int8 on this host: every candidate, what ships")
-    side_report = Report("pipeline_vs_modelfn", "transformers pipeline vs modelfn, same saved model")
     start_load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     with tempfile.TemporaryDirectory(prefix="bench-transformers-") as tmp:
         root = Path(tmp)
@@ -468,14 +384,8 @@ def main() -> None:
                          f"words. Latency: median of {ROUNDS}×{PER_ROUND} interleaved batch-1 runs, one thread.")
         int8_report.note(f"Load average (1/5/15 min) at the start: {start_load}.")
         int8_report.note(host_line())
-        side: dict[str, float] = {}
-        if PART != "pipeline":
-            int8_report.write()
-        if PART == "pipeline":
-            side = side_by_side(side_report, root, built, val[:8], val)
-            side_report.note(host_line())
-            side_report.write()
-    print(json.dumps({"int8_p50_ratio": ratios, "vs_pipeline": side}, indent=1))
+        int8_report.write()
+    print(json.dumps({"int8_p50_ratio": ratios}, indent=1))
 
 
 if __name__ == "__main__":
