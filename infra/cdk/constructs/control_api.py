@@ -26,7 +26,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra.cdk.constructs.model_routes import _route_id
+from infra.cdk.constructs.model_routes import lambda_routes
 from infra.cdk.live_alias_grants import deployment_statements
 from infra.cdk.nag import acknowledge
 from infra.cdk.runtimes import ZIP_RUNTIME, ZIP_RUNTIME_REASON
@@ -115,23 +115,10 @@ class ModelControlApi(Construct):
             self._function.add_to_role_policy(iam.PolicyStatement(
                 sid="ListRuns", actions=["states:ListExecutions"], resources=[state_machine.state_machine_arn]))
         self._grant_versions(deploy_to or {})
-        integration = apigwv2.CfnIntegration(
-            self, "Integration", api_id=api_id, integration_type="AWS_PROXY",
-            integration_uri=self._function.function_arn, payload_format_version="2.0",
-        )
-        lambda_.CfnPermission(
-            self, "Invoke", action="lambda:InvokeFunction", function_name=self._function.function_arn,
-            principal="apigateway.amazonaws.com",
-            source_arn=stack.format_arn(service="execute-api", resource=api_id,
-                                        resource_name=f"*/*/v2/models/{model_name}/*"),
-        )
-        self._routes: dict[str, apigwv2.CfnRoute] = {}
-        for path, method in route_table().control_gateway_routes(model_name):
-            key = f"{method} {path}"
-            self._routes[key] = apigwv2.CfnRoute(  # IAM, never the model's auth: training is not public
-                self, _route_id(key), api_id=api_id, route_key=key,
-                target=f"integrations/{integration.ref}", authorization_type="AWS_IAM",
-            )
+        _, _, self._routes = lambda_routes(  # IAM, never the model's auth: training is not public
+            self, api_id=api_id, function_arn=self._function.function_arn,
+            keys=[f"{method} {path}" for path, method in route_table().control_gateway_routes(model_name)],
+            source_path=f"*/*/v2/models/{model_name}/*", authorization="AWS_IAM")
         self._acknowledge(role, stack, state_machine, deploy_to or {})
 
     def _grant_versions(self, deploy_to: Mapping[str, Any]) -> None:

@@ -32,6 +32,28 @@ def _route_id(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", key).strip("-") or "Default"
 
 
+def lambda_routes(scope: Construct, *, api_id: str, function_arn: str, keys: list[str], source_path: str,
+                  authorization: str, authorizer_id: str | None = None
+                  ) -> tuple[apigwv2.CfnIntegration, lambda_.CfnPermission, dict[str, apigwv2.CfnRoute]]:
+    """``keys`` on the shared HTTP API, all to one Lambda proxy integration (payload 2.0), with
+    the invoke permission scoped to ``source_path`` (``*`` or e.g. ``*/*/openai/v1/*``).
+    Created under ``scope`` as ``Integration``, ``Invoke`` and one route per key."""
+    integration = apigwv2.CfnIntegration(
+        scope, "Integration", api_id=api_id, integration_type="AWS_PROXY",
+        integration_uri=function_arn, payload_format_version="2.0",
+    )
+    permission = lambda_.CfnPermission(
+        scope, "Invoke", action="lambda:InvokeFunction", function_name=function_arn,
+        principal="apigateway.amazonaws.com",
+        source_arn=cdk.Stack.of(scope).format_arn(service="execute-api", resource=api_id, resource_name=source_path),
+    )
+    routes = {key: apigwv2.CfnRoute(scope, _route_id(key), api_id=api_id, route_key=key,
+                                    target=f"integrations/{integration.ref}", authorization_type=authorization,
+                                    authorizer_id=authorizer_id)
+              for key in keys}
+    return integration, permission, routes
+
+
 class ModelRoutes(Construct):
     """Public attributes: ``integration``, ``permission``, ``routes`` (route key → route)."""
 
@@ -75,33 +97,17 @@ class ModelRoutes(Construct):
                 "https://issuer.example.com/ -c modelfn:jwt_audience=my-client-id`, or "
                 "set them in cdk.json"
             )
-        self._integration = apigwv2.CfnIntegration(
-            self, "Integration", api_id=api_id, integration_type="AWS_PROXY",
-            integration_uri=target.function_arn, payload_format_version="2.0",
-        )
-        # One permission for every route of the model, scoped to the shared API: the model's
-        # routes span several path prefixes (one per protocol: /v2/models/<name>…,
-        # /openai/<name>/…; the server routes any path), and only this model's integration
-        # targets this function, so a narrower source ARN would exclude nothing more.
-        self._permission = lambda_.CfnPermission(
-            self, "Invoke", action="lambda:InvokeFunction", function_name=target.function_arn,
-            principal="apigateway.amazonaws.com",
-            source_arn=cdk.Stack.of(self).format_arn(service="execute-api", resource=api_id,
-                                                     resource_name="*"),
-        )
         keys = [f"{method.value} {path}" for path, method in model_routes(model_name)]
         if server_routes:
             keys += [f"{method} {path}" for path, method in route_table().server_gateway_routes()]
             keys.append("$default")
-        self._routes: dict[str, apigwv2.CfnRoute] = {}
-        for key in keys:
-            route = apigwv2.CfnRoute(
-                self, _route_id(key), api_id=api_id, route_key=key,
-                target=f"integrations/{self._integration.ref}",
-                authorization_type=AUTHORIZATION[auth],
-                authorizer_id=jwt_authorizer_id if auth == "jwt" else None,
-            )
-            self._routes[key] = route
+        # One permission for every route of the model, scoped to the shared API: the model's
+        # routes span several path prefixes (one per protocol: /v2/models/<name>…,
+        # /openai/<name>/…; the server routes any path), and only this model's integration
+        # targets this function, so a narrower source ARN would exclude nothing more.
+        self._integration, self._permission, self._routes = lambda_routes(
+            self, api_id=api_id, function_arn=target.function_arn, keys=keys, source_path="*",
+            authorization=AUTHORIZATION[auth], authorizer_id=jwt_authorizer_id if auth == "jwt" else None)
         if auth == "none":
             cdk.Annotations.of(self).add_warning_v2(
                 f"modelfn:public-model:{model_name}",

@@ -28,7 +28,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.cdk.constructs.http_api import ConfigurationError
-from infra.cdk.constructs.model_routes import AUTHORIZATION, _route_id
+from infra.cdk.constructs.model_routes import AUTHORIZATION, lambda_routes
 from infra.cdk.nag import acknowledge
 from infra.cdk.runtimes import ZIP_RUNTIME, ZIP_RUNTIME_REASON
 from layers import names
@@ -110,21 +110,10 @@ class OpenAIRouter(Construct):
             log_group=log_group,
             role=self._role,
         )
-        integration = apigwv2.CfnIntegration(
-            self, "Integration", api_id=api_id, integration_type="AWS_PROXY",
-            integration_uri=self._function.function_arn, payload_format_version="2.0",
-        )
-        lambda_.CfnPermission(
-            self, "Invoke", action="lambda:InvokeFunction", function_name=self._function.function_arn,
-            principal="apigateway.amazonaws.com",
-            source_arn=stack.format_arn(service="execute-api", resource=api_id, resource_name="*/*/openai/v1/*"),
-        )
-        self._routes: dict[str, apigwv2.CfnRoute] = {}
-        for key in routes:
-            self._routes[key] = apigwv2.CfnRoute(
-                self, _route_id(key), api_id=api_id, route_key=key, target=f"integrations/{integration.ref}",
-                authorization_type=AUTHORIZATION[auth], authorizer_id=jwt_authorizer_id if auth == "jwt" else None,
-            )
+        _, _, self._routes = lambda_routes(
+            self, api_id=api_id, function_arn=self._function.function_arn, keys=list(routes),
+            source_path="*/*/openai/v1/*", authorization=AUTHORIZATION[auth],
+            authorizer_id=jwt_authorizer_id if auth == "jwt" else None)
         for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
             acknowledge(self._function, rule, ZIP_RUNTIME_REASON)
         for rule, why in (
