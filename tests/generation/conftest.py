@@ -6,6 +6,9 @@ runtime tests), and the trained GPT-2/Llama/Qwen2 directories of tests/helpers/d
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,24 @@ def served(llama):
     from layers.model import load_model
 
     return load_model(llama[1], threads=1)
+
+
+def local_stack(llama, root: Path, name: str, target: str) -> Iterator:
+    """The local stack serving the tiny Llama as ``name`` on ``target`` (``lambda``, or
+    ``sagemaker``: its container streams), started and always stopped."""
+    from infra.local.stack import LocalStack
+
+    hf, served = llama
+    shutil.copytree(served, root / "build" / "models" / name)
+    extra = ", instance_type: ml.m5.large" if target == "sagemaker" else ""
+    (root / "models.yaml").write_text(f"models:\n  - {{name: {name}, source: 'hf:{hf}', quantize: none, "
+                                      f"auth: none, target: {target}{extra}}}\n")
+    stack = LocalStack(catalog_path=root / "models.yaml", out_dir=root / "build", port=0, s3_port=0, warm=1,
+                       build=False, log_sink=logging.getLogger(f"modelfn.test.{target}").info,
+                       integration_timeout_s=60)
+    try:
+        stack.start()
+        assert stack.services[name].failure is None, stack.services[name].failure
+        yield stack
+    finally:
+        stack.stop()

@@ -21,6 +21,7 @@ from infra.local.runtime_api import Invocation, RuntimeApi
 from layers import names, sagemaker_wire
 from layers.http.streaming import CONTENT_TYPE, DELIMITER
 from tests.conftest import load_event
+from tests.generation.conftest import local_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("generation")]
 REPO = Path(__file__).resolve().parents[2]
@@ -140,24 +141,7 @@ def test_sagemaker_container_answers_a_streaming_request_chunked(container):
 @pytest.fixture(scope="module")
 def sagemaker_stack(llama, tmp_path_factory):
     """The local stack serving the model as a sagemaker target: its container streams."""
-    import logging
-    import shutil
-
-    from infra.local.stack import LocalStack
-
-    hf, served = llama
-    root = tmp_path_factory.mktemp("gensm")
-    shutil.copytree(served, root / "build" / "models" / NAME)
-    (root / "models.yaml").write_text(f"models:\n  - {{name: {NAME}, source: 'hf:{hf}', quantize: none, "
-                                      "auth: none, target: sagemaker, instance_type: ml.m5.large}\n")
-    stack = LocalStack(catalog_path=root / "models.yaml", out_dir=root / "build", port=0, s3_port=0, warm=1,
-                       build=False, log_sink=logging.getLogger("modelfn.test.gensm").info, integration_timeout_s=60)
-    try:
-        stack.start()
-        assert stack.services[NAME].failure is None, stack.services[NAME].failure
-        yield stack
-    finally:
-        stack.stop()
+    yield from local_stack(llama, tmp_path_factory.mktemp("gensm"), NAME, "sagemaker")
 
 
 def test_local_stack_relays_the_sagemaker_containers_stream(sagemaker_stack):

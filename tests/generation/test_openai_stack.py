@@ -7,10 +7,10 @@ and OpenAI's errors come back as the client's own exceptions. V2's generate exte
 from __future__ import annotations
 
 import json
-import logging
-import shutil
 
 import pytest
+
+from tests.generation.conftest import local_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("generation")]
 NAME = "tiny-llama"
@@ -19,21 +19,7 @@ PROMPTS = ["hello world", "the quick brown fox", "serverless models"]
 
 @pytest.fixture(scope="module")
 def stack(llama, tmp_path_factory):
-    from infra.local.stack import LocalStack
-
-    hf, served = llama
-    root = tmp_path_factory.mktemp("genstack")
-    shutil.copytree(served, root / "build" / "models" / NAME)
-    (root / "models.yaml").write_text(f"models:\n  - {{name: {NAME}, source: 'hf:{hf}', quantize: none, "
-                                      "auth: none, target: lambda}\n")
-    stack = LocalStack(catalog_path=root / "models.yaml", out_dir=root / "build", port=0, s3_port=0, warm=1,
-                       build=False, log_sink=logging.getLogger("modelfn.test.gen").info, integration_timeout_s=60)
-    try:
-        stack.start()
-        assert stack.services[NAME].failure is None, stack.services[NAME].failure
-        yield stack
-    finally:
-        stack.stop()
+    yield from local_stack(llama, tmp_path_factory.mktemp("genstack"), NAME, "lambda")
 
 
 def _client(url: str):
