@@ -48,14 +48,16 @@ TRAINING_DIR = REPO_ROOT / "functions" / "training"
 #: point of a generative model's streaming function; a few kB of stdlib code)
 IMAGE_FUNCTION_PACKAGES = ("api", "batch", "sagemaker", "stream")
 #: what a generative model's image adds, as its own layer right after the runtime's (so a code
-#: change does not rebuild it): onnxruntime-genai and the chat template's Jinja2, pinned in
-#: layers/requirements-generation.txt (onnxruntime and numpy come from the runtime's lock)
+#: change does not rebuild it): onnxruntime-genai, the chat template's Jinja2 and the streaming
+#: function's PyJWT + cryptography, from layers/requirements-generation.lock (`make lock`), with
+#: hashes required and no resolver like the runtime's lock (onnxruntime and numpy come from it)
 GENERATION_LAYER = """\
-# A generative model's decoding loop (layers/requirements-generation.txt), in its images only
-COPY layers/requirements-generation.txt /tmp/modelfn-generation.txt
-RUN python3 -m pip install --no-cache-dir --disable-pip-version-check --no-deps --only-binary=:all: \\
-        --target "${LAMBDA_TASK_ROOT}" -r /tmp/modelfn-generation.txt \\
-    && rm -rf /tmp/modelfn-generation.txt "${LAMBDA_TASK_ROOT}/bin"
+# A generative model's decoding loop and token verification (layers/requirements-generation.lock)
+COPY layers/requirements-generation.lock /tmp/modelfn-generation.lock
+RUN python3 -m pip install --no-cache-dir --disable-pip-version-check \\
+        --require-hashes --no-deps --only-binary=:all: \\
+        --target "${LAMBDA_TASK_ROOT}" -r /tmp/modelfn-generation.lock \\
+    && rm -rf /tmp/modelfn-generation.lock "${LAMBDA_TASK_ROOT}/bin"
 """
 _SKIP = {"__pycache__", ".pytest_cache", "Dockerfile"}
 _FIXED_MTIME = 0

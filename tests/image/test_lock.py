@@ -25,7 +25,7 @@ needs_pypi = pytest.mark.skipif(not _pypi_reachable(),
 
 def test_lock_leaves_out_what_the_base_image_provides() -> None:
     # given the committed locks / then nothing shadows the base's boto3 closure
-    for path in (lock.LOCK, lock.GPU_LOCK):
+    for path in (lock.LOCK, lock.GPU_LOCK, lock.GENERATION_LOCK):
         pins = lock.parse_lock(path.read_text())
         assert not lock.BASE_PROVIDED & set(pins), path.name
         assert all(version and hashes for version, hashes in pins.values()), path.name
@@ -52,3 +52,24 @@ def test_every_pin_resolves_to_a_binary_wheel_with_a_locked_hash(arch: str) -> N
     assert proc.returncode == 0, proc.stderr[-2000:]
     wheels = {lock.normalize(p.name.split("-")[0]) for p in lock.wheelhouse(arch).glob("*.whl")}
     assert set(lock.parse_lock(lock.LOCK.read_text())) <= wheels
+
+
+def test_the_generation_layer_lock_pins_its_requirements_and_repeats_nothing_of_the_runtime() -> None:
+    # the generative image's layer is hash-locked like the runtime (no --no-deps install of an
+    # unhashed onnxruntime-genai or Jinja2), and adds only what the runtime lock does not pin
+    runtime, generation = (lock.parse_lock(p.read_text()) for p in (lock.LOCK, lock.GENERATION_LOCK))
+    for line in lock.requirement_lines(lock.GENERATION_REQUIREMENTS):
+        name, version = line.split("==")
+        assert generation[lock.normalize(name.split("[")[0])][0] == version, f"{name}: run `make lock`"
+    assert {"cryptography", "cffi"} <= set(generation)  # pyjwt[crypto]'s closure: RS256/ES256
+    assert not set(runtime) & set(generation)
+
+
+@needs_pypi
+@pytest.mark.parametrize("arch", lock.ARCHES)
+def test_every_generation_pin_resolves_to_a_binary_wheel_with_a_locked_hash(arch: str) -> None:
+    proc = lock.pip_download(["--no-deps", "--require-hashes", "-r", str(lock.GENERATION_LOCK)],
+                             arch=arch, dest=lock.wheelhouse(arch))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    wheels = {lock.normalize(p.name.split("-")[0]) for p in lock.wheelhouse(arch).glob("*.whl")}
+    assert set(lock.parse_lock(lock.GENERATION_LOCK.read_text())) <= wheels

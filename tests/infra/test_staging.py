@@ -123,14 +123,17 @@ def test_a_generative_models_image_adds_the_decoding_loop_and_carries_the_stream
     (model_dir / "manifest.json").write_text(json.dumps({**manifest, "task": "generation"}))
     context = staging.stage_model_image(dest=tmp_path / "gen", model_dir=model_dir)
     dockerfile = (context / "Dockerfile").read_text()
-    assert "requirements-generation.txt" not in plain and "requirements-generation.txt" in dockerfile
-    assert (context / "layers" / "requirements-generation.txt").is_file()
+    assert "requirements-generation.lock" not in plain and "requirements-generation.lock" in dockerfile
+    assert (context / "layers" / "requirements-generation.lock").is_file()
     # its own layer between the runtime's and the function code's: code changes keep it cached
-    assert dockerfile.index("FROM modelfn-runtime") < dockerfile.index("modelfn-generation.txt") \
+    assert dockerfile.index("FROM modelfn-runtime") < dockerfile.index("modelfn-generation.lock") \
         < dockerfile.index("COPY functions/")
+    # installed as the runtime's lock is: every wheel's hash required, nothing resolved
+    layer = dockerfile[dockerfile.index("modelfn-generation.lock"):dockerfile.index("COPY functions/")]
+    assert "--require-hashes" in layer and "--no-deps" in layer and "--only-binary=:all:" in layer
     assert (context / "functions" / "stream" / "runtime.py").is_file()
     serving = staging.stage_sagemaker_image(dest=tmp_path / "sm", generative=True) / "Dockerfile"
-    assert "requirements-generation.txt" in serving.read_text()
+    assert "requirements-generation.lock" in serving.read_text()
 
 
 def _sync_many(dest: str, which: int, rounds: int) -> None:
