@@ -135,6 +135,13 @@ model's function URL, which the managed runtime cannot stream to)."""
 STREAM_TIMEOUT_S = 300
 """The streaming function's timeout: a function URL stream may last 15 minutes; five bound a
 runaway completion's bill while leaving a long one (thousands of tokens) room."""
+ENV_AUTH = "MODELFN_AUTH"
+"""The catalog ``auth`` of the streaming function's URL; ``jwt``: the function verifies bearer
+tokens itself (layers/http/jwt_auth.py), since function URLs have no JWT authorizer."""
+ENV_JWT_ISSUER = "MODELFN_JWT_ISSUER"
+"""The accepted token issuer (CDK context ``modelfn:jwt_issuer``, as the HTTP API's authorizer)."""
+ENV_JWT_AUDIENCE = "MODELFN_JWT_AUDIENCE"
+"""The accepted audiences, comma-separated (CDK context ``modelfn:jwt_audience``)."""
 
 # --- Lambda SnapStart (set by the Lambda service; the local stack sets it the same way) -----
 ENV_LAMBDA_INIT_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"

@@ -15,6 +15,11 @@ produces it (:mod:`layers.http.streaming`). A failure after the body started is 
 the ``Lambda-Runtime-Function-Error-Type``/``-Body`` trailers (the status is already sent);
 one before it is a 500 with the request id, as on the API function.
 
+An ``auth: jwt`` model's URL has auth ``NONE`` (function URLs have no JWT authorizer), so this
+runtime checks the bearer token itself before anything else (:mod:`layers.http.jwt_auth`: the
+HTTP API authorizer's checks and its ``401 {"message": "Unauthorized"}``), when
+``MODELFN_AUTH=jwt``; a refused request never reaches the model.
+
 Standard library only (http.client): nothing here is on the request path's hot loop but the
 model's own work.
 """
@@ -32,6 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from layers import names
 from layers.http.streaming import (
     CONTENT_TYPE,
     ERROR_BODY_TRAILER,
@@ -143,12 +149,30 @@ class RuntimeApi:
 Invoke = Callable[[Any, LambdaContext], Reply]
 
 
-def make_invoke(binding: Any, obs: Any = None) -> Invoke:
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def make_invoke(binding: Any, obs: Any = None, *, verifier: Any = None,
+                log: Callable[[str], None] = _stderr) -> Invoke:
     """A function URL event → the reply of the route it asks for (``binding``'s router and
-    operations, recorded by ``obs`` as the other entry points record requests)."""
+    operations, recorded by ``obs`` as the other entry points record requests). With a
+    ``verifier`` (:class:`layers.http.jwt_auth.JwtVerifier`) the event's bearer token is checked
+    first and a refused one answered 401 without reaching the route; ``log`` gets the reason."""
     handle = obs.entry_point(binding.handle) if obs is not None else binding.handle
 
     def invoke(event: Any, context: LambdaContext) -> Reply:
+        if verifier is not None:
+            from layers.http import jwt_auth
+
+            headers = event.get("headers") if isinstance(event, dict) else None
+            authorization = next((v for k, v in (headers or {}).items()
+                                  if isinstance(k, str) and k.lower() == "authorization"), None)
+            try:
+                verifier.verify(authorization)
+            except jwt_auth.Unauthorized as exc:
+                log(f"request {context.aws_request_id} refused ({type(exc).__name__}): {exc.reason}")
+                return jwt_auth.unauthorized_reply(exc)
         try:
             req = request_from_event(event, binding.limit, context)
         except (KeyError, TypeError, AttributeError):
@@ -176,17 +200,30 @@ def serve_one(api: RuntimeApi, invoke: Invoke, log: Callable[[str], None]) -> No
             f"{''.join(traceback.format_exception(exc))}")
 
 
+def jwt_verifier(log: Callable[[str], None]) -> Any:
+    """The token verifier of an ``auth: jwt`` function (None otherwise), its keys fetched now
+    if the issuer answers (else on the first request, which retries)."""
+    if os.environ.get(names.ENV_AUTH) != "jwt":
+        return None
+    from layers.http import jwt_auth  # PyJWT: only jwt functions import it
+
+    verifier = jwt_auth.JwtVerifier(jwt_auth.settings_from_env())
+    try:
+        verifier.warm()
+    except jwt_auth.Unauthorized as exc:
+        log(f"init: the JWT issuer's keys are not readable yet ({exc.reason}); each request retries")
+    return verifier
+
+
 def main(invocations: int | None = None) -> int:
     """Init, then serve ``invocations`` events (default: until Lambda stops the process)."""
     api = RuntimeApi(os.environ["AWS_LAMBDA_RUNTIME_API"])
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
+    log = _stderr
     try:
+        verifier = jwt_verifier(log)  # a jwt function without its settings never serves
         from functions.api import handler as entry  # loads and verifies the model
 
-        invoke = make_invoke(entry.binding, entry.obs)
+        invoke = make_invoke(entry.binding, entry.obs, verifier=verifier, log=log)
     except Exception as exc:
         log(f"init failed: {''.join(traceback.format_exception(exc))}")
         api.error("init/error", exc)

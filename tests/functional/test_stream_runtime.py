@@ -18,6 +18,7 @@ import pytest
 from functions.stream.runtime import RuntimeApi as Client
 from functions.stream.runtime import make_invoke, serve_one
 from infra.local.runtime_api import Invocation, RuntimeApi
+from layers import names
 from layers.http.streaming import CONTENT_TYPE, DELIMITER
 from layers.messages import Reply
 from tests.conftest import load_event
@@ -135,3 +136,72 @@ def test_an_init_failure_is_posted_to_init_error(runtime_api, tmp_path):
     assert proc.returncode == 1
     assert runtime_api.init_error is not None
     assert "none" in json.loads(runtime_api.init_error.payload)["errorMessage"]
+
+
+# --- auth: jwt (function URL auth NONE; the runtime verifies the bearer token first) --------
+class RecordingBinding:
+    """A route table stand-in that streams three events and records each request it gets."""
+
+    limit = 6 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def handle(self, req, context):
+        self.calls += 1
+        return Reply(200, "text/event-stream", "", stream=(f"data: {i}\n\n" for i in range(3)))
+
+
+@pytest.fixture(scope="module")
+def issuer():
+    from tests.helpers.jwks import Issuer
+
+    with Issuer() as issuer:
+        yield issuer
+
+
+def with_token(token: str | None) -> dict:
+    event = load_event("function_url_infer")
+    event["requestContext"].pop("authorizer", None)  # an auth NONE URL sends no IAM identity
+    if token is not None:
+        event["headers"]["authorization"] = f"Bearer {token}"
+    return event
+
+
+def test_a_jwt_models_stream_needs_a_valid_bearer_token_before_anything_runs(runtime_api, issuer):
+    from layers.http.jwt_auth import JwtSettings, JwtVerifier
+    from tests.helpers.jwks import AUDIENCE
+
+    binding = RecordingBinding()
+    logs: list[str] = []
+    invoke = make_invoke(binding, verifier=JwtVerifier(JwtSettings(issuer.url, (AUDIENCE,))), log=logs.append)
+
+    prelude, body = split(invoke_once(runtime_api, invoke, with_token(issuer.token(kid="ec-1"))).outcome)
+    assert prelude["statusCode"] == 200 and body == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    assert binding.calls == 1
+
+    now = int(time.time())
+    refused = {
+        "expired": issuer.token(exp=now - 10, iat=now - 310),
+        "wrong audience": issuer.token(aud="someone-else"),
+        "wrong issuer": issuer.token(iss="https://evil.example.com"),
+        "bad signature": issuer.token()[:-6] + "AAAAAA",
+        "missing": None,
+    }
+    for why, token in refused.items():
+        prelude, body = split(invoke_once(runtime_api, invoke, with_token(token)).outcome)
+        assert prelude["statusCode"] == 401, why
+        assert json.loads(body) == {"message": "Unauthorized"}, why
+        assert prelude["headers"]["WWW-Authenticate"].startswith("Bearer"), why
+    assert binding.calls == 1  # no refused request reached the route (nothing generated)
+    assert len(logs) == len(refused) and not any(issuer.token()[:20] in line for line in logs)
+
+
+def test_a_jwt_function_without_its_issuer_fails_init_instead_of_serving_unchecked(runtime_api, tiny_model_dir):
+    env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": runtime_api.address, "MODEL_DIR": str(tiny_model_dir),
+           "PYTHONPATH": str(REPO), names.ENV_AUTH: "jwt"}
+    env.pop(names.ENV_JWT_ISSUER, None)
+    proc = subprocess.run([sys.executable, "-m", "functions.stream.runtime"], cwd=REPO, env=env,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 1
+    assert "modelfn:jwt_issuer" in json.loads(runtime_api.init_error.payload)["errorMessage"]

@@ -55,9 +55,11 @@ def runtime(llama):
     api.stop()
 
 
-def url_invoke(api: RuntimeApi, body: dict):
+def url_invoke(api: RuntimeApi, body: dict, authorization: str | None = None):
     event = load_event("function_url_infer", rawPath=ROUTE, body=json.dumps(body))
     event["requestContext"]["http"]["path"] = ROUTE
+    if authorization is not None:
+        event["headers"]["authorization"] = authorization
     inv = Invocation(payload=json.dumps(event).encode(), deadline_ms=int(time.time() * 1000) + 120_000,
                      function_arn="arn:aws:lambda:us-east-1:123456789012:function:modelfn-tiny-llama-stream")
     api.submit(inv)
@@ -86,6 +88,40 @@ def test_function_url_errors_keep_openais_shape(runtime):
     head, _, body = out.payload.partition(DELIMITER)
     assert json.loads(head)["statusCode"] == 400
     assert "max_tokens" in json.loads(body)["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def jwt_runtime(llama):
+    """The streaming runtime of an ``auth: jwt`` model (URL auth NONE) with a local issuer."""
+    from tests.helpers.jwks import AUDIENCE, Issuer
+
+    with Issuer() as issuer:
+        api = RuntimeApi().start()
+        env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": api.address, names.ENV_MODEL_DIR: str(llama[1]),
+               "PYTHONPATH": str(REPO), "POWERTOOLS_METRICS_NAMESPACE": "modelfn-test",
+               names.ENV_AUTH: "jwt", names.ENV_JWT_ISSUER: issuer.url, names.ENV_JWT_AUDIENCE: AUDIENCE}
+        proc = subprocess.Popen([sys.executable, "-m", names.STREAM_MODULE], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        yield api, issuer
+        proc.kill()
+        proc.wait(10)
+        api.stop()
+
+
+def test_a_jwt_models_function_url_streams_for_a_valid_token_and_refuses_others(jwt_runtime):
+    api, issuer = jwt_runtime
+    token = f"Bearer {issuer.token()}"
+    whole = url_invoke(api, completion(stream=False), token)
+    head, _, body = whole.payload.partition(DELIMITER)
+    assert json.loads(head)["statusCode"] == 200
+    out = url_invoke(api, completion(stream=True), f"Bearer {issuer.token(kid='ec-1')}")
+    head, _, streamed = out.payload.partition(DELIMITER)
+    text, events = sse_text(streamed)
+    assert text == json.loads(body)["choices"][0]["text"] and events >= 3
+
+    for bad in (None, f"Bearer {issuer.token(aud='someone-else')}", f"Bearer {issuer.token(exp=1)}"):
+        head, _, body = url_invoke(api, completion(stream=True), bad).payload.partition(DELIMITER)
+        assert json.loads(head)["statusCode"] == 401 and json.loads(body) == {"message": "Unauthorized"}
 
 
 @pytest.fixture(scope="module")
