@@ -6,6 +6,7 @@ on a laptop; only the values that name a place (the model directory, an endpoint
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from layers import names
@@ -23,6 +24,9 @@ def function_environment(
     model_dir: str = IMAGE_MODEL_DIR,
     idempotency_table: str | None = None,
     batch_retry_delay_s: int | None = None,
+    auth: str | None = None,
+    jwt_issuer: str | None = None,
+    jwt_audience: Sequence[str] = (),
 ) -> dict[str, str]:
     """Environment variables for one model's function of ``kind``.
 
@@ -34,6 +38,10 @@ def function_environment(
         :data:`layers.names.DEFAULT_IDEMPOTENCY_TABLE` (batch only).
     :param batch_retry_delay_s: first retry delay of a failed batch message (catalog
         ``batch.retry_delay_s``); default :data:`layers.names.DEFAULT_BATCH_RETRY_DELAY_S`.
+    :param auth: / :param jwt_issuer: / :param jwt_audience: the catalog ``auth`` and the CDK
+        context's issuer and audiences (stream only): ``jwt`` makes the streaming function verify
+        bearer tokens itself (its URL has auth NONE: function URLs have no JWT authorizer);
+        default: no verification (``iam``/``none`` URLs, the local stack).
     """
     env = {
         names.ENV_MODEL_DIR: model_dir,
@@ -44,4 +52,11 @@ def function_environment(
     if kind == "batch":
         env[names.ENV_IDEMPOTENCY_TABLE] = idempotency_table or names.DEFAULT_IDEMPOTENCY_TABLE
         env[names.ENV_BATCH_RETRY_DELAY_S] = str(batch_retry_delay_s or names.DEFAULT_BATCH_RETRY_DELAY_S)
+    if kind == "stream" and auth == "jwt":
+        if not jwt_issuer or not jwt_audience:
+            raise ValueError(f"model {model_name!r}: a jwt streaming function needs the issuer and "
+                             "audience (context modelfn:jwt_issuer, modelfn:jwt_audience)")
+        env[names.ENV_AUTH] = "jwt"
+        env[names.ENV_JWT_ISSUER] = jwt_issuer
+        env[names.ENV_JWT_AUDIENCE] = ",".join(jwt_audience)
     return env

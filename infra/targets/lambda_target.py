@@ -48,8 +48,9 @@ def plan(spec: DeploySpec) -> ModelPlan:
         rollback=BATCH_ROLLBACK, instances=spec.batch.max_concurrency,
     )
     functions = (api, batch)
-    # function URLs have no JWT authorizer: an auth: jwt model streams nowhere (the stack warns)
-    if spec.manifest.extra.get("task") == "generation" and spec.auth != "jwt":
+    # a generative model streams through a function URL; auth: jwt ones verify tokens in the
+    # function (URLs have no JWT authorizer: layers/http/jwt_auth.py)
+    if spec.manifest.extra.get("task") == "generation":
         functions += (FunctionPlan(
             kind="stream", handler=names.STREAM_MODULE,
             description=f"{label}: streaming function URL (server-sent events)",

@@ -26,6 +26,7 @@ from infra.cdk.constructs.batch_pipeline import ModelBatchPipeline
 from infra.cdk.constructs.control_api import RUNTIME_FILES as CONTROL_RUNTIME_FILES
 from infra.cdk.constructs.control_api import ModelControlApi
 from infra.cdk.constructs.dashboard import EndpointPanel, FunctionPanel, ModelDashboard, QueuePanel
+from infra.cdk.constructs.http_api import ConfigurationError
 from infra.cdk.constructs.model_function import ModelFunction, RollbackAlarms
 from infra.cdk.constructs.model_routes import ModelRoutes
 from infra.cdk.constructs.openai_registration import OpenAIRegistration
@@ -136,12 +137,6 @@ class ModelStack(cdk.Stack):
         if "stream" in self.functions:
             self.streaming = StreamingUrl(self.group, "StreamingUrl", model_name=spec.name,
                                           target=self.functions["stream"].alias, auth=plan.auth)
-        elif spec.manifest.extra.get("task") == "generation":
-            cdk.Annotations.of(self.group).add_warning_v2(
-                f"modelfn:no-stream-url:{spec.name}",
-                f"model {spec.name!r} has auth: jwt and function URLs have no JWT authorizer, so it "
-                "gets no streaming URL: its HTTP API routes answer \"stream\": true requests with the "
-                "whole completion at once. Use auth: iam (SigV4) to stream.")
         batch_fn = self.functions["batch"]
         cdk.CfnOutput(  # what `modelfn promote/rollback --deployed` deploys through (infra/versions)
             self, names.output_deployment(spec.name),
@@ -168,6 +163,14 @@ class ModelStack(cdk.Stack):
         extra = {} if fn.kind == "api" else {
             "idempotency_table": self.shared.storage.table.table_name,
             "batch_retry_delay_s": plan.spec.batch.retry_delay_s}
+        if fn.kind == "stream":  # its URL's auth; jwt: the function checks tokens (settings → env)
+            if plan.auth == "jwt" and not (self._settings.jwt_issuer and self._settings.jwt_audience):
+                raise ConfigurationError(
+                    f"model {plan.name!r} has auth: jwt but the JWT issuer/audience are not configured; "
+                    "pass them as context (-c modelfn:jwt_issuer=https://issuer.example.com/ "
+                    "-c modelfn:jwt_audience=my-client-id) or set them in cdk.json")
+            extra = {"auth": plan.auth, "jwt_issuer": self._settings.jwt_issuer,
+                     "jwt_audience": self._settings.jwt_audience}
         reserved = fn.reserved_concurrency if self._settings.reserve_concurrency else None
         if fn.reserved_concurrency and reserved is None:  # skipped, never silently
             cdk.Annotations.of(self.group).add_warning_v2(
