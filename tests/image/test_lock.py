@@ -43,15 +43,16 @@ def test_lock_pins_every_requirement_at_its_version() -> None:
 
 
 @needs_pypi
+@pytest.mark.parametrize("path", [lock.LOCK, lock.GENERATION_LOCK], ids=["runtime", "generation"])
 @pytest.mark.parametrize("arch", lock.ARCHES)
-def test_every_pin_resolves_to_a_binary_wheel_with_a_locked_hash(arch: str) -> None:
+def test_every_pin_resolves_to_a_binary_wheel_with_a_locked_hash(arch: str, path) -> None:
     # when pip downloads the lock as the image installs it (binary only, hashes required)
-    proc = lock.pip_download(["--no-deps", "--require-hashes", "-r", str(lock.LOCK)],
+    proc = lock.pip_download(["--no-deps", "--require-hashes", "-r", str(path)],
                              arch=arch, dest=lock.wheelhouse(arch))
     # then every pin has a cp313 manylinux_2_34-compatible wheel for this architecture
     assert proc.returncode == 0, proc.stderr[-2000:]
     wheels = {lock.normalize(p.name.split("-")[0]) for p in lock.wheelhouse(arch).glob("*.whl")}
-    assert set(lock.parse_lock(lock.LOCK.read_text())) <= wheels
+    assert set(lock.parse_lock(path.read_text())) <= wheels
 
 
 def test_the_generation_layer_lock_pins_its_requirements_and_repeats_nothing_of_the_runtime() -> None:
@@ -64,12 +65,3 @@ def test_the_generation_layer_lock_pins_its_requirements_and_repeats_nothing_of_
     assert {"cryptography", "cffi"} <= set(generation)  # pyjwt[crypto]'s closure: RS256/ES256
     assert not set(runtime) & set(generation)
 
-
-@needs_pypi
-@pytest.mark.parametrize("arch", lock.ARCHES)
-def test_every_generation_pin_resolves_to_a_binary_wheel_with_a_locked_hash(arch: str) -> None:
-    proc = lock.pip_download(["--no-deps", "--require-hashes", "-r", str(lock.GENERATION_LOCK)],
-                             arch=arch, dest=lock.wheelhouse(arch))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    wheels = {lock.normalize(p.name.split("-")[0]) for p in lock.wheelhouse(arch).glob("*.whl")}
-    assert set(lock.parse_lock(lock.GENERATION_LOCK.read_text())) <= wheels
