@@ -1,22 +1,31 @@
 """One side of ``bench_generation``: a fresh process that loads a generative model and streams
 a greedy completion, printing JSON lines the parent times.
 
-    python bench/generation_side.py modelfn <build/models/NAME> PROMPT TOKENS THREADS
-    python bench/generation_side.py llama   <model.gguf>       PROMPT TOKENS THREADS
+    python bench/generation_side.py modelfn <build/models/NAME> PROMPT TOKENS THREADS [WARM]
+    python bench/generation_side.py llama   <model.gguf>       PROMPT TOKENS THREADS [WARM]
+    python bench/generation_side.py quantize <f32.gguf> <out.gguf> Q4_0|Q8_0 THREADS
+    python bench/generation_side.py gate <f32.gguf> <quantized.gguf> <ids.json> THREADS
 
 Standard library at the top: the ``llama`` side runs under llama-cpp-python's own virtual
 environment, which has no modelfn. Lines: ``{"event": "first_token", "t": <epoch s>}`` as
 soon as the first text arrives (the parent subtracts the time it started the process), then
-one ``{"event": "done", ...}`` with the cold request's and a second, warm request's time to
-first token (ms), decode tokens/s and text.
+one ``{"event": "done", ...}`` with the cold request's and the warm requests' (``WARM`` more in
+the same process, their median) time to first token (ms), decode tokens/s and text.
+
+``quantize`` and ``gate`` run under llama-cpp-python too: llama.cpp's own quantizer
+(``llama_model_quantize``, what its ``llama-quantize`` tool calls), and modelfn's generation gate
+(:mod:`infra.build.generation_gate`) computed on llama.cpp's logits, so both stacks' quantized
+weights are judged by the same figures against their own full-precision model.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import time
+from pathlib import Path
 
 
 def emit(**doc) -> None:
@@ -62,6 +71,80 @@ def llama_stream(gguf: str, prompt: str, tokens: int, threads: int):
     return run
 
 
+def llama_quantize(f32: str, out: str, kind: str, threads: int) -> dict:
+    """``f32`` quantized to ``kind`` by llama.cpp's quantizer (its default mix for the type:
+    e.g. Q4_0 keeps the output matrix at Q6_K where the row size allows)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = {"Q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0, "Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[kind]
+    params.nthread = threads
+    start = time.perf_counter()
+    rc = llama_cpp.llama_model_quantize(f32.encode(), out.encode(), params)
+    if rc != 0:
+        raise SystemExit(f"llama_model_quantize({f32} → {kind}) returned {rc}")
+    return {"quantize_s": time.perf_counter() - start}
+
+
+def llama_gate(f32: str, quantized: str, ids_file: str, threads: int) -> dict:
+    """The generation gate's figures for llama.cpp: the f32 GGUF continues each prompt greedily
+    (``continuation`` tokens, stopping at EOS like onnxruntime-genai), the quantized GGUF reads
+    those sequences teacher-forced (top-1 agreement at the continuation's positions), and both
+    score the validation texts (perplexity ratio). Token ids come from the parent (the model
+    directory's own tokenizer), the same ids modelfn's gate reads."""
+    import math
+
+    import numpy as np
+    from llama_cpp import Llama
+
+    spec = json.loads(Path(ids_file).read_text(encoding="utf-8"))
+    longest = max(len(s) for s in spec["prompts"] + spec["texts"]) + spec["continuation"] + 8
+
+    def load(path: str) -> Llama:
+        return Llama(model_path=path, n_ctx=longest, n_batch=longest, logits_all=True, n_threads=threads,
+                     n_threads_batch=threads, verbose=False)
+
+    def logits(llm: Llama, ids: list[int]) -> np.ndarray:
+        llm.reset()
+        llm.eval(ids)
+        return np.array(llm.scores[:len(ids)], dtype=np.float64)
+
+    def nll(z: np.ndarray, ids: list[int]) -> tuple[float, int]:
+        z = z[:-1] - z[:-1].max(axis=-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+        return float(-logp[np.arange(len(ids) - 1), ids[1:]].sum()), len(ids) - 1
+
+    ref = load(f32)
+    eos = ref.token_eos()
+    seqs = []
+    for ids in spec["prompts"]:
+        ref.reset()
+        ref.eval(ids)
+        out = list(ids)
+        for _ in range(spec["continuation"]):
+            token = int(np.argmax(ref.scores[ref.n_tokens - 1]))
+            out.append(token)
+            if token == eos:
+                break
+            ref.eval([token])
+        seqs.append((len(ids), out))
+    ref_nll = [nll(logits(ref, ids), ids) for ids in spec["texts"]]
+    del ref
+    cand = load(quantized)
+    agree = total = 0
+    for start, seq in seqs:
+        pred = logits(cand, seq).argmax(axis=-1)
+        want = np.asarray(seq[start:])
+        agree += int((pred[start - 1:len(seq) - 1] == want).sum())
+        total += len(want)
+    cand_nll = [nll(logits(cand, ids), ids) for ids in spec["texts"]]
+    tokens = sum(n for _, n in ref_nll)
+    ppl_ref = math.exp(sum(s for s, _ in ref_nll) / tokens)
+    ppl = math.exp(sum(s for s, _ in cand_nll) / tokens)
+    return {"top1_agreement": agree / total, "agreement_positions": total, "fp32_perplexity": ppl_ref,
+            "perplexity": ppl, "perplexity_ratio": ppl / ppl_ref, "perplexity_tokens": tokens}
+
+
 def timed(run) -> dict:
     start = time.perf_counter()
     first = last = None
@@ -86,13 +169,21 @@ def timed(run) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    if argv[0] == "quantize":
+        emit(event="done", **llama_quantize(argv[1], argv[2], argv[3], int(argv[4])))
+        return 0
+    if argv[0] == "gate":
+        emit(event="done", **llama_gate(argv[1], argv[2], argv[3], int(argv[4])))
+        return 0
     side, path, prompt, tokens, threads = argv[0], argv[1], argv[2], int(argv[3]), int(argv[4])
     t_import = time.time()
     run = (modelfn_stream if side == "modelfn" else llama_stream)(path, prompt, tokens, threads)
     loaded = time.time()
     cold = timed(run)
-    warm = timed(run)
-    emit(event="done", load_s=loaded - t_import, cold=cold, warm=warm)
+    runs = [timed(run) for _ in range(int(argv[5]) if len(argv) > 5 else 1)]
+    warm = {k: statistics.median(v) if (v := [r[k] for r in runs if r[k] is not None]) else None
+            for k in ("ttft_ms", "tokens", "decode_tok_s", "total_s")}
+    emit(event="done", load_s=loaded - t_import, cold=cold, warm={**warm, "text": runs[0]["text"], "runs": len(runs)})
     return 0
 
 
