@@ -21,9 +21,20 @@ def test_synth_of_an_unbuilt_catalog_says_to_run_modelfn_build(tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_jwt_model_without_issuer_context_fails_naming_the_keys(tmp_path: Path) -> None:
+@pytest.mark.parametrize("generative", [False, True], ids=["api", "generative"])
+def test_jwt_model_without_issuer_context_fails_naming_the_keys(tmp_path: Path, generative: bool) -> None:
+    """A generative model's streaming function verifies tokens itself against the same keys,
+    so it fails just as clearly (never a public URL left unchecked)."""
     catalog = write_catalog(tmp_path, [{"name": "m", "source": "m.onnx", "auth": "jwt"}])
-    write_built_model(tmp_path / "build", "m")
+    if generative:
+        from tests.conftest import TINY_INPUTS, TINY_OUTPUTS, make_tiny_onnx, write_manifest
+        from tests.infra.test_streaming_stack import GENERATION
+
+        make_tiny_onnx(tmp_path / "build" / "models" / "m" / "model.onnx")
+        write_manifest(tmp_path / "build" / "models" / "m", "m", TINY_INPUTS, TINY_OUTPUTS, task="generation",
+                       generation=GENERATION, fit={"memory_mb": 3008, "timeout_s": 20, "image_bytes": 10_000_000})
+    else:
+        write_built_model(tmp_path / "build", "m")
     with pytest.raises(ConfigurationError, match="modelfn:jwt_issuer.*modelfn:jwt_audience"):
         build_app(context=app_context(catalog, tmp_path / "build"), outdir=str(tmp_path / "out"))
 

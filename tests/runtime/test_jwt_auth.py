@@ -137,3 +137,17 @@ def test_settings_come_from_the_environment_and_fail_closed() -> None:
         jwt_auth.settings_from_env({names.ENV_AUTH: "jwt"})
     with pytest.raises(jwt_auth.ConfigurationError, match="https"):
         jwt_auth.settings_from_env({**env, names.ENV_JWT_ISSUER: "http://issuer.example.com"})
+
+
+def test_the_cdk_environment_of_a_jwt_stream_function_is_what_the_runtime_reads() -> None:
+    """One flow: StackSettings' issuer/audiences → function_environment → settings_from_env."""
+    from infra.environment import function_environment
+
+    env = function_environment(model_name="m", kind="stream", auth="jwt",
+                               jwt_issuer="https://issuer.example.com/", jwt_audience=("a", "b"))
+    assert jwt_auth.settings_from_env(env) == JwtSettings("https://issuer.example.com/", ("a", "b"))
+    for kind, auth in (("stream", "iam"), ("stream", "none"), ("api", "jwt")):  # URL or API checks
+        assert jwt_auth.settings_from_env(function_environment(
+            model_name="m", kind=kind, auth=auth, jwt_issuer="https://i.example.com/", jwt_audience=("a",))) is None
+    with pytest.raises(ValueError, match="modelfn:jwt_issuer"):
+        function_environment(model_name="m", kind="stream", auth="jwt")
