@@ -14,6 +14,13 @@ tries and rolls back:
 - **SnapStart** is offered in every commercial Region except Asia Pacific (New Zealand) and
   Asia Pacific (Taipei) (Lambda developer guide, *Improving startup performance with Lambda
   SnapStart*, "Supported Regions").
+- **HTTP API routes and integrations.** Every model's routes and integrations go on the one
+  shared HTTP API, whose "Routes per API" quota is 300 by default (Service Quotas
+  ``L-65B5C802``, raised per API, not per account) and "Integrations per API" 300 (not
+  adjustable) (API Gateway developer guide, *Quotas for configuring and running an HTTP API*).
+  The model stack that crosses either fails to create its routes. Counted from the runtime's
+  route table exactly as the stacks add them (``tests/infra/test_doctor.py`` checks the count
+  against a synthesized app).
 - **SageMaker instance quotas** (Service Quotas, service code ``sagemaker``): "<type> for
   endpoint usage" for real-time and asynchronous endpoints, "<type> for training job usage"
   for training; GPU types start at 0 in new accounts, so CreateEndpoint/CreateTrainingJob
@@ -22,6 +29,7 @@ tries and rolls back:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +45,8 @@ SNAPSTART_UNSUPPORTED_REGIONS = frozenset({"ap-southeast-6", "ap-east-2"})
 #: SageMaker instances one model's endpoints start with / may scale to (sagemaker_endpoint.py,
 #: sagemaker_async_batch.py defaults): real-time 1..4 and asynchronous 0..2, starting at 1.
 ENDPOINT_INSTANCES = (2, 6)
+#: HTTP API quotas (per API): routes (adjustable per API; Service Quotas code) and integrations.
+ROUTES_PER_API, ROUTES_QUOTA_CODE, INTEGRATIONS_PER_API = 300, "L-65B5C802", 300
 
 Level = Literal["ok", "warn", "fail"]
 
@@ -61,6 +71,25 @@ class Needs:
     instances: tuple[tuple[str, str, int, int], ...] = ()
     """(instance type, "endpoint" | "training job", to create, to scale) summed per type."""
     notes: tuple[str, ...] = ()
+    routes: tuple[tuple[str, int, int], ...] = ()
+    """(model or "shared", routes, integrations) each stack adds to the shared HTTP API."""
+
+
+def api_routes(model: str | None, *, control: bool) -> tuple[int, int]:
+    """(routes, integrations) one stack adds to the shared HTTP API: a model's routes and
+    integration (infra/cdk/constructs/model_routes.py) and its control routes and integration
+    (control_api.py); ``model=None``: the shared stack's (the OpenAI router's routes, and the
+    server routes + ``$default`` that the first model's stack carries)."""
+    from layers.openai_router import routes_of
+    from layers.protocols import route_table
+
+    table = route_table()
+    if model is None:
+        return len(routes_of(table)) + len(table.server_gateway_routes()) + 1, 1
+    routes, integrations = len(table.model_gateway_routes(model)), 1
+    if control:
+        routes, integrations = routes + len(table.control_gateway_routes(model)), integrations + 1
+    return routes, integrations
 
 
 @dataclass(frozen=True)
@@ -71,6 +100,8 @@ class AccountFacts:
     sagemaker_quotas: dict[str, float] | None = None
     """quota name → value; None when Service Quotas could not be read."""
     quota_error: str = ""
+    routes_per_api: int | None = None
+    """the account's "Routes per API" for new APIs; None when Service Quotas could not say."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +121,7 @@ def needs_of(catalog: Catalog, build_dir: Path) -> Needs:
     from infra.targets.deploy_spec import NotBuiltError, load_deploy_spec
 
     reservations, provisioned, snapstart, notes = [], [], [], []
+    routes = [("shared", *api_routes(None, control=False))]
     instances: dict[tuple[str, str], list[int]] = {}
 
     def add(instance_type: str, usage: str, create: int, scale: int) -> None:
@@ -118,8 +150,10 @@ def needs_of(catalog: Catalog, build_dir: Path) -> Needs:
         if model.training is not None:  # data-parallel jobs take instance_count instances at once
             count = int(getattr(model.training, "instance_count", 1) or 1)
             add(model.training.instance_type, "training job", count, count)
+        # a control function (training, versions) on every Lambda model and every trained one
+        routes.append((model.name, *api_routes(model.name, control=target == "lambda" or model.training is not None)))
     return Needs(tuple(reservations), tuple(provisioned), tuple(snapstart),
-                 tuple((t, u, c, s) for (t, u), (c, s) in sorted(instances.items())), tuple(notes))
+                 tuple((t, u, c, s) for (t, u), (c, s) in sorted(instances.items())), tuple(notes), tuple(routes))
 
 
 def account_facts(clients: dict[str, Any], region: str) -> AccountFacts:
@@ -133,9 +167,13 @@ def account_facts(clients: dict[str, Any], region: str) -> AccountFacts:
                 quotas[q["QuotaName"]] = float(q["Value"])
     except Exception as exc:  # AccessDenied, or Service Quotas not offered: say so, don't guess
         quotas, error = None, str(exc)
+    routes_per_api = None
+    with contextlib.suppress(Exception):  # unreadable: the check says it assumed the documented default
+        routes_per_api = int(clients["service-quotas"].get_service_quota(
+            ServiceCode="apigateway", QuotaCode=ROUTES_QUOTA_CODE)["Quota"]["Value"])
     return AccountFacts(region=region, concurrency_limit=int(limit["ConcurrentExecutions"]),
                         unreserved=int(limit["UnreservedConcurrentExecutions"]),
-                        sagemaker_quotas=quotas, quota_error=error)
+                        sagemaker_quotas=quotas, quota_error=error, routes_per_api=routes_per_api)
 
 
 def check(needs: Needs, facts: AccountFacts) -> Report:
@@ -180,6 +218,7 @@ def check(needs: Needs, facts: AccountFacts) -> Report:
     elif needs.snapstart:
         findings.append(Finding("ok", "snapstart", f"offered in {facts.region} ({', '.join(needs.snapstart)})"))
     findings += _instance_findings(needs, facts)
+    findings += _api_findings(needs, facts)
     context = {} if reserve else {"modelfn:reserve_concurrency": "false"}
     return Report(tuple(findings), reserve, context)
 
@@ -212,3 +251,45 @@ def _instance_findings(needs: Needs, facts: AccountFacts) -> list[Finding]:
         else:
             out.append(Finding("ok", "sagemaker quotas", f"{name} is {have:g} (needs {scale})"))
     return out
+
+
+def _api_findings(needs: Needs, facts: AccountFacts) -> list[Finding]:
+    if not needs.routes:
+        return []
+    routes = sum(r for _, r, _ in needs.routes)
+    integrations = sum(i for _, _, i in needs.routes)
+    quota = facts.routes_per_api or ROUTES_PER_API
+    assumed = "" if facts.routes_per_api else " (API Gateway's default; Service Quotas could not be read)"
+    models = [(m, r) for m, r, _ in needs.routes if m != "shared"]
+    out = []
+    if integrations > INTEGRATIONS_PER_API:
+        out.append(Finding(
+            "fail", "http api integrations",
+            f"the catalog puts {integrations} integrations on the shared HTTP API; API Gateway allows "
+            f"{INTEGRATIONS_PER_API} per API and does not raise it",
+            "split the catalog into two, each deployed under its own shared stack (`modelfn deploy --stack "
+            "<name>`: its own HTTP API)"))
+    if routes > quota:
+        fits, used = 0, routes - sum(r for _, r in models)
+        for _, r in models:
+            if used + r > quota:
+                break
+            used, fits = used + r, fits + 1
+        out.append(Finding(
+            "fail", "http api routes",
+            f"the catalog puts {routes} routes on the shared HTTP API (shared {routes - sum(r for _, r in models)}, "
+            f"then {_span(r for _, r in models)} per model) but its quota is {quota}{assumed}: the first "
+            f"{fits} models' stacks deploy and the stack of {models[fits][0]!r} fails creating its routes",
+            f"deploy the shared stack, then request 'Routes per API' ({ROUTES_QUOTA_CODE}) of at least {routes} "
+            "for that API in Service Quotas → Amazon API Gateway (it is raised per API), or split the catalog "
+            "under two shared stacks (`modelfn deploy --stack <name>`)"))
+    else:
+        out.append(Finding("ok", "http api routes",
+                           f"{routes} routes and {integrations} integrations on the shared HTTP API; "
+                           f"quota {quota}{assumed}"))
+    return out
+
+
+def _span(values) -> str:
+    values = sorted(values)
+    return f"{values[0]}" if values[0] == values[-1] else f"{values[0]}–{values[-1]}"

@@ -22,7 +22,7 @@ from layers.errors import ModelfnError
 from layers.messages import Reply, Request, json_body, json_reply
 from layers.protocols import Protocol, register
 from layers.protocols import openai_completions as completions
-from layers.routes import GET, POST, Route, Scope
+from layers.routes import ANY, GET, POST, Route, Scope
 
 NAME = "openai"
 PINNED = "/openai/{name}/v1"
@@ -35,16 +35,19 @@ def _route(method: str, path: str, operation: str, **kw) -> Route:
 
 
 ROUTES = (
-    _route(POST, PINNED + "/embeddings", "embeddings", summary="OpenAI embeddings (this model)"),
-    _route(GET, PINNED + "/models", "models", summary="OpenAI model list (this model)"),
-    _route(GET, PINNED + "/models/{model}", "model", summary="OpenAI model card (this model)"),
+    # the pinned form ``/openai/<model>/v1/…`` reaches the model's function through its one
+    # ``ANY /openai/<model>/{proxy+}`` catch-all (routes per API are a quota; see v2's)
+    _route(ANY, "/openai/{name}/{proxy+}", "", summary="any path under a pinned model: its router's 404/405"),
+    _route(POST, PINNED + "/embeddings", "embeddings", gateway=False, summary="OpenAI embeddings (this model)"),
+    _route(GET, PINNED + "/models", "models", gateway=False, summary="OpenAI model list (this model)"),
+    _route(GET, PINNED + "/models/{model}", "model", gateway=False, summary="OpenAI model card (this model)"),
     _route(POST, SHARED + "/embeddings", "embeddings", scope=Scope.BODY, body_field="model",
            summary="OpenAI embeddings, the model named in the body"),
     _route(GET, SHARED + "/models", "models", scope=Scope.CATALOG, summary="OpenAI model list: every model"),
     _route(GET, SHARED + "/models/{model}", "model", scope=Scope.CATALOG, summary="OpenAI model card"),
     # generative models (layers/protocols/openai_completions.py)
-    _route(POST, PINNED + "/completions", "completions", summary="OpenAI completions (this model)"),
-    _route(POST, PINNED + "/chat/completions", "chat_completions", summary="OpenAI chat completions (this model)"),
+    _route(POST, PINNED + "/completions", "completions", gateway=False, summary="OpenAI completions (this model)"),
+    _route(POST, PINNED + "/chat/completions", "chat_completions", gateway=False, summary="OpenAI chat completions (this model)"),
     _route(POST, SHARED + "/completions", "completions", scope=Scope.BODY, body_field="model",
            summary="OpenAI completions, the model named in the body"),
     _route(POST, SHARED + "/chat/completions", "chat_completions", scope=Scope.BODY, body_field="model",
@@ -169,6 +172,8 @@ def document(model) -> dict:
     asked = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"},
              "description": "the model's name (a catalog entry)"}
     for r in ROUTES:
+        if r.catch_all:  # the API's, not a path a client calls
+            continue
         op: dict = {"summary": r.summary, "tags": ["openai"]}
         if r.operation in completions.OPERATIONS:
             op = completions.document(model, r.path, errors(400, 403, 404, 405, 413, 415, 503))

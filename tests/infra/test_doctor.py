@@ -39,7 +39,7 @@ def catalog(tmp_path):
 
 
 def clients(*, limit: int, unreserved: int, quotas: dict | None = None, region: str = "us-east-1",
-            quotas_denied: bool = False) -> dict:
+            quotas_denied: bool = False, routes_per_api: int = 300) -> dict:
     lam = boto3.client("lambda", region_name=region, aws_access_key_id="t", aws_secret_access_key="t")
     sq = boto3.client("service-quotas", region_name=region, aws_access_key_id="t", aws_secret_access_key="t")
     lam_stub, sq_stub = Stubber(lam), Stubber(sq)
@@ -54,6 +54,10 @@ def clients(*, limit: int, unreserved: int, quotas: dict | None = None, region: 
             {"ServiceCode": "sagemaker", "QuotaName": name, "QuotaCode": f"L-{i}", "Value": float(v)}
             for i, (name, v) in enumerate((quotas if quotas is not None else SAGEMAKER_QUOTAS).items())]},
             {"ServiceCode": "sagemaker"})
+    sq_stub.add_response("get_service_quota", {"Quota": {
+        "ServiceCode": "apigateway", "QuotaCode": "L-65B5C802", "QuotaName": "Routes per API",
+        "Value": float(routes_per_api), "Adjustable": True}},
+        {"ServiceCode": "apigateway", "QuotaCode": "L-65B5C802"})
     lam_stub.activate()
     sq_stub.activate()
     return {"lambda": lam, "service-quotas": sq, "region": region}
@@ -132,3 +136,22 @@ def _zip() -> bytes:
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("h.py", "def h(e, c):\n    return {}\n")
     return buf.getvalue()
+
+
+def test_a_catalog_over_the_apis_routes_quota_fails_naming_the_first_model_that_would_not_deploy(tmp_path, capsys):
+    # given 40 Lambda models on one shared HTTP API (300 routes by default)
+    from tests.infra.fabricate import fabricate, model_entries
+
+    catalog, build = fabricate(tmp_path / "many", model_entries(lambda_models=40))
+    c = clients(limit=1000, unreserved=1000)
+    # when the doctor reads the account
+    code = doctor(Namespace(catalog=str(catalog), out=str(build), json=False), c)
+    out = capsys.readouterr().out
+    # then it fails before CloudFormation would, saying which model's stack breaks and the fix
+    assert code == 1
+    [line] = [ln for ln in out.splitlines() if ln.startswith("✗ http api routes")]
+    assert "quota is 300" in line and "the stack of 'lam-032' fails creating its routes" in line
+    assert "Routes per API' (L-65B5C802) of at least" in out
+    # and with the API's quota raised, the same catalog is ready
+    c = clients(limit=1000, unreserved=1000, routes_per_api=500)
+    assert doctor(Namespace(catalog=str(catalog), out=str(build), json=False), c) == 0

@@ -83,3 +83,22 @@ def test_68_models_fit_cloudformation_and_the_largest_template_does_not_grow(bef
     largest = {n: max(_sizes(t).values()) for n, t in (("small", small), ("68", large))}
     assert largest["68"] == largest["small"], largest
     assert large[DEFAULT_STACK_NAME] == small[DEFAULT_STACK_NAME]
+
+
+def test_the_doctor_counts_the_routes_and_integrations_the_stacks_put_on_the_api(before) -> None:
+    """``modelfn doctor``'s count (the HTTP API's 300-routes quota) is what the stacks synthesize."""
+    from infra.catalog import load_catalog
+    from infra.doctor.preflight import needs_of
+
+    root, templates = before
+    catalog, build = fabricate(root / "before", BASE)
+    routes = needs_of(load_catalog(catalog), build).routes
+
+    def count(kind: str) -> int:
+        return sum(r["Type"] == kind for t in templates.values() for r in t["Resources"].values())
+
+    assert sum(r for _, r, _ in routes) == count("AWS::ApiGatewayV2::Route")
+    assert sum(i for _, _, i in routes) == count("AWS::ApiGatewayV2::Integration")
+    # a Lambda model's paths arrive through its catch-alls: 300 routes hold 30+ models, not 16
+    per_model = {m: r for m, r, _ in routes}
+    assert per_model["lam-000"] <= 9, per_model

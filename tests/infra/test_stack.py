@@ -205,10 +205,11 @@ def test_routes_and_auth_follow_the_catalog(template: Template) -> None:
               for r in resources(template, "AWS::ApiGatewayV2::Route").values()}
     for name, auth in (("clf-lambda", "AWS_IAM"), ("heavy-sm", "JWT"), ("open-model", "NONE")):
         base = f"/v2/models/{name}"
-        for key in (f"GET {base}", f"GET {base}/ready", f"POST {base}/infer",
-                    f"GET {base}/versions/{{version}}", f"POST {base}/versions/{{version}}/infer",
-                    f"GET {base}/versions/{{version}}/ready", f"ANY {base}/{{proxy+}}"):
+        # the model's three routes: its metadata and two catch-alls that carry every other path
+        # (infer, ready, versions, generate, the pinned OpenAI form): the API's routes quota
+        for key in (f"GET {base}", f"ANY {base}/{{proxy+}}", f"ANY /openai/{name}/{{proxy+}}"):
             assert routes[key] == auth, key
+        assert f"POST {base}/infer" not in routes
     for key in ("GET /v2/health/live", "GET /v2/health/ready", "GET /openapi.json",
                 "GET /docs", "$default"):
         assert routes[key] == "AWS_IAM"  # the first model's auth

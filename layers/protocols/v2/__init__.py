@@ -2,8 +2,9 @@
 
 Routes (design.md): ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2``,
 ``GET /v2/models/{name}``, ``GET …/ready``, ``POST …/infer`` and the same three under
-``/v2/models/{name}/versions/{version}``; on the API, ``ANY /v2/models/{name}/{proxy+}``
-sends every other path under a model to that model's function (its JSON 404/405). Inference
+``/v2/models/{name}/versions/{version}``; on the API, ``GET /v2/models/{name}`` and
+``ANY /v2/models/{name}/{proxy+}`` send every path under a model to that model's function
+(which routes it, or answers its JSON 404/405). Inference
 is the fast path's route. Request/response bodies are :mod:`layers.v2_wire`'s; the OpenAPI
 fragment is :mod:`.document`'s.
 """
@@ -31,11 +32,15 @@ def _route(method: str, path: str, operation: str, **kw) -> Route:
     return Route(method, path, operation, NAME, **kw)
 
 
-def _model_routes(prefix: str, label: str) -> tuple[Route, ...]:
+def _model_routes(prefix: str, label: str, *, gateway: bool) -> tuple[Route, ...]:
+    """Metadata, readiness and inference under ``prefix``. ``gateway``: the metadata path gets
+    its own API Gateway route; the others arrive through the model's ``{proxy+}`` catch-all
+    (HTTP API's routes per API are a quota, 300 by default: a route per path and model would
+    cap a catalog at about 16 Lambda models)."""
     return (
-        _route(GET, prefix, "model_metadata", summary=f"Model metadata{label}"),
-        _route(GET, f"{prefix}/ready", "model_ready", summary=f"Model readiness{label}"),
-        _route(POST, f"{prefix}/infer", "infer", fast=True, summary=f"Inference{label}"),
+        _route(GET, prefix, "model_metadata", gateway=gateway, summary=f"Model metadata{label}"),
+        _route(GET, f"{prefix}/ready", "model_ready", gateway=False, summary=f"Model readiness{label}"),
+        _route(POST, f"{prefix}/infer", "infer", fast=True, gateway=False, summary=f"Inference{label}"),
     )
 
 
@@ -44,10 +49,12 @@ ROUTES = (
     _route(GET, "/v2/health/live", "live", scope=Scope.SERVER, summary="Liveness"),
     _route(GET, "/v2/health/ready", "ready", scope=Scope.SERVER, summary="Readiness"),
     _route(GET, "/v2", "server_metadata", scope=Scope.SERVER, gateway=False, summary="Server metadata"),
-    *_model_routes(MODEL, ""),
-    *_model_routes(MODEL + "/versions/{version}", " of one version"),
-    # generative models (Triton's generate extension, .generate); on the API through the
-    # catch-all below, so they add no route per model
+    # ``GET /v2/models/<name>`` is the one path under a model that ``{proxy+}`` (one or more
+    # segments) does not match: it keeps its own route; everything else under the model,
+    # generative models' generate routes (Triton's generate extension, .generate) included,
+    # arrives through the catch-all, so a model costs the API two V2 routes
+    *_model_routes(MODEL, "", gateway=True),
+    *_model_routes(MODEL + "/versions/{version}", " of one version", gateway=False),
     _route(POST, MODEL + "/generate", "generate", gateway=False, summary="Generate text (generative models)"),
     _route(POST, MODEL + "/generate_stream", "generate_stream", gateway=False,
            summary="Generate text as server-sent events (generative models)"),
