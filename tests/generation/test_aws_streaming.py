@@ -124,6 +124,27 @@ def test_a_jwt_models_function_url_streams_for_a_valid_token_and_refuses_others(
         assert json.loads(head)["statusCode"] == 401 and json.loads(body) == {"message": "Unauthorized"}
 
 
+def test_the_stock_openai_client_streams_from_a_jwt_models_function_url_with_its_token(jwt_runtime):
+    """The user's view: ``OpenAI(base_url=<StreamUrl>/openai/v1, api_key=<JWT>)`` (the client
+    sends it as ``Authorization: Bearer``) streams; a token for another audience is the
+    client's AuthenticationError (401)."""
+    from openai import AuthenticationError, OpenAI
+
+    from tests.helpers.function_url import FunctionUrl
+
+    api, issuer = jwt_runtime
+    request = {"model": NAME, "prompt": "the quick brown fox", "max_tokens": 12, "temperature": 0}
+    with FunctionUrl(api) as url:
+        client = OpenAI(base_url=f"{url.url}/openai/v1", api_key=issuer.token(), max_retries=0)
+        whole = client.completions.create(**request).choices[0].text
+        chunks = list(client.completions.create(**request, stream=True))
+        assert "".join(c.choices[0].text for c in chunks) == whole and len(chunks) >= 3
+        other = OpenAI(base_url=f"{url.url}/openai/v1", api_key=issuer.token(aud="someone-else"), max_retries=0)
+        with pytest.raises(AuthenticationError) as info:
+            other.completions.create(**request, stream=True)
+        assert info.value.status_code == 401 and "Unauthorized" in str(info.value)
+
+
 @pytest.fixture(scope="module")
 def container(llama):
     """The SageMaker container's server (functions/sagemaker/serve.py) on a free port."""
