@@ -73,9 +73,7 @@ def check_header(t: Any, spec: TensorSpec | None = None) -> tuple[str, tuple[int
     if not isinstance(name, str):
         raise BadRequest("an input has no \"name\" string; give each input the name the model expects.")
     shape = t.get("shape")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
+    if not isinstance(shape, list) or not _is_dims(shape):
         raise BadRequest(
             f"input {name!r}: \"shape\" must be a list of non-negative integers (e.g. [1, 4]); got {shape!r}."
         )
@@ -90,6 +88,17 @@ def check_header(t: Any, spec: TensorSpec | None = None) -> tuple[str, tuple[int
     else:
         to_numpy_dtype(datatype)
     return name, tuple(shape), datatype
+
+
+def _is_dims(shape: list) -> bool:
+    """Every element a non-negative integer (``bool`` is not one); a loop, not ``all()`` over a
+    generator: this runs on every request."""
+    for d in shape:
+        if type(d) is not int and (isinstance(d, bool) or not isinstance(d, int)):
+            return False
+        if d < 0:
+            return False
+    return True
 
 
 def check_shape(name: str, shape: tuple[int, ...], spec: TensorSpec) -> None:

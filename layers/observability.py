@@ -172,22 +172,34 @@ class Observability:
         Lambda context's keys and ``cold_start`` on every log line. Function name and memory do not
         change within a process, so they are appended on the first call; later calls append the
         request id, the invoked ARN (an alias or version may differ per call) and ``cold_start``:
-        3 µs a request instead of 11 (``bench/bench_request_path.py``). With
+        3 µs a request instead of 11 (``bench/bench_request_path.py``). ``cold_start`` is read
+        from Powertools' flag only while it can change (the first request, and the one after a
+        SnapStart restore resets it), and the keys go to the formatter found on the first call,
+        not through the Logger's handler lookup on every request. With
         ``POWERTOOLS_LOGGER_LOG_EVENT`` on, Powertools' own decorator is used, event logging and all."""
         logger = self.logger
         if strtobool(os.environ.get(_LOG_EVENT_ENV, "false")):
             return logger.inject_lambda_context(handler, clear_state=False)
         first = [True]
+        last_cold = [False]  # the cold_start value on the log lines
+        formatter: list = []  # Powertools' formatter, whose keys every line carries
 
         @functools.wraps(handler)
         def keyed(event: Any, context: Any) -> Any:
-            cold = _powertools_logger._is_cold_start()  # the flag inject_lambda_context reads
             if first[0]:
                 first[0] = False
+                cold = last_cold[0] = _powertools_logger._is_cold_start()  # the flag inject_lambda_context reads
                 logger.append_keys(cold_start=cold, **build_lambda_context_model(context).__dict__)
+                formatter.append(logger.registered_formatter)
             else:
-                logger.append_keys(cold_start=cold, function_request_id=context.aws_request_id,
-                                   function_arn=context.invoked_function_arn)
+                keys = formatter[0]
+                if last_cold[0] or _powertools_logger.is_cold_start:  # a SnapStart restore resets it
+                    cold = last_cold[0] = _powertools_logger._is_cold_start()
+                    keys.append_keys(cold_start=cold, function_request_id=context.aws_request_id,
+                                     function_arn=context.invoked_function_arn)
+                else:
+                    keys.append_keys(function_request_id=context.aws_request_id,
+                                     function_arn=context.invoked_function_arn)
                 if logger.sampling_rate:
                     logger.refresh_sample_rate_calculation()
             return handler(event, context)
@@ -222,17 +234,20 @@ class Observability:
         self._pending, self._metadata = {}, {}
         if self._metrics_disabled:
             return
-        key = tuple((name, unit) for name, (unit, _) in pending.items())
-        fields, directive = self._template(key)
-        doc = {"_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": directive},
-               **fields, **metadata}
-        for name, (_, values) in pending.items():
-            doc[name] = values
-        sys.stdout.write(_emf_line(doc) + "\n")
+        head, bare, fields = self._template(tuple([(name, entry[0]) for name, entry in pending.items()]))
+        values = {**metadata}
+        for name, (_, v) in pending.items():
+            values[name] = v
+        if fields.keys().isdisjoint(values):
+            line = head + _emf_line(values)[1:]
+        else:  # a metadata key that is also a dimension field: it replaces the field, as in a dict
+            line = bare + _emf_line({**fields, **values})[1:]
+        sys.stdout.write(f"{_EMF_TIMESTAMP}{int(time.time() * 1000)}{line}\n")
 
-    def _template(self, key: tuple) -> tuple[dict, list]:
-        """(dimension fields, ``CloudWatchMetrics`` directive) for the metric names and units in
-        ``key``, as Powertools' ``serialize_metric_set`` writes them for the current dimensions."""
+    def _template(self, key: tuple) -> tuple[str, str, dict]:
+        """The EMF line's text from the timestamp to this request's values for the metric names
+        and units in ``key``, as Powertools' ``serialize_metric_set`` writes it for the current
+        dimensions: (with the dimension fields, without them, the fields)."""
         metrics = self.metrics
         if metrics.dimension_set != self._dimensions:
             self._templates.clear()
@@ -247,8 +262,14 @@ class Observability:
             self._dimensions = dict(metrics.dimension_set)  # serializing may add ``service``
             names_ = {name for name, _ in key}
             fields = {k: v for k, v in doc.items() if k != "_aws" and k not in names_}
-            found = self._templates[key] = (fields, doc["_aws"]["CloudWatchMetrics"])
+            bare = f',"CloudWatchMetrics":{_emf_line(doc["_aws"]["CloudWatchMetrics"])}}},'
+            head = bare + _emf_line(fields)[1:-1] + "," if fields else bare
+            found = self._templates[key] = (head, bare, fields)
         return found
+
+
+#: how every EMF line starts (the timestamp follows)
+_EMF_TIMESTAMP = '{"_aws":{"Timestamp":'
 
 
 _shared: Observability | None = None

@@ -162,6 +162,19 @@ class TestInferValidation:
             m.infer({"x": x})
         assert m.infer({"x": x}, allow_nonfinite=True)["probs"].shape == (2, 3)
 
+    @pytest.mark.parametrize("size", [4, 64, 20_000])  # the dot path and the float64-sum path
+    @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+    def test_the_finiteness_check_is_exact(self, size, dtype):
+        from layers.model import _all_finite
+
+        # large finite values whose squares or sum overflow are still finite
+        big = np.full(size, np.finfo(dtype).max / 2, dtype)
+        assert _all_finite(big) and _all_finite(-big) and _all_finite(np.zeros(size, dtype))
+        for bad in (np.nan, np.inf, -np.inf):
+            x = np.ones(size, dtype)
+            x[size // 2] = bad
+            assert not _all_finite(x) and not _all_finite(x.reshape(-1, 2))
+
     def test_output_selection(self, m):
         assert list(m.infer({"x": np.ones((1, 4), np.float32)}, ["probs"])) == ["probs"]
         with pytest.raises(BadRequest, match="produces \\['probs'\\]"):

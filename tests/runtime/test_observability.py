@@ -153,6 +153,25 @@ def test_every_request_logs_its_own_context_keys(obs, lambda_context):
     assert seen[1]["function_memory_size"] == lambda_context.memory_limit_in_mb
 
 
+def test_a_snapstart_restore_makes_the_next_request_cold_again(obs, lambda_context):
+    import dataclasses
+
+    from aws_lambda_powertools.logging import logger as powertools_logger
+
+    # given an entry point that served its cold request and a warm one
+    powertools_logger.is_cold_start = True
+    seen = []
+    wrapped = obs.entry_point(lambda event, context: seen.append(obs.logger.get_current_keys()["cold_start"]))
+    for i in range(2):
+        wrapped({}, dataclasses.replace(lambda_context, aws_request_id=f"r{i}"))
+    # when a SnapStart restore resets Powertools' flag (layers.snapstart) and two more requests come
+    powertools_logger.is_cold_start = True
+    for i in range(2, 4):
+        wrapped({}, dataclasses.replace(lambda_context, aws_request_id=f"r{i}"))
+    # then the first after the restore is logged cold and the next warm again
+    assert seen == [True, False, True, False]
+
+
 def test_log_event_setting_still_logs_the_event(monkeypatch, lambda_context):
     monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
     observability.reset()
