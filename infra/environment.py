@@ -27,6 +27,7 @@ def function_environment(
     auth: str | None = None,
     jwt_issuer: str | None = None,
     jwt_audience: Sequence[str] = (),
+    execution_provider: str | None = None,
 ) -> dict[str, str]:
     """Environment variables for one model's function of ``kind``.
 
@@ -42,6 +43,9 @@ def function_environment(
         context's issuer and audiences (stream only): ``jwt`` makes the streaming function verify
         bearer tokens itself (its URL has auth NONE: function URLs have no JWT authorizer);
         default: no verification (``iam``/``none`` URLs, the local stack).
+    :param execution_provider: ``cpu`` or ``cuda`` (the plan's
+        :attr:`~infra.targets.plan.ImagePlan.execution_provider`: where a generative model's
+        decoding loop runs); default: unset, which the runtime reads as ``cpu``.
     """
     env = {
         names.ENV_MODEL_DIR: model_dir,
@@ -49,6 +53,10 @@ def function_environment(
         names.ENV_POWERTOOLS_NAMESPACE: names.METRICS_NAMESPACE,
         "POWERTOOLS_LOG_LEVEL": "INFO",
     }
+    if execution_provider is not None:
+        if execution_provider not in names.EXECUTION_PROVIDERS:
+            raise ValueError(f"execution_provider {execution_provider!r} is not one of {names.EXECUTION_PROVIDERS}")
+        env[names.ENV_EXECUTION_PROVIDER] = execution_provider
     if kind == "batch":
         env[names.ENV_IDEMPOTENCY_TABLE] = idempotency_table or names.DEFAULT_IDEMPOTENCY_TABLE
         env[names.ENV_BATCH_RETRY_DELAY_S] = str(batch_retry_delay_s or names.DEFAULT_BATCH_RETRY_DELAY_S)

@@ -22,6 +22,15 @@ the measurements are in :mod:`layers.model`'s docstring)."""
 ENV_LAMBDA_MEMORY = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 """Set by Lambda: the function's memory in MB, which sets its CPU share (:data:`LAMBDA_MB_PER_VCPU`)."""
 
+ENV_EXECUTION_PROVIDER = "MODELFN_EXECUTION_PROVIDER"
+"""Where a generative model's decoding loop runs: ``cpu`` (default: Lambda, CPU instances, the
+local stack) or ``cuda`` (a SageMaker GPU instance, ``ml.g*``/``ml.p*``). Set from the plan
+(:attr:`infra.targets.plan.ImagePlan.execution_provider`); ``cuda`` where the image's
+onnxruntime-genai has no CUDA or no GPU is visible fails the start with the reason."""
+
+EXECUTION_PROVIDERS = ("cpu", "cuda")
+"""The values of :data:`ENV_EXECUTION_PROVIDER` (onnxruntime-genai's provider names)."""
+
 ENV_SAM_LOCAL = "AWS_SAM_LOCAL"
 """Set by ``sam local``: Lambda's environment, but on a host shared with everything else."""
 

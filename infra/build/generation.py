@@ -23,6 +23,7 @@ from typing import Any
 from infra.build import artifact
 from infra.catalog import GenerationSpec, ModelSpec
 from infra.kinds import generation as contract
+from infra.targets import provider
 from infra.tasks.detect import HfTask
 from layers.manifest import folder_sha256, sha256_file
 from layers.names import GENERATION_DIR
@@ -32,8 +33,15 @@ SOURCE_FILES = ("config.json", "generation_config.json", "tokenizer.json", "toke
                 "chat_template.jinja", "special_tokens_map.json")
 #: Files the genai folder takes from the source directory as they are.
 COPIED = ("generation_config.json", "chat_template.jinja")
-#: onnxruntime-genai's builder: the precisions modelfn asks it for on CPU.
-PRECISIONS = ("fp32", "int4", "int8")
+#: onnxruntime-genai's builder: the precisions modelfn asks it for, per execution provider
+#: (``-e``). The CUDA variant's unquantized form is fp16: genai 0.18's builder writes an invalid
+#: graph for ``-p fp32 -e cuda`` ("Graph output (present.0.key) does not exist"), and fp16 is
+#: what its CUDA attention kernels take.
+PRECISIONS = {"cpu": ("fp32", "int4", "int8"), "cuda": ("fp16", "int4", "int8")}
+#: the unquantized precision each provider's folder ships when no weight-only candidate does
+BASE_PRECISION = {"cpu": "fp32", "cuda": "fp16"}
+#: genai_config's provider options for a CUDA folder (what the builder writes for ``-e cuda``)
+CUDA_PROVIDER_OPTIONS = [{"cuda": {"enable_cuda_graph": "0"}}]
 
 
 class GenerationBuildError(RuntimeError):
@@ -78,14 +86,17 @@ def cache_key(spec: ModelSpec, source: Path) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def run_builder(source: Path, out: Path, precision: str, cache: Path, extra: dict[str, str] | None = None) -> None:
-    """``python -m onnxruntime_genai.models.builder -i source -o out -p precision -e cpu`` in a
-    child process (its torch load and memory stay out of the build's); its output is kept only
-    to explain a failure."""
-    if precision not in PRECISIONS:
-        raise GenerationBuildError(f"precision {precision!r} is not one of {PRECISIONS}")
+def run_builder(source: Path, out: Path, precision: str, cache: Path, extra: dict[str, str] | None = None,
+                provider: str = "cpu") -> None:
+    """``python -m onnxruntime_genai.models.builder -i source -o out -p precision -e provider`` in
+    a child process (its torch load and memory stay out of the build's); its output is kept only
+    to explain a failure. ``-e cuda`` needs no GPU: the builder only writes the graph (fp16
+    activations, CUDA's attention layout) and genai_config's CUDA provider options."""
+    if precision not in PRECISIONS.get(provider, ()):
+        raise GenerationBuildError(f"precision {precision!r} on {provider!r} is not one of "
+                                   f"{PRECISIONS.get(provider, PRECISIONS['cpu'])}")
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(source), "-o", str(out),
-           "-p", precision, "-e", "cpu", "-c", str(cache)]
+           "-p", precision, "-e", provider, "-c", str(cache)]
     if extra:
         cmd += ["--extra_options", *(f"{k}={v}" for k, v in extra.items())]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -148,19 +159,36 @@ def eos_ids(source: Path, config: dict[str, Any]) -> list[int]:
     return [int(v) for v in (value if isinstance(value, list) else [value])]
 
 
-def export(hf: HfTask, out: Path, precision: str, context: int, work: Path) -> dict[str, Any]:
-    """The genai folder for ``hf`` at ``precision`` in ``out``; returns how it was made."""
+def base_precision(hf: HfTask, provider: str) -> str:
+    """The unquantized precision of ``provider``'s folder (modelfn's own GPT-2 export is fp32
+    everywhere: plain ONNX ops, which CUDA runs in fp32)."""
+    return "fp32" if hf.architecture in contract.OWN_EXPORT_FAMILIES else BASE_PRECISION[provider]
+
+
+def export(hf: HfTask, out: Path, precision: str, context: int, work: Path, provider: str = "cpu") -> dict[str, Any]:
+    """The genai folder for ``hf`` at ``precision`` for ``provider`` in ``out``; returns how it
+    was made."""
     family = contract.family_of(hf.architecture)
     if hf.architecture in contract.OWN_EXPORT_FAMILIES:
         from infra.build import generation_gpt2
 
         generation_gpt2.export(hf.model_dir, out, precision, context)
         made_by = f"modelfn {family} export (onnxruntime-genai {genai_version()} runs it)"
+        if provider == "cuda":
+            _mark_cuda(out)
     else:
-        run_builder(hf.model_dir, out, precision, work / "hf_cache")
+        run_builder(hf.model_dir, out, precision, work / "hf_cache", provider=provider)
         made_by = f"onnxruntime-genai {genai_version()} model builder"
     finish_folder(hf.model_dir, out, context)
-    return {"family": family, "builder": made_by}
+    return {"family": family, "builder": made_by + (" (-e cuda)" if provider == "cuda" else "")}
+
+
+def _mark_cuda(folder: Path) -> None:
+    """genai_config's decoder asks for CUDA (what genai's builder writes for ``-e cuda``)."""
+    path = folder / "genai_config.json"
+    cfg = json.loads(path.read_text())
+    cfg["model"]["decoder"].setdefault("session_options", {})["provider_options"] = CUDA_PROVIDER_OPTIONS
+    path.write_text(json.dumps(cfg, indent=4) + "\n")
 
 
 def folder_bytes(folder: Path) -> int:
@@ -197,13 +225,16 @@ def build(job: Any, hf: HfTask) -> None:
     if not job.force and (cached := artifact.reusable(job.target, key)):
         job.reuse(cached)
         return
+    prov = provider.execution_provider(target=spec.target, instance_type=spec.instance_type)
     job.stage(name, "convert")
     fp32 = job.work / "fp32"
     made = export(hf, fp32, "fp32", context, job.work)
     prompts, text = generation_gate.validation(spec.validation)
     job.stage(name, "quantize")
-    choice = generation_gate.choose(spec, hf, fp32, context, job.work, prompts, text,
+    choice = generation_gate.choose(spec, hf, fp32, context, job.work, prompts, text, provider=prov,
                                     progress=lambda what: job.stage(name, what))
+    if prov == provider.CUDA:
+        made["builder"] += " (-e cuda)"
     shipped = choice.folder
     job.stage(name, "measure")
     prompt = prompts[0] if prompts else generation_measure.DEFAULT_PROMPT
@@ -222,7 +253,7 @@ def build(job: Any, hf: HfTask) -> None:
         "precision": choice.precision, "max_context": context, "max_tokens_default": gen.max_tokens,
         "eos_token_ids": eos_ids(hf.model_dir, config), "bos_token_id": config.get("bos_token_id"),
         "pad_token_id": config.get("pad_token_id"), "has_chat_template": chat_template(hf.model_dir) is not None,
-        "builder": made["builder"], "gate": choice.gate,
+        "builder": made["builder"], "gate": choice.gate, "execution_provider": prov,
         "defaults": {k: v for k in ("temperature", "top_p", "top_k") if (v := getattr(gen, k)) is not None},
     }
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.build import fit as tensor_fit
+from infra.targets import provider
 from layers import names
 
 RUNTIME_MB = 400  # python + onnxruntime-genai + tokenizer, resident before the model
@@ -78,7 +79,9 @@ def recommend(*, folder: Path, context: int, max_tokens: int, speed: dict[str, A
          f"{rate} tokens/s on the build host) vs Lambda's {names.LAMBDA_MAX_TIMEOUT_S} s"),
         (response_b <= names.LAMBDA_SYNC_PAYLOAD_BYTES,
          f"a {max_tokens}-token answer ≈ {response_b / 1024:.0f} KB vs 6 MB"),
-        (not gpu, f"GPU required (instance_type {instance_type}: CUDA provider)" if gpu else "no GPU required"),
+        (not gpu, (f"GPU required (instance_type {instance_type}: "
+                   f"{'CUDA provider' if provider.is_cuda_instance(instance_type) else 'an accelerator'})")
+         if gpu else "no GPU required"),
     ]
     if min_tokens_per_s is not None:
         checks.append((rate is not None and rate >= min_tokens_per_s,
@@ -97,7 +100,8 @@ def recommend(*, folder: Path, context: int, max_tokens: int, speed: dict[str, A
         "completion_s": round(completion_s, 3) if math.isfinite(completion_s) else None,
         "unstreamed_fits_http_api": unstreamed,
         "ttft_ms": speed["ttft_ms"], "tokens_per_s": rate, "gpu_required": gpu,
-        "execution_provider": "cuda" if gpu else "cpu", "instance_type": instance_type,
+        "execution_provider": provider.execution_provider(target=target, instance_type=instance_type),
+        "instance_type": instance_type,
         "measured_on": {"cpu": speed.get("cpu"), "load_average": speed.get("load_average")},
     }
     return target, reasons, fit

@@ -16,6 +16,12 @@ computed from the decoders' logits with onnxruntime (one forward pass over each 
 empty KV cache). The smallest candidate that passes the tolerance ships (memory is
 what keeps a language model off Lambda); none passing → fp32 with the ``fallback_reason``
 (``strict: true``: the build fails). No validation text → fp32, and the reason says to add it.
+
+A model placed on a GPU instance type (:func:`infra.targets.provider.execution_provider`) is
+built as onnxruntime-genai's CUDA variant (``-e cuda``; the builder needs no GPU): its
+candidates and its unquantized folder (fp16: CUDA's attention kernels take no fp32) are CUDA
+graphs, gated here on the CPU (onnxruntime's CPU kernels run them) against the CPU fp32
+reference, so the figures are the fp16 graph's, measured on the CPU.
 """
 
 from __future__ import annotations
@@ -188,14 +194,15 @@ def compare(ref: dict[str, Any], candidate: Path) -> dict[str, float]:
 
 
 def choose(spec: ModelSpec, hf: HfTask, fp32: Path, context: int, work: Path, prompts: list[str],
-           texts: list[str], *, progress: Callable[[str], None] = lambda what: None) -> Choice:
-    """Make, gate and pick the weight-only candidate that ships (else fp32, with the reason)."""
+           texts: list[str], *, provider: str = "cpu",
+           progress: Callable[[str], None] = lambda what: None) -> Choice:
+    """Make, gate and pick the weight-only candidate that ships (else the unquantized folder,
+    with the reason). ``provider`` ``cuda``: every candidate is onnxruntime-genai's CUDA variant
+    (``-e cuda``: fp16 activations, CUDA's attention) and the unquantized folder, made only when
+    it ships, is its fp16 build (fp32 for modelfn's GPT-2 export), gated like the candidates when
+    there is validation text; all are judged here on the CPU against the CPU fp32 reference."""
     from infra.build import accuracy
-    from infra.build.generation import (
-        GenerationBuildError,
-        export,
-        folder_bytes,
-    )
+    from infra.build.generation import GenerationBuildError, base_precision, export, folder_bytes
 
     if spec.quantize == "static":
         raise GenerationGateError(f"model {spec.name!r}: quantize: static has no meaning for a generation "
@@ -205,23 +212,51 @@ def choose(spec: ModelSpec, hf: HfTask, fp32: Path, context: int, work: Path, pr
     quant: dict[str, Any] = {"requested": spec.quantize, "weight_only": True, "candidates": []}
     gate = {"data": str(spec.validation.name) if spec.validation else None, "prompts": len(prompts),
             "continuation_tokens": CONTINUATION, "tolerance": tolerance.model_dump(exclude_none=True)}
-    if not modes:
+    prefix = "" if provider == "cpu" else f"{provider}-"
+    ref: dict[str, Any] | None = None
+
+    def unquantized(fallback_reason: str | None) -> Choice:
+        """What ships without a passing candidate: fp32, or the CUDA variant's base (gated)."""
         quant["mode"] = "none"
-        return Choice(folder=fp32, precision="fp32", quantization=quant, gate=gate)
+        if fallback_reason:
+            quant["fallback_reason"] = fallback_reason
+        if provider == "cpu":
+            return Choice(folder=fp32, precision="fp32", quantization=quant, gate=gate)
+        mode = base_precision(hf, provider)
+        progress(f"convert {mode} ({provider})")
+        folder = work / f"{prefix}{mode}"
+        export(hf, folder, mode, context, work, provider)
+        base: dict[str, Any] = {"mode": mode, "provider": provider, "size_bytes": folder_bytes(folder)}
+        figures: dict[str, float] = {}
+        if ref is not None or prompts:
+            progress(f"gate {mode}")
+            figures = {k: round(v, 6) for k, v in compare(ref or reference(fp32, prompts, texts, context),
+                                                           folder).items()}
+            result = accuracy.check(figures, tolerance)
+            base.update(figures=figures, verdict="ok" if result.passed else f"gate failed ({result.reason})")
+            if not result.passed and spec.strict:
+                raise GenerationGateError(
+                    f"model {spec.name!r}: strict: true and the {provider} variant's {mode} failed the generation "
+                    f"gate ({result.reason}); loosen 'tolerance' or set strict: false")
+        quant["base"] = base
+        if fallback_reason:
+            quant["fallback_reason"] = fallback_reason.replace("shipped fp32", f"shipped {mode}", 1)
+        return Choice(folder=folder, precision=mode, quantization=quant, figures=figures, gate=gate)
+
+    if not modes:
+        return unquantized(None)
     if not prompts:
-        quant.update(mode="none", fallback_reason=(
-            "shipped fp32: no validation text to gate int4/int8 with; add 'validation' (a .txt, one prompt a "
-            "line) to the catalog entry"))
-        return Choice(folder=fp32, precision="fp32", quantization=quant, gate=gate)
+        return unquantized("shipped fp32: no validation text to gate int4/int8 with; add 'validation' (a .txt, "
+                           "one prompt a line) to the catalog entry")
     progress("gate: fp32 reference")
     ref = reference(fp32, prompts, texts, context)
     passing: list[tuple[int, str, Path, dict[str, float]]] = []
     for mode in modes:
         progress(f"quantize {mode}")
-        folder = work / mode
+        folder = work / f"{prefix}{mode}"
         info: dict[str, Any] = {"mode": mode}
         try:
-            export(hf, folder, mode, context, work)
+            export(hf, folder, mode, context, work, provider)
         except GenerationBuildError as exc:
             info["verdict"] = f"not shippable: {exc}"
             quant["candidates"].append(info)
@@ -243,6 +278,5 @@ def choose(spec: ModelSpec, hf: HfTask, fp32: Path, context: int, work: Path, pr
     if spec.strict:
         raise GenerationGateError(f"model {spec.name!r}: strict: true and no weight-only candidate passed the "
                                   f"generation gate ({why}); loosen 'tolerance' (top1_agreement, "
-                                  "max_perplexity_ratio) or set strict: false to ship fp32")
-    quant.update(mode="none", fallback_reason=f"shipped fp32: {why}")
-    return Choice(folder=fp32, precision="fp32", quantization=quant, gate=gate)
+                                  "max_perplexity_ratio) or set strict: false to ship the unquantized model")
+    return unquantized(f"shipped fp32: {why}")

@@ -2,7 +2,8 @@
 
 Greedy decoding of :data:`NEW_TOKENS` tokens after a prompt (the validation text's first line
 when the catalog has one), repeated :data:`REPEATS` times; the medians are reported with the
-spread, the CPU model and the load average (the build host is often shared)."""
+spread, the CPU model and the load average (the build host is often shared). Always on the
+CPU: a CUDA variant's figures here are its fp16 graph on the build host's CPU, not a GPU's."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def speed(folder: Path, prompt: str = DEFAULT_PROMPT, new_tokens: int = NEW_TOKE
     import onnxruntime_genai as og
 
     started = time.perf_counter()
-    model = og.Model(str(folder))
+    config = og.Config(str(folder))
+    config.clear_providers()  # the build host's CPU, whatever the folder was built for (a CUDA variant too)
+    model = og.Model(config)
     tokenizer = og.Tokenizer(model)
     load_s = time.perf_counter() - started
     ids = list(tokenizer.encode(prompt)) or [0]
@@ -64,5 +67,5 @@ def speed(folder: Path, prompt: str = DEFAULT_PROMPT, new_tokens: int = NEW_TOKE
         "tokens_per_s": round(statistics.median(rates), 1) if rates else None,
         "tokens_per_s_range": [round(min(rates), 1), round(max(rates), 1)] if rates else None,
         "prompt_tokens": len(ids), "new_tokens": new_tokens, "repeats": repeats,
-        "cpu": cpu_model(), "load_average": [round(x, 2) for x in os.getloadavg()],
+        "provider": "cpu", "cpu": cpu_model(), "load_average": [round(x, 2) for x in os.getloadavg()],
     }

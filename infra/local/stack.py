@@ -25,6 +25,7 @@ from infra.local.function_pool import FunctionPool, FunctionSpec
 from infra.local.gateway import Gateway, LambdaIntegration, Routes
 from infra.local.s3 import CREDENTIALS, LocalAws, QueuePoller, QueueSettings
 from infra.local.sagemaker import SageMakerIntegration, SageMakerServer
+from infra.targets.provider import local_provider
 from layers import names
 from layers.manifest import Manifest, ManifestError, read_manifest
 from layers.openai_router import Deployed
@@ -161,7 +162,10 @@ class LocalStack:
                 continue
             if svc.target == "sagemaker":
                 env = function_environment(model_name=svc.name, kind="sagemaker",
-                                           model_dir=str(self._model_dir(svc.name)))
+                                           model_dir=str(self._model_dir(svc.name)),
+                                           execution_provider=local_provider(
+                                               svc.plan.image.execution_provider, model=svc.name,
+                                               containers=self.containers is not None))
                 server = (self.containers.sagemaker_server(svc.name, self._model_dir(svc.name))
                           if self.containers else SageMakerServer)
                 svc.sagemaker = server(svc.name, {**env, **self._aws_env()}, str(self.cwd),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from infra.catalog import DEFAULT_BATCH, BatchSpec, Catalog, ModelSpec, TrainingSpec
+from infra.targets import provider
 from layers import names
 from layers.manifest import Manifest, ManifestError, read_manifest
 
@@ -77,6 +78,21 @@ def _target(spec: ModelSpec, manifest: Manifest) -> Literal["lambda", "sagemaker
     return "sagemaker" if manifest.target == "sagemaker" else "lambda"
 
 
+def _check_provider(spec: ModelSpec, manifest: Manifest, target: str) -> None:
+    """A generative model's folder is built for one provider (CUDA: fp16 activations and CUDA
+    attention); deploying it where the plan runs the other needs a rebuild, said here at synth."""
+    block = manifest.extra.get("generation")
+    if manifest.extra.get("task") != "generation" or not isinstance(block, dict):
+        return
+    built = block.get("execution_provider", provider.CPU)
+    wanted = provider.execution_provider(target=target, instance_type=spec.instance_type)
+    if built != wanted:
+        raise NotBuiltError(
+            f"model {spec.name!r} was built for {built} but its catalog entry places it on {wanted} "
+            f"(target {target}, instance_type {spec.instance_type}); rebuild it with "
+            f"`modelfn build --model {spec.name} --force`.")
+
+
 def load_deploy_spec(spec: ModelSpec, build_dir: Path) -> DeploySpec:
     """One model's deploy spec from its catalog entry and ``build_dir/models/<name>``."""
     model_dir = Path(build_dir) / "models" / spec.name
@@ -93,6 +109,7 @@ def load_deploy_spec(spec: ModelSpec, build_dir: Path) -> DeploySpec:
             f"rebuild with `modelfn build --model {spec.name} --force`."
         )
     target = _target(spec, manifest)
+    _check_provider(spec, manifest, target)
     memory_mb, memory_source = _memory(spec, manifest)
     timeout_s = _timeout(spec, manifest)
     return DeploySpec(

@@ -95,6 +95,12 @@ class ImagePlan:
     kind: Literal["lambda", "sagemaker"]
     architecture: Literal["x86_64", "arm64"]
     gpu: bool = False
+    """A SageMaker GPU instance type: the image carries the CUDA closure."""
+
+    @property
+    def execution_provider(self) -> Literal["cpu", "cuda"]:
+        """What the serving container runs on (:data:`layers.names.ENV_EXECUTION_PROVIDER`)."""
+        return "cuda" if self.gpu else "cpu"
 
 
 @dataclass(frozen=True)

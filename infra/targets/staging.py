@@ -36,6 +36,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from infra.targets import provider
 from layers import names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -160,8 +161,9 @@ _FROM_RUNTIME = re.compile(rf"^\s*FROM\s+{RUNTIME_STAGE}\s*$", re.IGNORECASE)
 DEFAULT_PYTHON_BASE = "public.ecr.aws/lambda/python:3.13"
 CPU_LOCK = "layers/requirements.lock"
 GPU_LOCK = "layers/requirements-gpu.lock"
-#: SageMaker instance families with NVIDIA GPUs: their image carries onnxruntime-gpu + CUDA.
-CUDA_FAMILIES = ("ml.g", "ml.p")
+#: SageMaker instance families with NVIDIA GPUs (:mod:`infra.targets.provider`): their image
+#: carries onnxruntime-gpu + CUDA.
+CUDA_FAMILIES = provider.CUDA_FAMILIES
 
 
 def compose_dockerfile(base: str, model: str, *, runtime_image: str | None = None) -> str:
@@ -185,8 +187,7 @@ def compose_dockerfile(base: str, model: str, *, runtime_image: str | None = Non
     return "\n".join(lines) + "\n"
 
 
-def is_cuda_instance(instance_type: str | None) -> bool:
-    return bool(instance_type) and instance_type.startswith(CUDA_FAMILIES)
+is_cuda_instance = provider.is_cuda_instance
 
 
 def image_build_args(*, python_base: str | None = None, gpu: bool = False) -> dict[str, str]:

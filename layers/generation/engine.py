@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from layers import names
 from layers.errors import BadRequest
+from layers.generation import provider
 from layers.generation.chat import ChatTemplate, find_template
 from layers.generation.text import Detokenizer, TextCodec, special_token
 from layers.manifest import Manifest, ManifestError, TensorSpec
@@ -123,15 +125,24 @@ class GenerationModel(ServableBase):
         self.block = block
         #: the task's record, as other tasks keep theirs (the OpenAI protocol reads ``task``)
         self.task: dict[str, Any] = {"task": self.task_name, **block}
+        self.execution_provider = provider.requested()
+        built = provider.built_for(folder, block)
+        if self.execution_provider == provider.CUDA and built != provider.CUDA:
+            raise ManifestError(
+                f"{names.ENV_EXECUTION_PROVIDER}=cuda but model {manifest.name!r} was built for the CPU (fp32 "
+                "activations; its attention has no CUDA kernel in fp32). Rebuild it with a GPU instance_type "
+                "(ml.g*/ml.p*) in the catalog: `modelfn build` then makes the CUDA variant.")
         config = og.Config(str(folder))
         config.overlay(json.dumps({"model": {"decoder": {"session_options": {
             "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
-        try:
-            self._og = og
-            self._model = og.Model(config)
-        except Exception as exc:
-            raise ManifestError(f"onnxruntime-genai cannot load {folder}: {str(exc).splitlines()[0]}. "
-                                "Rebuild the model with `modelfn build`.") from exc
+        self._og = og
+        self._model = provider.open_model(og, config, self.execution_provider, folder)
+        if built == provider.CUDA and self.execution_provider == provider.CPU:
+            provider.log.warning("model %s was built for CUDA and runs on the CPU here (%s=%s): fp16 "
+                                 "activations on the CPU are slower than the CPU build", manifest.name,
+                                 names.ENV_EXECUTION_PROVIDER, self.execution_provider)
+        provider.log.info("model %s: onnxruntime-genai %s runs its decoder on %s (built for %s)", manifest.name,
+                          getattr(og, "__version__", "?"), self._model.device_type, built)
         genai = _read(folder / "genai_config.json").get("model", {})
         self.context_length = int(block.get("max_context") or genai.get("context_length") or 0)
         if genai.get("context_length"):

@@ -511,6 +511,15 @@ def test_images_build_single_platform_and_the_gpu_endpoint_gets_the_cuda_closure
     assert "FROM modelfn-runtime" in staged and "FROM ${BASE_IMAGE}" not in staged
 
 
+def test_the_gpu_endpoints_containers_run_on_cuda(template: Template) -> None:
+    # the ml.g5 model's real-time and asynchronous containers get the plan's provider (what a
+    # generative model's runtime reads); a CPU instance type would get cpu
+    models = resources(template, "AWS::SageMaker::Model").values()
+    providers = [m["Properties"]["PrimaryContainer"]["Environment"].get(names.ENV_EXECUTION_PROVIDER)
+                 for m in models]
+    assert providers == ["cuda", "cuda"]
+
+
 def test_proxy_gets_powertools_from_its_layer_and_its_own_timeout(template: Template) -> None:
     proxy = function_by_description(template, "modelfn heavy-sm: HTTP API")[1]["Properties"]
     env = proxy["Environment"]["Variables"]

@@ -102,12 +102,15 @@ class SageMakerAsyncBatch(Construct):
         scale_in_cooldown_s: int = 600,
         glue_batch_size: int = 10,
         glue_concurrency: int = 2,
+        execution_provider: str = "cpu",
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         """
         :param image: / :param model_data: the model's SageMaker serving image and
             ``model.tar.gz`` (the same as its real-time endpoint's).
         :param instance_type: the catalog's ``instance_type``.
+        :param execution_provider: ``cpu`` (default) or ``cuda`` (a GPU instance type), set as
+            ``MODELFN_EXECUTION_PROVIDER`` on the container.
         :param code_dir: the staged glue source (staging.stage_function_code).
         :param max_instances: default 2; the minimum is 0 (idle costs nothing).
         :param backlog_per_instance: queued objects per instance to scale on (default 5).
@@ -129,7 +132,8 @@ class SageMakerAsyncBatch(Construct):
                 image=image.image_uri, model_data_url=model_data.s3_object_url,
                 environment={**function_environment(model_name=model_name, kind="batch",
                                                     model_dir=SAGEMAKER_MODEL_DIR,
-                                                    idempotency_table=storage.table.table_name),
+                                                    idempotency_table=storage.table.table_name,
+                                                    execution_provider=execution_provider),
                              "AWS_DEFAULT_REGION": cdk.Aws.REGION},
             ),
         )

@@ -121,6 +121,7 @@ class SageMakerModelEndpoint(Construct):
         min_instances: int = 1,
         max_instances: int = 4,
         invocations_per_instance: int = 200,
+        execution_provider: str = "cpu",
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         """
@@ -130,6 +131,8 @@ class SageMakerModelEndpoint(Construct):
         :param min_instances: default 1 (real-time endpoints cannot scale to zero).
         :param max_instances: default 4.
         :param invocations_per_instance: target per instance per minute (default 200).
+        :param execution_provider: ``cpu`` (default) or ``cuda`` (a GPU instance type: the
+            plan's ``image.execution_provider``), set as ``MODELFN_EXECUTION_PROVIDER``.
         :param log_retention: of the endpoint's log group (default one month).
         """
         super().__init__(scope, id)
@@ -151,7 +154,8 @@ class SageMakerModelEndpoint(Construct):
                 image=image.image_uri,
                 model_data_url=model_data.s3_object_url,
                 environment=function_environment(
-                    model_name=model_name, kind="sagemaker", model_dir=SAGEMAKER_MODEL_DIR
+                    model_name=model_name, kind="sagemaker", model_dir=SAGEMAKER_MODEL_DIR,
+                    execution_provider=execution_provider,
                 ),
             ),
         )

@@ -207,7 +207,7 @@ class ModelStack(cdk.Stack):
         self.endpoint = SageMakerModelEndpoint(
             self.group, "Endpoint", model_name=spec.name, image=image,
             model_data=model_data, instance_type=spec.instance_type,
-            log_retention=self._settings.log_retention,
+            execution_provider=plan.image.execution_provider, log_retention=self._settings.log_retention,
         )
         proxy = plan.function("proxy")
         self.proxy = SageMakerProxyFunction(
@@ -222,7 +222,7 @@ class ModelStack(cdk.Stack):
             model_data=model_data, instance_type=spec.instance_type, storage=self.shared.storage,
             code_dir=staging.stage_function_code(dest=self._stage_dir / "async-batch",
                                                  package="async_batch", batch_layout=True),
-            log_retention=self._settings.log_retention,
+            execution_provider=plan.image.execution_provider, log_retention=self._settings.log_retention,
         )
         return self.proxy.alias
 
