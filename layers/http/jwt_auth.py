@@ -23,7 +23,9 @@ Configuration flows catalog/CDK context (``modelfn:jwt_issuer``, ``modelfn:jwt_a
 :class:`~infra.cdk.stacks.settings.StackSettings` → the streaming function's environment
 (:data:`layers.names.ENV_JWT_ISSUER`, :data:`~layers.names.ENV_JWT_AUDIENCE`,
 :data:`~layers.names.ENV_AUTH`) → :func:`settings_from_env`. PyJWT with ``cryptography`` does
-the cryptography (``layers/requirements-generation.lock``); this module only chooses its inputs.
+the cryptography (``layers/requirements-generation.lock``, in generative images only: so it is
+imported when a verifier is made, and every other image still imports this module); this module
+only chooses its inputs.
 """
 
 from __future__ import annotations
@@ -37,8 +39,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
-
-import jwt
 
 from layers import names
 from layers.messages import JSON, Reply
@@ -124,14 +124,17 @@ class JwtVerifier:
 
     def __init__(self, settings: JwtSettings, *, timeout_s: float = 5, jwks_lifespan_s: float = 3600,
                  cooldown_s: float = 30) -> None:
+        import jwt  # PyJWT: the generative image's layer (module doc)
+
+        self._jwt = jwt
         self.settings = settings
         self._timeout_s, self._lifespan_s, self._cooldown_s = timeout_s, jwks_lifespan_s, cooldown_s
-        self._keys: jwt.PyJWKClient | None = None
+        self._keys: Any = None  # self._jwt.PyJWKClient, made from the discovery document
 
     def discovery_url(self) -> str:
         return self.settings.issuer.rstrip("/") + DISCOVERY_PATH
 
-    def _client(self) -> jwt.PyJWKClient:
+    def _client(self) -> Any:
         """The key set's client, made from the discovery document on first use."""
         if self._keys is None:
             url = self.discovery_url()
@@ -147,9 +150,9 @@ class JwtVerifier:
                     f"the discovery document {url} names issuer {doc.get('issuer')!r}, not the "
                     f"configured {self.settings.issuer!r} (OpenID discovery requires them equal)")
             try:
-                self._keys = jwt.PyJWKClient(doc["jwks_uri"], lifespan=self._lifespan_s,
+                self._keys = self._jwt.PyJWKClient(doc["jwks_uri"], lifespan=self._lifespan_s,
                                              timeout=self._timeout_s, cooldown_duration=self._cooldown_s)
-            except jwt.PyJWKClientError as exc:
+            except self._jwt.PyJWKClientError as exc:
                 raise IssuerUnavailable(f"unusable jwks_uri in {url}: {exc}") from None
         return self._keys
 
@@ -158,25 +161,25 @@ class JwtVerifier:
         not wait for them; a failure is raised (the caller logs it; requests retry)."""
         try:
             self._client().get_jwk_set()
-        except jwt.PyJWKClientError as exc:
+        except self._jwt.PyJWKClientError as exc:
             raise IssuerUnavailable(f"cannot read the issuer's key set: {exc}") from None
 
-    def _signing_key(self, kid: str) -> jwt.PyJWK:
+    def _signing_key(self, kid: str) -> Any:
         try:
             return self._client().get_signing_key(kid)
-        except jwt.PyJWKClientConnectionError as exc:
+        except self._jwt.PyJWKClientConnectionError as exc:
             raise IssuerUnavailable(f"cannot read the issuer's key set: {exc}") from None
-        except jwt.PyJWKClientError as exc:
+        except self._jwt.PyJWKClientError as exc:
             raise Unauthorized(f"no key of the issuer signs kid {kid!r}: {exc}") from None
-        except jwt.PyJWTError as exc:  # an unusable key set
+        except self._jwt.PyJWTError as exc:  # an unusable key set
             raise IssuerUnavailable(f"the issuer's key set is unusable: {exc}") from None
 
     def verify(self, authorization: str | None) -> dict[str, Any]:
         """The token's claims, once every check passes; else :class:`Unauthorized`."""
         token = bearer_token(authorization)
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
+            header = self._jwt.get_unverified_header(token)
+        except self._jwt.PyJWTError as exc:
             raise Unauthorized(f"not a JWT: {exc}") from None
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in ALGORITHMS:
@@ -185,10 +188,10 @@ class JwtVerifier:
             raise Unauthorized("the token's header names no kid")
         key = self._signing_key(kid)
         try:
-            claims = jwt.decode(
+            claims = self._jwt.decode(
                 token, key, algorithms=list(ALGORITHMS), issuer=self.settings.issuer,
                 options={"require": ["exp", "iss"], "verify_aud": False})
-        except jwt.PyJWTError as exc:
+        except self._jwt.PyJWTError as exc:
             raise Unauthorized(str(exc) or type(exc).__name__) from None
         self._check_audience(claims)
         return claims

@@ -151,3 +151,17 @@ def test_the_cdk_environment_of_a_jwt_stream_function_is_what_the_runtime_reads(
             model_name="m", kind=kind, auth=auth, jwt_issuer="https://i.example.com/", jwt_audience=("a",))) is None
     with pytest.raises(ValueError, match="modelfn:jwt_issuer"):
         function_environment(model_name="m", kind="stream", auth="jwt")
+
+
+def test_the_module_imports_in_images_without_pyjwt() -> None:
+    """PyJWT is in generative images only; every image imports every layers module (the image
+    lane checks it), so PyJWT is imported when a verifier is made, not with the module."""
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.modules['jwt'] = None; sys.modules['cryptography'] = None\n"
+              "import layers.http.jwt_auth, functions.stream.runtime\n"
+              "try:\n    layers.http.jwt_auth.JwtVerifier(layers.http.jwt_auth.JwtSettings('https://i.example', ('a',)))\n"
+              "except ImportError:\n    print('lazy')")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "lazy", out.stderr[-2000:]
