@@ -39,7 +39,6 @@ from typing import Any
 
 from layers import openai_wire as wire
 from layers.dataplane import DataPlane
-from layers.generation.options import ROLES
 from layers.jsonfast import dumps
 from layers.messages import Reply, Request, json_body, json_reply
 
@@ -268,6 +267,9 @@ def document(model, route_path: str, errors: dict[str, Any]) -> dict[str, Any]:
                                               ("prompt_tokens", "completion_tokens", "total_tokens")}}
     finish = {"enum": ["stop", "length"]}
     if chat:
+        # imported here: the generation package is not needed to route a classifier's requests
+        from layers.generation.options import ROLES
+
         message = {"type": "object", "required": ["role", "content"], "properties": {
             "role": {"enum": list(ROLES)}, "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {
                 "type": "object", "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}}]}}}
