@@ -90,6 +90,10 @@ MODEL_FILE = "model.onnx"
 GENERATION_DIR = "generation"
 """A generative model's onnxruntime-genai folder, in place of ``model.onnx`` (infra/kinds/generation.py)."""
 MANIFEST_FILE = "manifest.json"
+VERIFIED_FILE = "verified.json"
+"""Written next to the model when its Lambda image is staged: the artifact's sha256, checked
+then against the manifest, and each artifact file's size (layers/manifest.py ``verify_artifact``)."""
+ENV_LAMBDA_TASK_ROOT = "LAMBDA_TASK_ROOT"
 
 # --- pre/post-processing (layers/processing): the manifest block and the classification task's
 # outputs (an input kind's public input is named after the kind, see layers/kinds)

@@ -97,7 +97,7 @@ def make_metrics(service: str | None = None) -> Metrics:
 def tracing_enabled() -> bool:
     """The rule Powertools applies (in Lambda, not SAM local, not disabled by env)."""
     disabled = os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower()
-    in_lambda = bool(os.environ.get("LAMBDA_TASK_ROOT")) and not os.environ.get("AWS_SAM_LOCAL")
+    in_lambda = bool(os.environ.get(names.ENV_LAMBDA_TASK_ROOT)) and not os.environ.get(names.ENV_SAM_LOCAL)
     return in_lambda and disabled not in ("1", "true", "yes", "on")
 
 

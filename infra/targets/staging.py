@@ -38,6 +38,7 @@ from pathlib import Path
 
 from infra.targets import provider
 from layers import names
+from layers.manifest import verified_marker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAYERS_DOCKERFILE = REPO_ROOT / "layers" / "Dockerfile"
@@ -233,6 +234,8 @@ def stage_model_image(*, dest: Path, model_dir: Path, runtime_image: str | None 
     files: dict[str, Path | bytes] = dict(runtime_files())
     for fname in model_files(model_dir):
         files[f"model/{fname}"] = model_dir / fname
+    # the artifact's sha256 checked here, once per image, instead of at every cold start
+    files[f"model/{names.VERIFIED_FILE}"] = verified_marker(model_dir)
     model = MODEL_DOCKERFILE.read_text()
     if _is_generative(model_dir):
         model = _with_generation(model)

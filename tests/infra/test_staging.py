@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import re
 import tarfile
 from pathlib import Path
@@ -64,7 +65,13 @@ def test_model_context_holds_only_what_the_image_needs(tmp_path: Path) -> None:
     ctx = staging.stage_model_image(dest=tmp_path / "ctx", model_dir=model_dir)
     top = {p.name for p in ctx.iterdir()}
     assert top == {"Dockerfile", "layers", "functions", "model"}
-    assert sorted(p.name for p in (ctx / "model").iterdir()) == [names.MANIFEST_FILE, names.MODEL_FILE]
+    assert sorted(p.name for p in (ctx / "model").iterdir()) == [names.MANIFEST_FILE, names.MODEL_FILE,
+                                                                 names.VERIFIED_FILE]
+    # the digest checked once per image: the marker names the manifest's sha256 and the file's size
+    marker = json.loads((ctx / "model" / names.VERIFIED_FILE).read_text())
+    manifest = json.loads((model_dir / names.MANIFEST_FILE).read_text())
+    assert marker == {"sha256": manifest["sha256"],
+                      "sizes": {names.MODEL_FILE: (model_dir / names.MODEL_FILE).stat().st_size}}
     assert sorted(p.name for p in (ctx / "functions").iterdir() if p.is_dir()) == ["api", "batch", "sagemaker", "stream"]
     assert not list(ctx.rglob("__pycache__")) and (ctx / "layers" / "requirements.txt").is_file()
 

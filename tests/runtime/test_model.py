@@ -66,6 +66,52 @@ def test_a_tampered_artifact_is_refused_whatever_onnxruntime_makes_of_it(tiny_mo
         load_model(tiny_model_dir)
 
 
+def test_inside_lambda_init_trusts_the_digest_its_image_was_staged_with(tiny_model_dir, monkeypatch):
+    from layers import manifest as manifest_mod
+
+    # given a model directory as image staging writes it (the marker made from the checked artifact)
+    (tiny_model_dir / names.VERIFIED_FILE).write_bytes(manifest_mod.verified_marker(tiny_model_dir))
+    hashed = []
+    real = manifest_mod.artifact_sha256
+    monkeypatch.setattr(manifest_mod, "artifact_sha256", lambda d: hashed.append(d) or real(d))
+    # when the function starts inside Lambda, then the artifact is not hashed again
+    monkeypatch.setenv(names.ENV_LAMBDA_TASK_ROOT, "/var/task")
+    monkeypatch.delenv(names.ENV_SAM_LOCAL, raising=False)
+    assert load_model(tiny_model_dir).infer({"x": np.ones((1, 4), np.float32)})["probs"].shape == (1, 3)
+    assert hashed == []
+    # when it starts under sam local (its image may be rebuilt around it), then it is hashed
+    monkeypatch.setenv(names.ENV_SAM_LOCAL, "true")
+    load_model(tiny_model_dir)
+    assert len(hashed) == 1
+
+
+def test_a_marker_that_does_not_fit_the_artifact_is_not_trusted(tiny_model_dir, monkeypatch):
+    from layers import manifest as manifest_mod
+
+    # given a staged marker and then a model file changed after it, inside Lambda
+    (tiny_model_dir / names.VERIFIED_FILE).write_bytes(manifest_mod.verified_marker(tiny_model_dir))
+    monkeypatch.setenv(names.ENV_LAMBDA_TASK_ROOT, "/var/task")
+    monkeypatch.delenv(names.ENV_SAM_LOCAL, raising=False)
+    with open(tiny_model_dir / "model.onnx", "ab") as f:
+        f.write(b"\x00")
+    # then the size no longer matches, the artifact is hashed, and the mismatch refused
+    with pytest.raises(ManifestError, match="sha256"):
+        load_model(tiny_model_dir)
+    # and a marker for another build (another sha256) is not trusted either
+    (tiny_model_dir / names.VERIFIED_FILE).write_text(json.dumps({"sha256": "0" * 64, "sizes": {}}))
+    with pytest.raises(ManifestError, match="sha256"):
+        load_model(tiny_model_dir)
+
+
+def test_staging_refuses_an_artifact_its_manifest_does_not_describe(tiny_model_dir):
+    from layers.manifest import verified_marker
+
+    with open(tiny_model_dir / "model.onnx", "ab") as f:
+        f.write(b"\x00")
+    with pytest.raises(ManifestError, match="sha256"):
+        verified_marker(tiny_model_dir)
+
+
 def test_get_model_needs_model_dir(monkeypatch):
     monkeypatch.delenv(names.ENV_MODEL_DIR, raising=False)
     with pytest.raises(ManifestError, match="MODEL_DIR is not set"):
