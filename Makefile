@@ -23,7 +23,7 @@ help:
 	@echo "make synth  cdk synth through the pinned CDK CLI (offline), cdk-nag on"
 	@echo "make bench  run bench/ and write bench/results/*.md and plots"
 	@echo "make lint   ruff"
-	@echo "make lock   regenerate layers/requirements.lock (+ -gpu) from layers/requirements.txt"
+	@echo "make lock   regenerate layers/requirements*.lock (runtime, GPU, generation layers) from layers/requirements*.txt"
 	@echo "make image  build the sample catalog's images (modelfn image)"
 
 # The venv is (re)installed only when the files that define it change. The full install

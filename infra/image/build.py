@@ -66,7 +66,8 @@ def plan(specs: Iterable[DeploySpec], *, stage_dir: Path, python_base: str | Non
                 generative=generative)
             targets.append(ImageTarget(
                 spec.name, "sagemaker", image_tag(spec.name, spec.version), PLATFORMS[image.architecture],
-                context, staging.image_build_args(python_base=python_base, gpu=image.gpu), image.gpu))
+                context, staging.image_build_args(python_base=python_base, gpu=image.gpu, generative=generative),
+                image.gpu))
             continue
         context = staging.stage_model_image(dest=stage_dir / "images" / spec.name,
                                             model_dir=spec.model_dir)

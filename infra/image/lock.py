@@ -13,6 +13,8 @@ SageMaker image on ml.g*/ml.p*). ``layers/requirements-generation.lock`` is what
 model's image adds on top (``layers/requirements-generation.txt``: onnxruntime-genai, Jinja2, PyJWT
 with ``cryptography``), resolved together with the runtime's requirements so the versions agree,
 less every distribution the runtime lock already pins; its own layer installs it the same way.
+``layers/requirements-gpu-generation.lock`` is that layer for the GPU SageMaker image:
+``onnxruntime-genai-cuda`` in place of ``onnxruntime-genai``, less what the GPU lock pins.
 
 Distributions the base image already provides (boto3 and its closure, in ``/var/runtime``)
 are left out, so nothing in ``/var/task`` shadows them (aws-xray-sdk asks for botocore).
@@ -42,6 +44,9 @@ GPU_LOCK = REPO_ROOT / "layers" / "requirements-gpu.lock"
 #: What a generative model's image adds (its own layer, infra/targets/staging.py), and its lock.
 GENERATION_REQUIREMENTS = REPO_ROOT / "layers" / "requirements-generation.txt"
 GENERATION_LOCK = REPO_ROOT / "layers" / "requirements-generation.lock"
+#: The generation layer of the GPU SageMaker image: the same set with onnxruntime-genai-cuda (its
+#: CUDA 13 build, over onnxruntime-gpu) in place of onnxruntime-genai, layered over the GPU lock.
+GPU_GENERATION_LOCK = REPO_ROOT / "layers" / "requirements-gpu-generation.lock"
 PYTHON_VERSION = "3.13"
 ABI = "cp313"
 GLIBC_MINOR = 34  # manylinux_2_34: the Lambda Python 3.13 base's glibc
@@ -159,6 +164,17 @@ def gpu_requirements(lines: Sequence[str]) -> list[str]:
     return out
 
 
+def gpu_generation_requirements(lines: Sequence[str]) -> list[str]:
+    """The generation layer's set with ``onnxruntime-genai`` swapped for ``onnxruntime-genai-cuda``
+    (same version: its CUDA 13 build, which needs onnxruntime-gpu and the CUDA wheels of the GPU
+    lock: cuBLAS/cuBLASLt 13, cuFFT 12, cuRAND 10, cudart 13)."""
+    out = [re.sub(r"^onnxruntime-genai\s*(==.*)$", r"onnxruntime-genai-cuda\1", line) for line in lines]
+    if out == list(lines):
+        raise LockError("layers/requirements-generation.txt pins no onnxruntime-genai to swap for "
+                        "onnxruntime-genai-cuda")
+    return out
+
+
 def render(pins: dict[str, Pin], *, what: str, arches: Sequence[str],
            source: str = "layers/requirements.txt", omitted: Sequence[str] = ()) -> str:
     """The lock file's text; ``omitted``: a note on distributions left out besides the base's."""
@@ -211,11 +227,19 @@ def locks() -> dict[Path, str]:
     """Every lock file's path and its freshly resolved text."""
     cpu, nodeps = requirement_lines(), requirement_lines(NODEPS_REQUIREMENTS)
     runtime = resolve(cpu, nodeps=nodeps)
-    generation = layered(runtime, resolve([*cpu, *requirement_lines(GENERATION_REQUIREMENTS)], nodeps=nodeps))
+    gen_lines = requirement_lines(GENERATION_REQUIREMENTS)
+    generation = layered(runtime, resolve([*cpu, *gen_lines], nodeps=nodeps))
+    gpu = resolve(gpu_requirements(cpu), arches=GPU_ARCHES, nodeps=nodeps)
+    gpu_generation = layered(gpu, resolve([*gpu_requirements(cpu), *gpu_generation_requirements(gen_lines)],
+                                          arches=GPU_ARCHES, nodeps=nodeps))
     return {
         LOCK: render(runtime, what="The image's locked closure", arches=ARCHES),
-        GPU_LOCK: render(resolve(gpu_requirements(cpu), arches=GPU_ARCHES, nodeps=nodeps),
-                         what="The GPU SageMaker image's locked closure", arches=GPU_ARCHES),
+        GPU_LOCK: render(gpu, what="The GPU SageMaker image's locked closure", arches=GPU_ARCHES),
+        GPU_GENERATION_LOCK: render(
+            gpu_generation, what="A generative model's layer of the GPU SageMaker image", arches=GPU_ARCHES,
+            source="layers/requirements-generation.txt (onnxruntime-genai-cuda for onnxruntime-genai)",
+            omitted=["# Left out (layers/requirements-gpu.lock pins them, the runtime layer installs them): "
+                     f"{', '.join(sorted(n for n in gpu if n not in BASE_PROVIDED))}"]),
         GENERATION_LOCK: render(
             generation, what="A generative model's image layer", arches=ARCHES,
             source="layers/requirements-generation.txt",
@@ -226,7 +250,8 @@ def locks() -> dict[Path, str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m infra.image.lock",
-                                description="write layers/requirements.lock, requirements-gpu.lock and requirements-generation.lock")
+                                description="write layers/requirements.lock, requirements-gpu.lock, "
+                                            "requirements-generation.lock and requirements-gpu-generation.lock")
     p.add_argument("--check", action="store_true", help="fail if a lock is not up to date")
     args = p.parse_args(argv)
     try:

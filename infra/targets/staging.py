@@ -54,8 +54,10 @@ IMAGE_FUNCTION_PACKAGES = ("api", "batch", "sagemaker", "stream")
 #: function's PyJWT + cryptography, from layers/requirements-generation.lock (`make lock`), with
 #: hashes required and no resolver like the runtime's lock (onnxruntime and numpy come from it)
 GENERATION_LAYER = """\
-# A generative model's decoding loop and token verification (layers/requirements-generation.lock)
-COPY layers/requirements-generation.lock /tmp/modelfn-generation.lock
+# A generative model's decoding loop and token verification (layers/requirements-generation.lock;
+# the GPU SageMaker image: GENERATION_LOCK=layers/requirements-gpu-generation.lock, onnxruntime-genai-cuda)
+ARG GENERATION_LOCK=layers/requirements-generation.lock
+COPY ${GENERATION_LOCK} /tmp/modelfn-generation.lock
 RUN python3 -m pip install --no-cache-dir --disable-pip-version-check \\
         --require-hashes --no-deps --only-binary=:all: \\
         --target "${LAMBDA_TASK_ROOT}" -r /tmp/modelfn-generation.lock \\
@@ -162,6 +164,8 @@ _FROM_RUNTIME = re.compile(rf"^\s*FROM\s+{RUNTIME_STAGE}\s*$", re.IGNORECASE)
 DEFAULT_PYTHON_BASE = "public.ecr.aws/lambda/python:3.13"
 CPU_LOCK = "layers/requirements.lock"
 GPU_LOCK = "layers/requirements-gpu.lock"
+#: the generation layer of the GPU SageMaker image (onnxruntime-genai-cuda), :data:`GENERATION_LAYER`
+GPU_GENERATION_LOCK = "layers/requirements-gpu-generation.lock"
 #: SageMaker instance families with NVIDIA GPUs (:mod:`infra.targets.provider`): their image
 #: carries onnxruntime-gpu + CUDA.
 CUDA_FAMILIES = provider.CUDA_FAMILIES
@@ -191,14 +195,18 @@ def compose_dockerfile(base: str, model: str, *, runtime_image: str | None = Non
 is_cuda_instance = provider.is_cuda_instance
 
 
-def image_build_args(*, python_base: str | None = None, gpu: bool = False) -> dict[str, str]:
+def image_build_args(*, python_base: str | None = None, gpu: bool = False,
+                     generative: bool = False) -> dict[str, str]:
     """Build args of a staged image: ``PYTHON_BASE`` replaces the AWS base (an offline
-    stand-in, a mirror), ``RUNTIME_LOCK`` selects the GPU closure. Empty: the defaults."""
+    stand-in, a mirror), ``RUNTIME_LOCK`` selects the GPU closure and, for a generative model
+    (``generative``), ``GENERATION_LOCK`` its CUDA decoding loop. Empty: the defaults."""
     args = {}
     if python_base:
         args["PYTHON_BASE"] = python_base
     if gpu:
         args["RUNTIME_LOCK"] = GPU_LOCK
+        if generative:
+            args["GENERATION_LOCK"] = GPU_GENERATION_LOCK
     return args
 
 

@@ -25,7 +25,7 @@ needs_pypi = pytest.mark.skipif(not _pypi_reachable(),
 
 def test_lock_leaves_out_what_the_base_image_provides() -> None:
     # given the committed locks / then nothing shadows the base's boto3 closure
-    for path in (lock.LOCK, lock.GPU_LOCK, lock.GENERATION_LOCK):
+    for path in (lock.LOCK, lock.GPU_LOCK, lock.GENERATION_LOCK, lock.GPU_GENERATION_LOCK):
         pins = lock.parse_lock(path.read_text())
         assert not lock.BASE_PROVIDED & set(pins), path.name
         assert all(version and hashes for version, hashes in pins.values()), path.name
@@ -65,3 +65,29 @@ def test_the_generation_layer_lock_pins_its_requirements_and_repeats_nothing_of_
     assert {"cryptography", "cffi"} <= set(generation)  # pyjwt[crypto]'s closure: RS256/ES256
     assert not set(runtime) & set(generation)
 
+
+
+def test_the_gpu_generation_lock_swaps_genai_for_its_cuda_build_over_the_gpu_locks_cuda_13() -> None:
+    # the GPU SageMaker image's generation layer: onnxruntime-genai-cuda at genai's pinned version,
+    # the rest of the generation layer as on the CPU, nothing the GPU runtime lock already pins
+    gpu, cpu_layer, gpu_layer = (lock.parse_lock(p.read_text())
+                                 for p in (lock.GPU_LOCK, lock.GENERATION_LOCK, lock.GPU_GENERATION_LOCK))
+    assert gpu_layer["onnxruntime-genai-cuda"][0] == cpu_layer["onnxruntime-genai"][0]
+    assert "onnxruntime-genai" not in gpu_layer and not set(gpu) & set(gpu_layer)
+    assert set(cpu_layer) - {"onnxruntime-genai"} <= set(gpu_layer)
+    # libonnxruntime-genai-cuda.so 0.18 links libcublas(Lt).so.13, libcudart.so.13, libcufft.so.12 and
+    # libcurand.so.10 (readelf -d of the wheel); the GPU lock's CUDA wheels carry those majors
+    majors = {name: version.split(".")[0] for name, (version, _) in gpu.items()}
+    assert (majors["nvidia-cublas"], majors["nvidia-cuda-runtime"], majors["nvidia-cufft"],
+            majors["nvidia-curand"]) == ("13", "13", "12", "10")
+
+
+@needs_pypi
+def test_the_gpu_generation_lock_resolves_to_binary_wheels_with_locked_hashes() -> None:
+    arch = lock.GPU_ARCHES[0]
+    proc = lock.pip_download(["--no-deps", "--require-hashes", "-r", str(lock.GPU_GENERATION_LOCK)],
+                             arch=arch, dest=lock.wheelhouse(arch))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    wheels = {lock.normalize(p.name.split("-")[0]) for p in lock.wheelhouse(arch).glob("*.whl")}
+    assert {n.replace("-", "_") for n in lock.parse_lock(lock.GPU_GENERATION_LOCK.read_text())} <= \
+        {w.replace("-", "_") for w in wheels}

@@ -143,6 +143,21 @@ def test_a_generative_models_image_adds_the_decoding_loop_and_carries_the_stream
     assert "requirements-generation.lock" in serving.read_text()
 
 
+def test_a_generative_model_on_a_gpu_instance_installs_genai_for_cuda(tmp_path: Path) -> None:
+    # given the generative SageMaker context (CPU and GPU endpoints share it; build args differ)
+    context = staging.stage_sagemaker_image(dest=tmp_path / "sm", generative=True)
+    dockerfile = (context / "Dockerfile").read_text()
+    # then the generation layer installs the lock a build arg names, the CPU one by default ...
+    assert "ARG GENERATION_LOCK=layers/requirements-generation.lock" in dockerfile
+    assert "COPY ${GENERATION_LOCK} /tmp/modelfn-generation.lock" in dockerfile
+    assert (context / staging.GPU_GENERATION_LOCK).is_file()
+    # ... and a GPU instance type's build args pick the CUDA runtime and the CUDA decoding loop
+    assert staging.image_build_args(gpu=True, generative=True) == {
+        "RUNTIME_LOCK": staging.GPU_LOCK, "GENERATION_LOCK": staging.GPU_GENERATION_LOCK}
+    assert "GENERATION_LOCK" not in staging.image_build_args(gpu=True)  # a tensor model has no such layer
+    assert staging.image_build_args(generative=True) == {}  # CPU: the Dockerfile's defaults
+
+
 def _sync_many(dest: str, which: int, rounds: int) -> None:
     from infra.targets.staging import sync_tree
 

@@ -199,7 +199,8 @@ class ModelStack(cdk.Stack):
                 dest=self._stage_dir / ("sagemaker-image-generation" if generative else "sagemaker-image"),
                 runtime_image=self._settings.base_image, generative=generative)),
             platform=ecr_assets.Platform.LINUX_AMD64,
-            build_args=staging.image_build_args(python_base=self._settings.python_base, gpu=gpu) or None,
+            build_args=staging.image_build_args(python_base=self._settings.python_base, gpu=gpu,
+                                                generative=generative) or None,
         )
         tarball = staging.write_model_tarball(
             model_dir=spec.model_dir, dest=self._stage_dir / "model-data" / spec.name / "model.tar.gz")
