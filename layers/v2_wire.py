@@ -79,7 +79,7 @@ def parse_request(model: Model, request: Any, binary: bytes | memoryview = b"") 
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest(f"\"id\" must be a string if given; got {request_id!r}.")
-    params = _params(request, "the request")
+    params = _params(request)
     allow_nonfinite = params.get("allow_nonfinite") is True
     arrays = _decode_inputs(model, request.get("inputs"), binary, allow_nonfinite)
     outputs, binary_names = _requested_outputs(model, request.get("outputs"), params)
@@ -108,16 +108,23 @@ def infer(model: Model, request: Any, binary: bytes | memoryview = b"", *,
     return InferResult(response, chunks, req.rows)
 
 
-def _params(obj: dict, where: str) -> dict[str, Any]:
+def _params(obj: dict, kind: str = "", name: str = "") -> dict[str, Any]:
+    """``obj``'s ``parameters`` (an empty dict when absent), checked; errors name ``kind name``
+    (e.g. ``input 'x'``), or the request when ``kind`` is empty: the text is only made for an
+    error, since this runs for every tensor of every request."""
     params = obj.get("parameters")
     if params is None:
-        return {}
+        return _NO_PARAMS
+    where = f"{kind} {name!r}" if kind else "the request"
     if not isinstance(params, dict):
         raise BadRequest(f"\"parameters\" of {where} must be a JSON object; got {params!r}.")
     for flag in _FLAGS:  # a non-boolean would silently read as false
         if flag in params and not isinstance(params[flag], bool):
             raise BadRequest(f"\"parameters\".{flag} of {where} must be true or false; got {params[flag]!r}.")
     return params
+
+
+_NO_PARAMS: dict[str, Any] = {}  # read only
 
 
 #: boolean request/tensor parameters the protocol reads
@@ -145,7 +152,7 @@ def _decode_inputs(model: Model, inputs: Any, binary: bytes | memoryview,
         if name not in specs:
             raise BadRequest(f"unknown input {name!r}; model {model.name!r} takes {list(specs)}.")
         spec = specs[name]
-        size = _params(t, f"input {name!r}").get("binary_data_size")
+        size = _params(t, "input", name).get("binary_data_size")
         if size is None:
             arrays[name] = model.check_value(spec, decode_tensor(t, spec), allow_nonfinite=allow_nonfinite)
             continue
@@ -184,7 +191,7 @@ def _requested_outputs(model: Model, outputs: Any, params: dict) -> tuple[list[s
     for o in outputs:
         if not isinstance(o, dict) or not isinstance(o.get("name"), str):
             raise BadRequest("each entry of \"outputs\" must be an object with a \"name\" string.")
-        p = _params(o, f"output {o['name']!r}")
+        p = _params(o, "output", o["name"])
         if p.get("classification"):
             raise BadRequest(
                 f"output {o['name']!r}: the classification extension is not supported; request the "
