@@ -4,7 +4,7 @@ Checks (each a ✓/✗ line in ``target_reasons``):
 
 * image: the genai folder + the runtime image (+ onnxruntime-genai) ≤ Lambda's 10 GB;
 * memory: weights + the KV cache of one sequence at ``max_context`` (2 × layers × KV heads ×
-  head size × ``max_context`` × the cache's element size) + :data:`RUNTIME_MB`, with
+  head size × ``max_context`` × the cache's element size: fp32, fp16 in a CUDA folder) + :data:`RUNTIME_MB`, with
   :data:`MEMORY_HEADROOM`, ≤ 10,240 MB;
 * init: the folder's load time measured here + its sha256 check ≤ Lambda's 10 s;
 * a whole completion of ``max_tokens`` (time to first token + ``max_tokens`` / tokens/s,
@@ -54,7 +54,10 @@ def recommend(*, folder: Path, context: int, max_tokens: int, speed: dict[str, A
     """``(target, reasons, fit)`` for the genai ``folder``."""
     cfg = json.loads((folder / "genai_config.json").read_text())
     weights = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    kv = kv_cache_bytes(cfg, context)
+    # the CUDA variant's cache is fp16 (genai's builder with -e cuda), the CPU build's fp32
+    cuda_folder = any(isinstance(o, dict) and "cuda" in o for o in
+                      cfg["model"]["decoder"].get("session_options", {}).get("provider_options") or [])
+    kv = kv_cache_bytes(cfg, context, KV_ELEMENT_BYTES["float16" if cuda_folder else "float32"])
     image = weights + tensor_fit.runtime_image_bytes() + genai_library_bytes()
     memory_mb = max(tensor_fit.MEMORY_FLOOR_MB,
                     math.ceil(((weights + kv) / 1024**2 + RUNTIME_MB) * MEMORY_HEADROOM / 64.0) * 64)

@@ -38,6 +38,7 @@ def test_a_gpu_instance_type_builds_the_cuda_variant_gated_against_fp32(built):
     gen = m["generation"]
     assert gen["execution_provider"] == "cuda" and gen["precision"] == "int4" and "-e cuda" in gen["builder"]
     assert m["target"] == "sagemaker" and m["fit"]["execution_provider"] == "cuda"
+    assert m["fit"]["kv_cache_bytes"] == 2 * 2 * 2 * 16 * 96 * 2  # layers × kv heads × head × ctx × fp16
     shipped = m["metrics"]["shipped"]
     assert shipped["top1_agreement"] >= 0.95 and shipped["perplexity_ratio"] <= 1.10
     assert m["metrics"]["speed"]["provider"] == "cpu"  # measured here, on the CPU: not a GPU figure
@@ -82,6 +83,28 @@ def test_cuda_asked_on_a_host_without_it_fails_the_start_with_the_fix(built, mon
     monkeypatch.setenv(names.ENV_EXECUTION_PROVIDER, "cuda")
     with pytest.raises(ProviderUnavailable, match="onnxruntime-genai-cuda"):
         load_model(model_dir(built))
+
+
+def test_the_sagemaker_container_will_not_serve_when_cuda_is_asked_and_missing(built):
+    # the serving container's own entry point, with the environment the GPU endpoint gets
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from infra.targets.provider import host_has_cuda_genai
+    from layers import names
+
+    if host_has_cuda_genai():
+        pytest.skip("this host has onnxruntime-genai-cuda")
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, names.ENV_MODEL_DIR: str(model_dir(built)), names.ENV_EXECUTION_PROVIDER: "cuda",
+           "PYTHONPATH": repo}
+    proc = subprocess.run([sys.executable, "-m", "functions.sagemaker.serve", "--host", "127.0.0.1", "--port", "0"],
+                          env=env, cwd=repo, capture_output=True, text=True, timeout=180)
+    assert proc.returncode != 0
+    assert "MODELFN_EXECUTION_PROVIDER=cuda but CUDA is not usable here" in proc.stderr
+    assert "modelfn serving on" not in proc.stdout
 
 
 def test_the_plan_carries_cuda_to_the_serving_containers_environment(built):
