@@ -65,7 +65,7 @@ up: $(SAMPLES_STAMP)
 
 test: $(STAMP) $(NODE_STAMP) container-tools
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 synth: $(STAMP) $(NODE_STAMP) $(SAMPLES_STAMP)
 	$(VENV)/bin/modelfn build

@@ -17,6 +17,20 @@ import pytest
 EVENTS_DIR = Path(__file__).parent / "events"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (tests/helpers/units.py)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    from tests.helpers import units
+
+    units.assign(items)
+    units.order(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    from tests.helpers import units
+
+    units.check_grouped(session)
+
+
 @dataclass
 class FakeLambdaContext:
     """The attributes Powertools and our handlers read from a real ``LambdaContext``."""
