@@ -275,6 +275,8 @@ def run_side(side: str, path: Path, tokens: int, threads: int, warm: int) -> dic
         if not line.startswith("{"):
             continue
         doc = json.loads(line)
+        if "event" not in doc:  # the function's own JSON log lines (Powertools Logger) share stdout
+            continue
         if doc["event"] == "first_token" and first is None:
             first = doc["t"] - t0
         elif doc["event"] == "done":
@@ -474,17 +476,18 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
     head = [
         "# Generative models: modelfn vs llama-cpp-python (same weights, each precision)", "",
-        f"`python -m bench.bench_generation --sizes {args.sizes} --precisions {args.precisions} --repeats "
+        f"Last run: `python -m bench.bench_generation --sizes {args.sizes} --precisions {args.precisions} --repeats "
         f"{args.repeats} --warm {args.warm} --tokens {args.tokens} --threads {args.threads}` on {platform.node() or 'this host'}, "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; each size's section names the run it "
+        "came from, its load average and settings.",
         f"CPU: {cpu()}. Load average before {load_before[0]:.1f}, after {load_after[0]:.1f} (shared host: "
         "the sides alternate in fresh processes, figures are medians [min–max]; read the ratios).",
         f"modelfn: onnxruntime {onnxruntime.__version__}, onnxruntime-genai {onnxruntime_genai.__version__} "
         "(`modelfn build` with `quantize: none|int4|int8`: weight-only MatMulNBits; served through "
         "`functions.api.handler` and the OpenAI completions route, streamed). "
         f"llama-cpp-python {llama_version} (GGUF f32 from `convert_hf_to_gguf.py`, Q4_0/Q8_0 from it by "
-        f"llama.cpp's quantizer, `llama_model_quantize`). Greedy, {args.threads} thread(s) each, prompt "
-        f"{PROMPT!r}, up to {args.tokens} new tokens.",
+        f"llama.cpp's quantizer, `llama_model_quantize`). Greedy, the same thread count each, prompt "
+        f"{PROMPT!r}.",
         f"Engine packages installed: modelfn's onnxruntime + onnxruntime-genai {engines['modelfn'] / 1e6:.0f} MB, "
         f"llama_cpp {engines['llama'] / 1e6:.0f} MB ({engines['modelfn'] / engines['llama']:.1f}×; numpy not "
         "counted).",
