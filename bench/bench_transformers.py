@@ -222,7 +222,9 @@ def int8_table(report: Report, built: dict, root: Path, sentence: str) -> dict[s
         for variant in ("fp32", "int8"):
             r = built[f"{model}-{variant}"]
             name = f"{model}-{variant}"
-            sessions[name] = session(r.model_dir / "model.onnx")
+            graph = r.manifest.get("graph_optimization", {})  # loaded as the runtime loads it
+            sessions[name] = session(r.model_dir / "model.onnx",
+                                     disabled_optimizers=tuple(graph.get("disabled_optimizers", ())))
             feeds[name] = feeds_for(r.model_dir, sentence if model == "distil" else None, root)
     p50 = interleaved(sessions, feeds)
     rows, ratios = [], {}
@@ -259,6 +261,9 @@ def int8_table(report: Report, built: dict, root: Path, sentence: str) -> dict[s
         report.note(f"{label}: transformer optimizer {json.dumps(opt.get('fused', opt.get('skipped')))}"
                     f"{' from the ' + opt['export'] if opt.get('export') else ''}; "
                     f"int8 target: {q.get('int8_target', {}).get('assumption', '')[:90]}…")
+        for variant in ("fp32", "int8"):
+            graph = built[f"{model}-{variant}"].manifest.get("graph_optimization", {})
+            report.note(f"{label} {variant}: saved at build as onnxruntime optimizes it: {json.dumps(graph)}")
     report.table(f"int8 candidates and what auto shipped behind a top-1 ≥ {GATE} gate (batch 1, one thread; "
                  "the build's p50 ×fp32 is timed side by side with fp32)",
                  ["model", "candidate", "figures from", "size MB", "size ×fp32", "p50 ms", "p50 ×fp32",

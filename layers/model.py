@@ -306,7 +306,10 @@ def load_model(model_dir: str | Path, manifest: Manifest | None = None, **option
     so = session_options(threads=threads, **options)
     providers = execution_providers()
     try:
-        session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        # optimizers the build measured the graph faster without (infra/build/ort_offline.py)
+        disabled = manifest.extra.get(names.MANIFEST_GRAPH_OPTIMIZATION, {}).get(names.DISABLED_OPTIMIZERS, [])
+        extra = {"disabled_optimizers": list(disabled)} if disabled else {}
+        session = ort.InferenceSession(str(path), sess_options=so, providers=providers, **extra)
     except Exception as exc:
         raise ManifestError(
             f"onnxruntime cannot load {path}: {_first_line(exc).rstrip('.')}. Rebuild it with `modelfn build`."

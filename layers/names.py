@@ -94,6 +94,11 @@ VERIFIED_FILE = "verified.json"
 """Written next to the model when its Lambda image is staged: the artifact's sha256, checked
 then against the manifest, and each artifact file's size (layers/manifest.py ``verify_artifact``)."""
 ENV_LAMBDA_TASK_ROOT = "LAMBDA_TASK_ROOT"
+MANIFEST_GRAPH_OPTIMIZATION = "graph_optimization"
+"""Manifest key of how the build optimized ``model.onnx`` for onnxruntime (infra/build/ort_offline.py)."""
+DISABLED_OPTIMIZERS = "disabled_optimizers"
+"""Under :data:`MANIFEST_GRAPH_OPTIMIZATION`: onnxruntime optimizers the session must not run (the
+build measured the graph faster without them and gated it so)."""
 
 # --- pre/post-processing (layers/processing): the manifest block and the classification task's
 # outputs (an input kind's public input is named after the kind, see layers/kinds)

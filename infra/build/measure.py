@@ -40,7 +40,7 @@ class Latency:
     runs: int
 
 
-def session(path: Path, threads: int = 1):
+def session(path: Path, threads: int = 1, disabled_optimizers: tuple[str, ...] = ()):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -48,7 +48,8 @@ def session(path: Path, threads: int = 1):
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=list(disabled_optimizers))
     except Exception as exc:  # ORT raises its own Fail/NotImplemented types
         raise LoadError(f"onnxruntime cannot load it: {str(exc).splitlines()[0]}") from exc
 
