@@ -228,12 +228,16 @@ class PromotionSpec(BaseModel):
     accuracy (against its ``labels``) may drop by at most ``max_accuracy_drop`` (absolute,
     default 0.01), batch-1 p50 latency may grow to at most ``max_latency_ratio`` × the live
     one's (default 1.5), and the artifact to at most ``max_size_ratio`` × (default 2.0).
+    A generative model is judged on its validation text instead of accuracy: its perplexity
+    may be at most ``max_perplexity_ratio`` × the live one's (default 1.05), and the latency
+    bound applies to the time per generated token.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     max_accuracy_drop: float = Field(default=0.01, ge=0.0, le=1.0)
     max_latency_ratio: float = Field(default=1.5, ge=1.0)
     max_size_ratio: float = Field(default=2.0, ge=1.0)
+    max_perplexity_ratio: float = Field(default=1.05, ge=1.0)  # generation only
 
 
 class BatchSpec(BaseModel):

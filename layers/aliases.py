@@ -151,28 +151,46 @@ def move_live(lam, codedeploy, found: Mapping[str, Target], model: str, ref: str
               reason: str) -> dict[str, Any]:
     """Deploy model version ``ref`` (or, with None, the one before the live one) to every kind.
 
-    What ``promote``/``rollback --json`` print: ``{"model", "live", "previous", "changed",
-    "deployments": {kind: CodeDeploy deployment id}}``; ``live`` is the version the canary
-    moves to (the alias reaches it when the deployment ends); a version already live
+    The version is chosen once, on the api function (its published versions name the model
+    version), and each other kind (batch, a generative model's stream) moves to its own
+    published version of that same model version, so the functions never serve two versions
+    once the canaries end; a kind without one refuses the whole move before any deployment
+    starts. What ``promote``/``rollback --json`` print: ``{"model", "live", "previous",
+    "changed", "deployments": {kind: CodeDeploy deployment id}}``; ``live`` is the version the
+    canary moves to (the alias reaches it when the deployment ends); a version already live
     everywhere starts nothing (``"changed": false``), as locally."""
+    order = sorted(found, key=lambda kind: kind != "api")
+    listed = {kind: deployed_versions(lam, found[kind], model) for kind in order}
+    lead = listed[order[0]]
+    live = [d for d in lead if d.live]
+    if ref is None:
+        older = [d for d in lead if live and int(d.lambda_version) < int(live[0].lambda_version)]
+        if not older:
+            raise DeployedError(f"{model} {order[0]}: nothing to roll back to (no version before the live one)")
+        chosen = older[-1]
+    else:
+        chosen = resolve(lead, ref)
+    previous = max(live, key=lambda d: d.weight).model_version if live else None
+    plan = {order[0]: chosen}
+    for kind in order[1:]:
+        # the same model version (an unnamed one, "?", from before versions were described: the
+        # same Lambda version number, as every kind was published together)
+        same = [d for d in listed[kind] if (d.model_version == chosen.model_version if chosen.model_version != "?"
+                                            else d.lambda_version == chosen.lambda_version)]
+        if not same:
+            raise DeployedError(
+                f"{model} {kind}: no published version serves {chosen.model_version} (its versions: "
+                f"{', '.join(d.model_version for d in listed[kind]) or 'none'}), so moving only the other "
+                "functions would serve two versions at once; `modelfn deploy` the model (every function is "
+                "published together) or pick a version every function has")
+        plan[kind] = same[-1]
     started: dict[str, str] = {}
-    chosen_version = previous = None
-    for kind, target in found.items():
-        versions = deployed_versions(lam, target, model)
-        live = [d for d in versions if d.live]
-        if ref is None:
-            older = [d for d in versions if live and int(d.lambda_version) < int(live[0].lambda_version)]
-            if not older:
-                raise DeployedError(f"{model} {kind}: nothing to roll back to (no version before the live one)")
-            chosen = older[-1]
-        else:
-            chosen = resolve(versions, ref)
-        if kind == "api" or previous is None:
-            previous = max(live, key=lambda d: d.weight).model_version if live else None
-            chosen_version = chosen.model_version
-        if live and chosen.lambda_version == live[0].lambda_version and len(live) == 1:
+    for kind in order:
+        target, to = found[kind], plan[kind]
+        now = [d for d in listed[kind] if d.live]
+        if now and to.lambda_version == now[0].lambda_version and len(now) == 1:
             continue  # already live (and no canary under way): nothing to deploy
-        started[kind] = start_deployment(codedeploy, lam, target, chosen.lambda_version, reason)
-        prune_versions(lam, target, also_keep=(chosen.lambda_version,))
-    return {"model": model, "live": chosen_version, "previous": previous, "changed": bool(started),
+        started[kind] = start_deployment(codedeploy, lam, target, to.lambda_version, reason)
+        prune_versions(lam, target, also_keep=(to.lambda_version,))
+    return {"model": model, "live": chosen.model_version, "previous": previous, "changed": bool(started),
             "deployments": started}

@@ -135,6 +135,8 @@ TRAINED_TORCH_FILE = "model.pt"
 """A returned ``nn.Module``, saved whole with ``torch.save`` (the build converts it)."""
 TRAINED_SKLEARN_FILE = "model.joblib"
 """A returned sklearn estimator, saved with ``joblib.dump``."""
+TRAINED_HF_DIR = "hf"
+"""A returned Hugging Face model (``save_pretrained``), e.g. a fine-tuned causal LM: built as ``hf:``."""
 TRAINING_REPORT_FILE = "training.json"
 """What the run did: entry point, hyperparameters, data fingerprint, device, seconds."""
 

@@ -12,7 +12,9 @@ with the request parameter ``binary_data_output: true``) come back the same way:
 little-endian bytes after the JSON header, each announced by ``parameters.binary_data_size``.
 
 Request parameters understood: ``binary_data_output`` (above) and ``allow_nonfinite``
-(accept NaN/Inf in floating-point inputs; rejected by default). Others are ignored, as V2
+(accept NaN/Inf in floating-point inputs; rejected by default). A model that takes per-request
+settings (a generative model: ``max_tokens``, ``temperature``, …) reads the others through its
+``request_options`` and refuses what it does not know; for other models they are ignored, as V2
 allows; per-output ``classification`` (a Triton extension) is refused rather than ignored,
 because ignoring it would return a different tensor than the client asked for.
 """
@@ -61,6 +63,9 @@ class V2Request:
     """Output names asked for, or None for every output."""
     binary_outputs: set[str]
     allow_nonfinite: bool
+    options: dict[str, Any] | None = None
+    """Keyword arguments of the model's ``run`` from the request's other parameters (a
+    generative model's settings), or None."""
 
     @property
     def rows(self) -> int:
@@ -83,14 +88,19 @@ def parse_request(model: Model, request: Any, binary: bytes | memoryview = b"") 
     allow_nonfinite = params.get("allow_nonfinite") is True
     arrays = _decode_inputs(model, request.get("inputs"), binary, allow_nonfinite)
     outputs, binary_names = _requested_outputs(model, request.get("outputs"), params)
-    return V2Request(request_id, arrays, outputs, binary_names, allow_nonfinite)
+    options = None
+    if params and (read := getattr(model, "request_options", None)) is not None:
+        options = read({k: v for k, v in params.items() if k not in _FLAGS})
+    return V2Request(request_id, arrays, outputs, binary_names, allow_nonfinite, options)
 
 
 def infer(model: Model, request: Any, binary: bytes | memoryview = b"", *,
           json_only: bool = False) -> InferResult:
     """A V2 request (JSON header + binary-extension bytes) → :class:`InferResult`."""
     req = parse_request(model, request, binary)
-    results = model.run(req.arrays, req.outputs)  # the decoder validated every input (no second pass)
+    # the decoder validated every input (no second pass)
+    results = (model.run(req.arrays, req.outputs) if req.options is None
+               else model.run(req.arrays, req.outputs, **req.options))
 
     response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
     if req.id is not None:

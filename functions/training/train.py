@@ -178,14 +178,25 @@ def _is_sklearn_estimator(obj: Any) -> bool:
         hasattr(obj, "fit") and hasattr(obj, "predict") and hasattr(obj, "get_params"))
 
 
+def _is_hf_model(obj: Any) -> bool:
+    """A transformers model (``PreTrainedModel``): saved as a Hugging Face directory, built as ``hf:``."""
+    return callable(getattr(obj, "save_pretrained", None)) and hasattr(obj, "config")
+
+
 def save_result(result: Any, model_dir: Path, entry: str) -> str:
-    """Save what the entry point returned where the build looks for it; return the file name."""
+    """Save what the entry point returned where the build looks for it; return the file name
+    (a Hugging Face model: the directory's name, or ``.`` when it saved itself into model_dir)."""
     if result is None:
         if (model_dir / names.MODEL_FILE).is_file():
             return names.MODEL_FILE
+        if (model_dir / "config.json").is_file():  # save_pretrained(model_dir) by the entry point
+            return "."
         raise TrainingFailed(f"entry point {entry!r} returned None and wrote no {names.MODEL_FILE} into "
-                             f"{model_dir}; return the trained torch module or sklearn estimator, or "
-                             f"export {names.MODEL_FILE} into model_dir")
+                             f"{model_dir}; return the trained torch module, sklearn estimator or "
+                             f"transformers model, or export {names.MODEL_FILE} into model_dir")
+    if _is_hf_model(result):
+        result.save_pretrained(model_dir / names.TRAINED_HF_DIR)
+        return names.TRAINED_HF_DIR
     if _is_torch_module(result):
         import torch
 
@@ -197,8 +208,8 @@ def save_result(result: Any, model_dir: Path, entry: str) -> str:
         joblib.dump(result, model_dir / names.TRAINED_SKLEARN_FILE)
         return names.TRAINED_SKLEARN_FILE
     raise TrainingFailed(f"entry point {entry!r} returned {type(result).__name__}; return a "
-                         f"torch.nn.Module, a fitted sklearn estimator, or None after writing "
-                         f"{names.MODEL_FILE} into model_dir")
+                         f"torch.nn.Module, a fitted sklearn estimator, a transformers model, or None after "
+                         f"writing {names.MODEL_FILE} (or save_pretrained) into model_dir")
 
 
 @dataclass(frozen=True)

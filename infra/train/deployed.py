@@ -7,8 +7,8 @@ What the training state machine's CodeBuild step runs (``modelfn train NAME --tr
 promoted, and nothing deployed it. Now:
 
 1. **Live version.** The model's ``live`` alias (stack output ``Deployment<Model>``) names the
-   Lambda version; its description names the model version. Its artifact (``model.onnx`` +
-   ``manifest.json``) comes from ``s3://<artifacts>/<model>/versions/<version>/`` (every
+   Lambda version; its description names the model version. Its artifact (``manifest.json`` +
+   ``model.onnx`` or a generative model's ``generation/``, listed in ``files.json``) comes from ``s3://<artifacts>/<model>/versions/<version>/`` (every
    version this step put live is published there), or, for the version ``cdk deploy``
    shipped, from the build that deployed it (CodeBuild's ``deployed`` secondary source).
    It is placed as ``build/models/<model>`` so the version store adopts it as live and the
@@ -16,7 +16,7 @@ promoted, and nothing deployed it. Now:
 2. **Gate.** :func:`infra.train.lifecycle.train_and_promote` with ``trained=``: build, judge.
 3. **Deploy the winner.** Build the model's image (the staged context ``cdk deploy`` builds,
    infra.targets.staging), push it to the repository the function's current image lives in,
-   point the api and batch functions at it, publish a version of each (its description names
+   point the api and batch functions (and a generative model's stream function) at it, publish a version of each (its description names
    the model version), and start the CodeDeploy deployment of ``live`` through
    :func:`infra.versions.deployed.move_live`: the same canary, alarms and rollback as
    ``modelfn promote --deployed``. The artifact is published under ``versions/<version>/``.
@@ -39,8 +39,26 @@ from infra.versions.deployed import DeployedError, deployed_versions, move_live,
 from layers.names import MANIFEST_FILE, MODEL_FILE
 
 #: What each kind's published version says (``_model_version`` reads the model version back).
-KIND_DESCRIPTIONS = {"api": "V2 HTTP API", "batch": "S3 batch inference"}
+KIND_DESCRIPTIONS = {"api": "V2 HTTP API", "batch": "S3 batch inference", "stream": "response streaming"}
+#: A published version's list of its files (relative paths), written beside them: the build's
+#: role reads its own objects and may not list the bucket. A version published before the list
+#: existed is ``model.onnx`` + ``manifest.json``.
+INDEX_FILE = "files.json"
 ARTIFACT_FILES = (MODEL_FILE, MANIFEST_FILE)
+
+
+def artifact_files(model_dir: Path) -> list[str]:
+    """The files (relative paths) of the version in ``model_dir``: ``manifest.json``, and
+    ``model.onnx`` or every file of a generative model's ``generation/``, and processing files."""
+    from infra.versions.store import artifact_parts
+
+    model_dir = Path(model_dir)
+    parts = artifact_parts(model_dir, json.loads((model_dir / MANIFEST_FILE).read_text()))
+    files = [MODEL_FILE] if parts["model_file"] is not None else []
+    files += list(parts["side_files"])
+    for name, folder in parts["folders"].items():
+        files += sorted(f"{name}/{f.relative_to(folder).as_posix()}" for f in folder.rglob("*") if f.is_file())
+    return [*files, MANIFEST_FILE]
 
 ImagePusher = Callable[[Path, str], str]
 """(model directory, repository URI) → pushed image URI."""
@@ -68,26 +86,43 @@ def fetch_live(clients: dict[str, Any], *, stack: str, model: str, bucket: str, 
     s3 = clients["s3"]
     prefix = versions_prefix(model, version)
     try:
-        for name in ARTIFACT_FILES:
-            s3.download_file(bucket, prefix + name, str(dest / name))
+        _download(s3, bucket, prefix, dest)
         return version
     except Exception as exc:  # not published there: the version cdk deploy shipped?
         missing = exc
     if deployed_dir is not None and (deployed_dir / MANIFEST_FILE).is_file():
         manifest = json.loads((deployed_dir / MANIFEST_FILE).read_text())
         if manifest.get("version") == version:
-            for name in ARTIFACT_FILES:
+            for name in artifact_files(deployed_dir):
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
                 (dest / name).write_bytes((deployed_dir / name).read_bytes())
             return version
     raise DeployedError(f"{model}: the live version {version}'s artifact is neither under "
                         f"s3://{bucket}/{prefix} ({missing}) nor the build that `cdk deploy` shipped; "
-                        "publish it there (model.onnx, manifest.json) or redeploy the stack")
+                        f"publish it there (its files, {INDEX_FILE} listing them) or redeploy the stack")
+
+
+def _download(s3, bucket: str, prefix: str, dest: Path) -> None:
+    """A published version's files (its :data:`INDEX_FILE`, else :data:`ARTIFACT_FILES`) into ``dest``."""
+    from botocore.exceptions import ClientError
+
+    try:
+        index = json.loads(s3.get_object(Bucket=bucket, Key=prefix + INDEX_FILE)["Body"].read())
+    except ClientError:  # no list (403 without ListBucket, else 404): published before lists existed
+        index = list(ARTIFACT_FILES)
+    for name in index:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, prefix + name, str(dest / name))
 
 
 def publish_artifact(s3, *, bucket: str, model: str, model_dir: Path, version: str) -> str:
+    """Upload the version's files, then their list (last: a version whose list is there is whole)."""
     prefix = versions_prefix(model, version)
-    for name in ARTIFACT_FILES:
+    files = artifact_files(model_dir)
+    for name in files:
         s3.upload_file(str(Path(model_dir) / name), bucket, prefix + name)
+    s3.put_object(Bucket=bucket, Key=prefix + INDEX_FILE, Body=json.dumps(files).encode(),
+                  ContentType="application/json")
     return f"s3://{bucket}/{prefix}"
 
 

@@ -1,7 +1,8 @@
 """Train → build the next version → gate it against the live one → promote it or say why not.
 
 What ``modelfn train`` and local retraining (``modelfn up``) both run. The trained artifact
-(``model.onnx``, a torch module saved whole, or a sklearn estimator) goes through the normal
+(``model.onnx``, a torch module saved whole, a sklearn estimator, or a Hugging Face directory
+such as a fine-tuned causal LM, built as ``hf:``) goes through the normal
 build pipeline (convert → int8 behind the accuracy gate → measure) as the catalog entry with
 that artifact as its ``source``; the built version is kept under ``versions/<version>/`` with
 its lineage, then :func:`infra.versions.gate.judge` decides against the live version.
@@ -22,7 +23,7 @@ from infra.catalog import Catalog, CatalogError
 from infra.train.local import LineSink, TrainingError, TrainingRun, data_dir_for, run_local
 from infra.versions.gate import judge
 from infra.versions.store import VersionStore
-from layers.names import MODEL_FILE, TRAINING_REPORT_FILE
+from layers.names import TRAINING_REPORT_FILE
 
 StageSink = Callable[[str], None]
 
@@ -74,7 +75,7 @@ def trained_run(model_dir: Path, job: str | None = None) -> TrainingRun:
         raise TrainingError(f"{model_dir} is not a training job's model directory (no readable "
                             f"{TRAINING_REPORT_FILE} naming its artifact: {exc}); pass the unpacked "
                             "model.tar.gz of a job that ran functions/training/train.py") from exc
-    if not artifact.is_file():
+    if not artifact.exists():
         raise TrainingError(f"{model_dir}: {TRAINING_REPORT_FILE} names {artifact.name}, which is not there")
     return TrainingRun(job=job or report.get("job") or model_dir.name, model_dir=model_dir, report=report,
                        log=model_dir / "training.log", data_dir=Path(report.get("data", {}).get("location", "")))
@@ -114,8 +115,8 @@ def train_and_promote(catalog: Catalog, name: str, out_dir: Path, *, data: str |
             manifest["source"] = f"trained: {spec.training.entry_point}"
             manifest["lineage"] = _lineage(run, number)
             built = work / "build" / "models" / name
-            vdir = store.add(built / MODEL_FILE, manifest, {TRAINING_REPORT_FILE: run.model_dir / TRAINING_REPORT_FILE,
-                                                           "training.log": run.log})
+            vdir = store.add(built, manifest, {TRAINING_REPORT_FILE: run.model_dir / TRAINING_REPORT_FILE,
+                                               "training.log": run.log})
             stage("gate")
             verdict = judge(spec, vdir, store.live_dir if parent else None)
             version = manifest["version"]
@@ -130,10 +131,40 @@ def train_and_promote(catalog: Catalog, name: str, out_dir: Path, *, data: str |
                         training=run.report, mode=kept.mode)
 
 
+#: Files of a Hugging Face directory that a fine-tuning run usually leaves as they were: taken
+#: from the catalog's ``hf:`` source when the trained directory lacks them (the model alone
+#: was saved)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+                   "merges.txt", "tokenizer.model", "added_tokens.json", "chat_template.jinja",
+                   "generation_config.json")
+
+
+def _trained_source(spec, run: TrainingRun, work: Path) -> str:
+    """The candidate's ``source``: the trained file, or ``hf:<dir>`` for a saved Hugging Face
+    directory (completed with the catalog source's tokenizer files it lacks, in a copy)."""
+    artifact = run.artifact
+    if not artifact.is_dir():
+        return str(artifact)
+    if not (artifact / "config.json").is_file():
+        raise BuildFailed(f"the trained directory {artifact} has no config.json: save the model with "
+                          "save_pretrained (or return it from the entry point)")
+    base = spec.source_path if spec.source_kind == "hf" else None
+    missing = [n for n in TOKENIZER_FILES if base is not None and (base / n).is_file() and not (artifact / n).exists()]
+    if not missing:
+        return f"hf:{artifact}"
+    import shutil
+
+    merged = work / "trained-hf"
+    shutil.copytree(artifact, merged, ignore=shutil.ignore_patterns(TRAINING_REPORT_FILE, "training.log"))
+    for name in missing:
+        shutil.copyfile(base / name, merged / name)
+    return f"hf:{merged}"
+
+
 def _build(catalog: Catalog, spec, run: TrainingRun, out: Path, stage: StageSink) -> dict[str, Any]:
     from infra.build import build_model
 
-    candidate = spec.model_copy(update={"source": str(run.artifact)})
+    candidate = spec.model_copy(update={"source": _trained_source(spec, run, out.parent)})
     code_dir, _, _ = spec.training.entry(catalog.root)
     with _importable(code_dir):
         result = build_model(candidate, catalog.root, out, force=True,

@@ -110,7 +110,7 @@ def _table(name: str, infos: list[VersionInfo], live: str | None) -> None:
     from rich.table import Table
 
     t = Table(title=f"{name}: versions (● live)", box=box.SIMPLE_HEAD)
-    for col in ("", "#", "version", "parent", "mode", "accuracy", "p50 ms", "size", "origin", "decision"):
+    for col in ("", "#", "version", "parent", "mode", "accuracy", "p50 ms", "tok/s", "size", "origin", "decision"):
         t.add_column(col, no_wrap=col not in ("decision",))
     for i in infos:
         m = i.metrics
@@ -119,8 +119,10 @@ def _table(name: str, infos: list[VersionInfo], live: str | None) -> None:
             data = (i.lineage.get("data") or {}).get("sha256", "")[:8]
             origin = f"{i.lineage.get('training_job', 'training')} data {data}"
         acc = f"{m['accuracy']:.4f}" if "accuracy" in m else "-"
+        p50 = f"{m['p50_ms']:.3f}" if "p50_ms" in m else "-"  # a generative model has tokens/s instead
+        rate = f"{m['tokens_per_s']:.1f}" if m.get("tokens_per_s") else "-"
         t.add_row("●" if i.version == live else "", str(i.number), i.version, i.parent_version or "-", i.mode,
-                  acc, f"{m.get('p50_ms', 0):.3f}", f"{m.get('size_bytes', 0) / 1024:.0f} KB", origin,
+                  acc, p50, rate, f"{m.get('size_bytes', 0) / 1024:.0f} KB", origin,
                   ("promoted: " if i.promoted else "not promoted: ") + i.reason)
     console = Console()
     (console if console.is_terminal else Console(width=200)).print(t)

@@ -1,5 +1,7 @@
 """The promotion gate: a candidate version against the live one, on the model's validation set.
 
+(A generative model is judged on its validation text instead: :mod:`.generation_gate`.)
+
 Both artifacts run in this process, side by side, on the same rows and the same batch-1
 feeds, so the ratios compare like with like (figures from two builds at different times on a
 shared machine would not). The candidate replaces the live version only if:
@@ -79,6 +81,10 @@ def judge(spec: ModelSpec, candidate_dir: Path, live_dir: Path | None) -> Verdic
         return Verdict(False, f"its signature differs from the live version {live.version}'s: {broken}; "
                               "clients of the live version would break (deploy it as a new model name, or "
                               "`modelfn promote --force` once every client is updated)")
+    if cand.extra.get("task") == "generation":
+        from infra.versions import generation_gate
+
+        return generation_gate.judge(spec, cand, candidate_dir, live, live_dir)
     if spec.validation is None:
         return Verdict(False, "the catalog entry has no 'validation' set to gate it on; add one with 'labels'")
     names = [t.name for t in cand.inputs]

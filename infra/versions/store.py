@@ -2,8 +2,9 @@
 
 Layout (the live directory keeps the design.md contract; everything else reads it)::
 
-    models/<name>/model.onnx, manifest.json      the live version
-    models/<name>/versions/<version>/            every version built: model.onnx, manifest.json,
+    models/<name>/model.onnx, manifest.json      the live version (a generative model: generation/
+                                                 instead of model.onnx; + any processing files)
+    models/<name>/versions/<version>/            every version built: its artifact, manifest.json,
         promotion.json                           the decision: promoted?, reason, gate metrics
         training.json, training.log              what the training run did (trained versions)
     models/<name>/versions/live.json             the promotion stack (rollback pops it) + history
@@ -11,7 +12,9 @@ Layout (the live directory keeps the design.md contract; everything else reads i
 A version directory is written once (atomically: staged, then renamed) and never changed but
 for its ``promotion.json``. Promotion publishes the version's files as the live directory in
 one atomic exchange (:func:`infra.build.artifact.publish`, which carries ``versions/``
-over). A live version built by ``modelfn build`` from the catalog ``source`` is adopted as a
+over). A version is its whole artifact (:func:`artifact_parts`): ``model.onnx``, or a generative
+model's ``generation/`` folder (the manifest's sha256 is that folder's digest), plus the
+processing files the manifest lists (a tokenizer). A live version built by ``modelfn build`` from the catalog ``source`` is adopted as a
 version (origin ``source``) the first time versions are touched.
 """
 
@@ -30,13 +33,31 @@ from typing import Any
 
 from infra.build.artifact import LIVE_FILE, VERSIONS_DIR
 from layers.manifest import ManifestError, read_manifest
-from layers.names import MANIFEST_FILE, MODEL_FILE
+from layers.names import GENERATION_DIR, MANIFEST_FILE, MANIFEST_PROCESSING, MODEL_FILE
 
 DECISION_FILE = "promotion.json"
 
 
 class VersionError(ValueError):
     """A version operation cannot be done as asked; the message says what to do instead."""
+
+
+def artifact_parts(model_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The :func:`infra.build.artifact.publish` arguments that carry ``model_dir``'s artifact:
+    ``model.onnx`` or a generative model's ``generation/`` folder, and the processing files its
+    manifest lists (verified by sha256 when served, so they travel with the version)."""
+    model_file, folder = model_dir / MODEL_FILE, model_dir / GENERATION_DIR
+    files = (manifest.get(MANIFEST_PROCESSING) or {}).get("files") or {}
+    return {"model_file": model_file if model_file.is_file() else None,
+            "side_files": {name: model_dir / name for name in files},
+            "folders": {GENERATION_DIR: folder} if folder.is_dir() else {}}
+
+
+def publish_dir(model_dir: Path, manifest: dict[str, Any], target: Path) -> None:
+    """Publish the artifact in ``model_dir`` with ``manifest`` at ``target`` (one atomic step)."""
+    from infra.build import artifact
+
+    artifact.publish(manifest=manifest, target=target, **artifact_parts(model_dir, manifest))
 
 
 def now() -> str:
@@ -102,7 +123,8 @@ class VersionStore:
         manifest = _read_json(d / MANIFEST_FILE, {})
         decision = _read_json(d / DECISION_FILE, {})
         shipped = (manifest.get("metrics") or {}).get("shipped") or {}
-        metrics = {k: shipped[k] for k in ("accuracy", "p50_ms", "p95_ms", "size_bytes") if k in shipped}
+        metrics = {k: shipped[k] for k in ("accuracy", "p50_ms", "p95_ms", "size_bytes", "tokens_per_s", "ttft_ms")
+                   if k in shipped}
         if decision.get("metrics"):
             metrics["vs_live"] = decision["metrics"]
         lineage = manifest.get("lineage") or {}
@@ -156,20 +178,19 @@ class VersionStore:
             live.setdefault("parent_version", None)
             live.setdefault("lineage", {"origin": "source", "source": live.get("source")})
             live["lineage"].setdefault("number", self.next_number())
-            self.add(self.live_dir / MODEL_FILE, live, {})
+            self.add(self.live_dir, live, {})
             self.decide(version, promoted=True, reason="built from the catalog source by `modelfn build`")
         if not self.stack():
             self._push(version, "adopt", "live before versions were kept")
         return version
 
-    def add(self, model_file: Path, manifest: dict[str, Any], files: dict[str, Path]) -> Path:
-        """Keep a built version (idempotent: an identical artifact is already there)."""
+    def add(self, model_dir: Path, manifest: dict[str, Any], files: dict[str, Path]) -> Path:
+        """Keep the version built in ``model_dir`` (its artifact, :func:`artifact_parts`) with
+        ``manifest`` and extra ``files`` by name (idempotent: an identical artifact is kept)."""
         target = self.root / manifest["version"]
         if target.is_dir():
             return target
-        from infra.build import artifact
-
-        artifact.publish(model_file, manifest, target)  # staged, then renamed into place
+        publish_dir(model_dir, manifest, target)  # staged, then renamed into place
         for name, src in files.items():
             if src.is_file():
                 shutil.copyfile(src, target / name)
@@ -183,14 +204,12 @@ class VersionStore:
 
     def promote(self, version: str, *, reason: str, metrics: dict | None = None) -> None:
         """Make ``version`` live (atomic swap of the live directory) and push it on the stack."""
-        from infra.build import artifact
-
         d = self.root / version
         try:
             manifest = read_manifest(d, verify=True).to_dict()
         except ManifestError as exc:
             raise VersionError(f"{self.name} {version} cannot be promoted: {exc}") from exc
-        artifact.publish(d / MODEL_FILE, manifest, self.live_dir)
+        publish_dir(d, manifest, self.live_dir)
         self.decide(version, promoted=True, reason=reason, metrics=metrics)
         self._push(version, "promote", reason)
 
@@ -207,10 +226,11 @@ class VersionStore:
                                    "that was live); `modelfn promote NAME VERSION` picks any kept version")
             stack = [parent]
         target = stack[-1]
-        from infra.build import artifact
-
-        artifact.publish(self.root / target / MODEL_FILE,
-                         read_manifest(self.root / target, verify=True).to_dict(), self.live_dir)
+        try:
+            manifest = read_manifest(self.root / target, verify=True).to_dict()
+        except ManifestError as exc:
+            raise VersionError(f"{self.name} cannot roll back to {target}: {exc}") from exc
+        publish_dir(self.root / target, manifest, self.live_dir)
         live = _read_json(self.root / LIVE_FILE, {})
         live["stack"] = stack
         live.setdefault("history", []).append({"at": now(), "action": "rollback", "version": target,

@@ -220,6 +220,18 @@ class GenerationModel(ServableBase):
                COMPLETION_TOKENS: np.array([g.completion_tokens for g in gens], dtype=np.int64)}
         return {name: out[name] for name in names_out}
 
+    def request_options(self, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A V2 ``infer`` request's ``parameters`` (the protocol's own flags taken out) →
+        :meth:`run`'s keyword arguments: the settings for every prompt of the request. An
+        unknown or bad setting is a 400 naming it; scheduling hints Triton's clients send
+        (``priority``, ``timeout``) are accepted and have no effect here (no queue)."""
+        from layers.generation.options import parameters as settings
+
+        if not parameters:
+            return None
+        return {"sampling": settings(parameters, where="the request's \"parameters\"",
+                                     ignored=("priority", "timeout"))}
+
     def primer_inputs(self) -> dict[str, np.ndarray] | None:
         """A two-token greedy generation: the loop, the KV cache and the tokenizer all run once
         before a snapshot, without spending the init on a full default-length completion."""

@@ -76,6 +76,24 @@ def sampling(doc: Mapping[str, Any], *, max_tokens_keys: tuple[str, ...] = ("max
                     seed=seed, stop=stop_sequences(doc.get("stop")))
 
 
+#: the settings a request's ``parameters`` carry (Triton's generate extension's names), every
+#: protocol's V2 form: ``generate``'s body and a generative model's ``infer`` parameters
+SETTINGS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")
+
+
+def parameters(doc: Any, *, where: str = "'parameters'", ignored: tuple[str, ...] = ()) -> Sampling:
+    """A V2 ``parameters`` object → :class:`Sampling`; a member that is not one of
+    :data:`SETTINGS` (nor ``ignored``) is a 400 naming it, never silently dropped."""
+    if not isinstance(doc, Mapping):
+        raise ParamError(f"{where} must be a JSON object of generation settings ({', '.join(SETTINGS)}); "
+                         f"got {type(doc).__name__}.", param="parameters")
+    unknown = sorted(str(k) for k in doc if k not in SETTINGS and k not in ignored)
+    if unknown:
+        raise ParamError(f"unknown setting(s) {unknown} in {where}; a generative model takes "
+                         f"{', '.join(SETTINGS)}.", param=unknown[0])
+    return sampling(doc)
+
+
 def messages(value: Any) -> list[dict[str, Any]]:
     """OpenAI chat ``messages`` → ``[{"role", "content": str}]`` (text content parts joined)."""
     if not isinstance(value, list) or not value:

@@ -255,8 +255,9 @@ class ModelStack(cdk.Stack):
             source=source, artifacts=self.shared.training_artifacts,
             encryption_key=self.shared.training_key,
             log_retention=self._settings.log_retention,
-            # the retraining build deploys a winner to these and gates against this build
-            deploy_to=tuple(self.functions[k] for k in ("api", "batch") if k in self.functions),
+            # the retraining build deploys a winner to these (api, batch, a generative model's
+            # stream: every function whose live alias promote/rollback move) and gates against this build
+            deploy_to=tuple(self.functions.values()),
             deployed_build=s3_assets.Asset(self.group, "DeployedBuild", path=str(spec.model_dir),
                                            exclude=["versions", "versions/**"]),
         )
@@ -271,7 +272,7 @@ class ModelStack(cdk.Stack):
 
     def _add_control(self) -> None:
         """Training and versions over HTTPS, IAM-authorized whatever the model's auth: a trained
-        model's runs, a Lambda model's versions (its api and batch functions' live aliases)."""
+        model's runs, a Lambda model's versions (its api, batch and stream functions' live aliases)."""
         spec, training = self.plan.spec, self.plan.training
         self.control = ModelControlApi(
             self.group, "Control", model_name=spec.name, api_id=self.shared.api_id,

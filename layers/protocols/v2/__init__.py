@@ -44,6 +44,15 @@ def _model_routes(prefix: str, label: str, *, gateway: bool) -> tuple[Route, ...
     )
 
 
+def _generate_routes(prefix: str, label: str) -> tuple[Route, ...]:
+    return (
+        _route(POST, f"{prefix}/generate", "generate", gateway=False,
+               summary=f"Generate text (generative models){label}"),
+        _route(POST, f"{prefix}/generate_stream", "generate_stream", gateway=False,
+               summary=f"Generate text as server-sent events (generative models){label}"),
+    )
+
+
 MODEL = "/v2/models/{name}"
 ROUTES = (
     _route(GET, "/v2/health/live", "live", scope=Scope.SERVER, summary="Liveness"),
@@ -51,13 +60,13 @@ ROUTES = (
     _route(GET, "/v2", "server_metadata", scope=Scope.SERVER, gateway=False, summary="Server metadata"),
     # ``GET /v2/models/<name>`` is the one path under a model that ``{proxy+}`` (one or more
     # segments) does not match: it keeps its own route; everything else under the model,
-    # generative models' generate routes (Triton's generate extension, .generate) included,
-    # arrives through the catch-all, so a model costs the API two V2 routes
+    # generative models' generate routes (Triton's generate extension, .generate, also pinned to
+    # a version like infer) included, arrives through the catch-all, so a model costs the API
+    # two V2 routes
     *_model_routes(MODEL, "", gateway=True),
     *_model_routes(MODEL + "/versions/{version}", " of one version", gateway=False),
-    _route(POST, MODEL + "/generate", "generate", gateway=False, summary="Generate text (generative models)"),
-    _route(POST, MODEL + "/generate_stream", "generate_stream", gateway=False,
-           summary="Generate text as server-sent events (generative models)"),
+    *_generate_routes(MODEL, ""),
+    *_generate_routes(MODEL + "/versions/{version}", " of one version"),
     _route(ANY, MODEL + "/{proxy+}", "", summary="any other path under a model: its router's 404/405"),
 )
 

@@ -222,17 +222,26 @@ def fragment(model: Model) -> dict[str, Any]:
         paths[f"{prefix}/infer"] = {"post": op(
             f"Inference{label} (V2 JSON or the binary tensor extension)", "model",
             {**infer_ok, **errors(400, 404, 405, 413, 415, 503)}, params, requestBody=body)}
-    paths.update(_generate_paths(model, name))
+    paths.update(_generate_paths(model, name, version))
     return {"paths": paths, "components": _components(model)}
 
 
-def _generate_paths(model: Model, name: dict[str, Any]) -> dict[str, Any]:
-    """Triton's generate extension (layers/protocols/v2/generate.py). Every model documents
-    the routes; one that does not generate answers them 400."""
+#: the per-request generation settings (V2 ``generate`` and a generative model's ``infer``
+#: ``parameters``; :mod:`layers.protocols.v2.generate` checks them)
+GENERATION_SETTINGS = {
+    "max_tokens": {"type": "integer", "minimum": 1},
+    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+    "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    "top_k": {"type": "integer", "minimum": 0}, "seed": {"type": "integer"},
+    "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string", "minLength": 1},
+                                            "maxItems": 4}]}}
+
+
+def _generate_paths(model: Model, name: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
+    """Triton's generate extension (layers/protocols/v2/generate.py), also under the deployed
+    version's path. Every model documents the routes; one that does not generate answers them 400."""
     paths: dict[str, Any] = {}
-    settings = {"max_tokens": {"type": "integer", "minimum": 1}, "temperature": {"type": "number"},
-                "top_p": {"type": "number"}, "top_k": {"type": "integer"}, "seed": {"type": "integer"},
-                "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}
+    settings = GENERATION_SETTINGS
     gen_body = {"required": True, "content": {JSON: {"schema": {
         "type": "object", "required": ["text_input"], "properties": {
             "text_input": {"type": "string", "minLength": 1},
@@ -249,7 +258,10 @@ def _generate_paths(model: Model, name: dict[str, Any]) -> dict[str, Any]:
              {"text/event-stream": {"schema": {"type": "string"}}})):
         if getattr(model, "task_name", None) != "generation":
             label += f"; {model.name} does not generate text: 400"
-        paths[f"/v2/models/{{name}}/{suffix}"] = {"post": op(
-            label, "model", {"200": {"description": "the generated text", "content": content},
-                             **errors(400, 404, 405, 413, 415, 503)}, [name], requestBody=gen_body)}
+        for prefix, params, of in (("/v2/models/{name}", [name], ""),
+                                   ("/v2/models/{name}/versions/{version}", [name, version],
+                                    " (the deployed version)")):
+            paths[f"{prefix}/{suffix}"] = {"post": op(
+                label + of, "model", {"200": {"description": "the generated text", "content": content},
+                                      **errors(400, 404, 405, 413, 415, 503)}, params, requestBody=gen_body)}
     return paths

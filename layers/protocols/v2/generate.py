@@ -22,7 +22,6 @@ from layers.jsonfast import dumps
 from layers.messages import Reply, Request, json_body, json_reply
 
 SSE = "text/event-stream; charset=utf-8"
-_SETTINGS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop")
 _SIZE_FIX = "Send a shorter prompt, or drop a .jsonl of prompts into the batch bucket."
 
 
@@ -39,17 +38,23 @@ def _parse(plane: DataPlane, req: Request):
     prompt = doc.get("text_input")
     if not isinstance(prompt, str) or not prompt:
         raise BadRequest("'text_input' is required: the prompt, a non-empty string.")
-    params = doc.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise BadRequest("'parameters' must be a JSON object of generation settings.")
-    unknown = sorted((set(doc) | set(params)) - {"text_input", "parameters", "id", "stream", *_SETTINGS})
-    if unknown:
-        raise BadRequest(f"unknown setting(s) {unknown}; the generate extension takes "
-                         f"text_input and {', '.join(_SETTINGS)}.")
-    settings = {**{k: doc[k] for k in _SETTINGS if k in doc}, **params}
-    from layers.generation.options import sampling
+    # generative models only: not at import
+    from layers.generation.options import SETTINGS, parameters
 
-    return model, model.complete(prompt, sampling(settings)), doc.get("id")
+    params = doc.get("parameters")
+    params = {} if params is None else params
+    if not isinstance(params, dict):
+        raise BadRequest("'parameters' must be a JSON object of generation settings "
+                         f"({', '.join(SETTINGS)}).")
+    unknown = sorted(set(doc) - {"text_input", "parameters", "id", "stream", *SETTINGS})
+    if unknown:
+        raise BadRequest(f"unknown member(s) {unknown}; the generate extension takes text_input and "
+                         f"parameters ({', '.join(SETTINGS)}, also accepted beside text_input).")
+    both = sorted(k for k in SETTINGS if k in doc and k in params)
+    if both:
+        raise BadRequest(f"{both} given both beside text_input and in 'parameters'; send each setting once.")
+    sampling = parameters({**{k: doc[k] for k in SETTINGS if k in doc}, **params})
+    return model, model.complete(prompt, sampling), doc.get("id")
 
 
 def _head(plane: DataPlane, rid: Any) -> dict[str, Any]:
