@@ -204,3 +204,19 @@ def test_property_bytes_round_trip(strings):
     assert decode_tensor(wire(encode_tensor("s", arr))).tolist() == strings
     _, raw = encode_binary(arr)
     assert decode_binary({"name": "s", "shape": [len(strings)], "datatype": "BYTES"}, raw).tolist() == strings
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=64), st.booleans(),
+                          st.integers(min_value=-(2**70), max_value=2**70), st.text(max_size=2), st.none()),
+                max_size=8))
+def test_flat_json_numbers_decode_as_numpy_would(data):
+    # given any flat JSON list (numbers, bools, out-of-range ints, strings, nulls)
+    from layers.codec import _flat_numbers
+
+    fast = _flat_numbers(data)
+    # then the fast decoder either leaves it to numpy or makes numpy's very array
+    if fast is not None:
+        ref = np.asarray(data)
+        assert fast.dtype == ref.dtype and np.array_equal(fast, ref)
+        assert [np.signbit(v) for v in fast.tolist()] == [np.signbit(v) for v in ref.tolist()]
