@@ -65,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     host, port = server.server_address[:2]
-    print(f"modelfn serving on http://{host}:{port} (GET /ping, POST /invocations)", flush=True)
+    from functions.api.handler import model
+
+    # a generative model says where its decoding loop runs (MODELFN_EXECUTION_PROVIDER: cpu or cuda)
+    where = getattr(model, "execution_provider", None)
+    print(f"modelfn serving on http://{host}:{port} (GET /ping, POST /invocations)"
+          + (f"; {model.name} generates on {where}" if where else ""), flush=True)
     try:
         server.serve_forever()
     finally:

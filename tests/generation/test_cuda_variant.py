@@ -105,6 +105,20 @@ def test_the_sagemaker_container_will_not_serve_when_cuda_is_asked_and_missing(b
     assert proc.returncode != 0
     assert "MODELFN_EXECUTION_PROVIDER=cuda but CUDA is not usable here" in proc.stderr
     assert "modelfn serving on" not in proc.stdout
+    # with cpu it serves, and its start line says where it generates
+    env[names.ENV_EXECUTION_PROVIDER] = "cpu"
+    with subprocess.Popen([sys.executable, "-m", "functions.sagemaker.serve", "--host", "127.0.0.1", "--port", "0"],
+                          env=env, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as server:
+        lines: list[str] = []
+        try:
+            while not lines or "modelfn serving on" not in lines[-1]:
+                lines.append(server.stdout.readline())
+                assert lines[-1], "".join(lines)  # the server exited before serving
+        finally:
+            server.terminate()
+    assert "gpu-llama generates on cpu" in lines[-1]
+    logged = "".join(lines[:-1])  # the runtime's own lines (JSON, through Powertools' Logger)
+    assert "built for CUDA and runs on the CPU" in logged and "runs its decoder on CPU" in logged
 
 
 def test_the_plan_carries_cuda_to_the_serving_containers_environment(built):
