@@ -136,6 +136,20 @@ def test_the_plan_carries_cuda_to_the_serving_containers_environment(built):
     assert env[names.ENV_EXECUTION_PROVIDER] == "cuda"
 
 
+def test_modelfn_image_builds_it_on_the_gpu_runtime_with_genai_for_cuda(built, tmp_path):
+    from infra.catalog import load_catalog
+    from infra.image.build import plan
+    from infra.targets import staging
+    from infra.targets.deploy_spec import load_deploy_spec
+
+    spec = load_deploy_spec(load_catalog(built / "models.yaml").models[0], built / "build")
+    (target,) = plan([spec], stage_dir=tmp_path)
+    assert target.kind == "sagemaker" and target.gpu and target.platform == "linux/amd64"
+    assert target.build_args == {"RUNTIME_LOCK": staging.GPU_LOCK, "GENERATION_LOCK": staging.GPU_GENERATION_LOCK}
+    dockerfile = (target.context / "Dockerfile").read_text()
+    assert "COPY ${GENERATION_LOCK}" in dockerfile and (target.context / staging.GPU_GENERATION_LOCK).is_file()
+
+
 def test_a_cuda_build_deployed_where_the_catalog_now_says_cpu_asks_for_a_rebuild(built):
     from infra.catalog import load_catalog
     from infra.targets.deploy_spec import NotBuiltError, load_deploy_spec
