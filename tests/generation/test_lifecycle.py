@@ -101,6 +101,13 @@ def test_train_gate_promote_rollback_of_a_generative_model_while_serving(catalog
     assert status == 200 and doc["model_version"] == v2 and doc["usage"]["completion_tokens"] <= 3, doc
     status, doc = post(f"{stack.url}/v2/models/{NAME}/versions/{v1}/generate", {"text_input": "the quick"})
     assert status == 404 and v2 in doc["error"], doc
+    # and its streaming endpoint swapped with it
+    req = urllib.request.Request(f"{stack.url}/v2/models/{NAME}/versions/{v2}/generate_stream",
+                                 json.dumps({"text_input": "the quick", "max_tokens": 3}).encode(),
+                                 {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        events = [json.loads(line[len("data: "):]) for line in r.read().decode().split("\n\n") if line]
+    assert {e["model_version"] for e in events} == {v2} and events[-1]["finish_reason"] in ("stop", "length")
     # when a run ruins the weights
     lost = train(capsys, catalog, out, catalog.parent / "data", "--hyperparameters", "scramble=true")
     # then it is kept, not promoted, and the reason names the perplexity
