@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers.decoders import greedy_ids, greedy_text
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("generation"), pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]  # grouped with the decoders tests (tests/helpers/units.py)
 MODELS = {"tiny-llama": "llama", "tiny-qwen": "qwen2"}
 PROMPTS = ("the quick brown", "hello world,", "one two")
 
