@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import tracemalloc
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from layers.batch.chunking import MAX_CHUNK_ROWS, rows_per_chunk
-from layers.batch.encode import encode_batch
-from layers.batch.readers import open_reader
 from tests.batch import files
 from tests.batch.conftest import get_lines, s3_event, upload
 
+REPO = Path(__file__).resolve().parents[2]
 FEATURES = 256  # 1 KiB per row: a 32 MB input is 32,768 rows
 
 
@@ -43,28 +44,52 @@ def write_rows(path: Path, rows: int, *, compressed: bool | None = None) -> Path
     return path
 
 
+#: the measurement, in a fresh interpreter: tracemalloc counts every thread of its process, and a
+#: test worker may still host other tests' background threads (a session's local stack polling)
+MEASURE = """
+import sys, tracemalloc
+from pathlib import Path
+from layers.batch.encode import encode_batch
+from layers.batch.readers import open_reader
+from layers.model import load_model
+
+path, suffix, model_dir, chunk = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+model = load_model(model_dir)
+reader = open_reader(path, suffix, model)
+tracemalloc.start()
+try:
+    reader.validate(chunk)
+    chunks = lines = 0
+    for batch in reader.batches(chunk):
+        lines += encode_batch(batch, model.infer(batch.inputs)).count(b"\\n")
+        chunks += 1
+    _, peak = tracemalloc.get_traced_memory()
+finally:
+    tracemalloc.stop()
+    reader.close()
+print(lines, chunks, peak)
+"""
+
+
 @pytest.mark.parametrize("suffix, compressed", [(".npy", None), (".npz", True)], ids=["npy", "npz-deflated"])
 def test_peak_memory_is_one_chunk_for_a_file_many_times_the_budget(wide_model, tmp_path, suffix, compressed):
     # given a 32 MB input and a 1 MB budget
     path = write_rows(tmp_path / f"big{suffix}", 32_768, compressed=compressed)
     budget = 1024 * 1024
     chunk = rows_per_chunk(input_row_bytes=FEATURES * 4, output_row_bytes=3 * 28, budget_bytes=budget, batch=None)
-    reader = open_reader(path, suffix, wide_model)
-    # when every chunk is validated, run and encoded
-    tracemalloc.start()
-    try:
-        reader.validate(chunk)
-        chunks = lines = 0
-        for batch in reader.batches(chunk):
-            lines += encode_batch(batch, wide_model.infer(batch.inputs)).count(b"\n")
-            chunks += 1
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-        reader.close()
+    # when every chunk is validated, run and encoded (in a process of its own, see MEASURE)
+    out = subprocess.run([sys.executable, "-c", MEASURE, str(path), suffix, str(tmp_path / "wide"), str(chunk)],
+                         capture_output=True, text=True, check=True, cwd=REPO, env=_env())
+    lines, chunks, peak = (int(v) for v in out.stdout.split()[-3:])
     # then memory peaked at a few chunks' worth, far below the 32 MB file
     assert lines == 32_768 and chunks >= 32
     assert peak < 8 * budget, f"peak {peak / 1e6:.1f} MB for a 32 MB file"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
 
 
 def test_chunk_size_follows_the_budget_and_a_fixed_batch():
